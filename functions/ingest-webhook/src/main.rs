@@ -1,0 +1,17 @@
+use busline::bus::EventBridgePublisher;
+use busline::config::ProcessEnv;
+use busline::dedupe::DynamoDbLedger;
+use ingest_webhook::{Config, Deps, fetch_secrets, handle};
+use lambda_http::{Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    busline::telemetry::init_tracing();
+    let config = Config::from_env(&ProcessEnv)?;
+    let aws = busline::aws::load_config().await;
+    let secrets = fetch_secrets(&aws_sdk_secretsmanager::Client::new(&aws), &config).await?;
+    let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), &config.bus_name);
+    let ledger = DynamoDbLedger::new(aws_sdk_dynamodb::Client::new(&aws), &config.dedupe_table);
+    let deps = Deps::new(publisher, ledger, &config, secrets)?;
+    lambda_http::run(service_fn(|request| async { Ok::<_, std::convert::Infallible>(handle(request, &deps).await) })).await
+}

@@ -1,0 +1,227 @@
+//! The kit busline's integration tests and demo share.
+//!
+//! - [`localstack`]: an SDK configuration pointed at LocalStack, failing loudly when it is not running;
+//! - [`IngestStack`]: the ingest path's resources (bus, rule, queue with DLQ, ledger table, secrets),
+//!   created with the real SDK under a unique prefix, the way `template.yaml` declares them;
+//! - [`webhook_request`] and [`signed_headers`]: a Lambda Function URL request as AWS delivers it,
+//!   built from the real event fixture.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification};
+use aws_sdk_sqs::config::Credentials;
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{Value, json};
+
+/// LocalStack's default edge endpoint.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4566";
+
+/// The Function URL event fixture every test request starts from.
+pub const FUNCTION_URL_REQUEST: &str = include_str!("../fixtures/function-url-request.json");
+
+/// The sample order the demo and tests post.
+pub const SAMPLE_SHOP_ORDER: &str = include_str!("../../infra/events/shop-order.json");
+
+/// The sample CRM change the tests post.
+pub const SAMPLE_CRM_CUSTOMER: &str = include_str!("../../infra/events/crm-customer.json");
+
+/// The event type placed orders are routed on.
+pub const SHOP_ORDER_PLACED: &str = "io.busline.shop.order.placed.v1";
+
+/// An SDK configuration for LocalStack (`AWS_ENDPOINT_URL`, or [`DEFAULT_ENDPOINT`]), after checking
+/// that LocalStack answers. There is no fallback and no skip: without LocalStack this fails, naming
+/// the command that starts it.
+pub async fn localstack() -> Result<SdkConfig> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| DEFAULT_ENDPOINT.to_owned());
+    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(Region::new(region))
+        .credentials_provider(Credentials::new("test", "test", None, None, "localstack"))
+        .load()
+        .await;
+    aws_sdk_sqs::Client::new(&config)
+        .list_queues()
+        .send()
+        .await
+        .with_context(|| format!("LocalStack is not answering at {endpoint}; start it with `make localstack-start` (`make test` does this for you)"))?;
+    Ok(config)
+}
+
+/// The ingest path's resources on LocalStack.
+#[derive(Clone, Debug)]
+pub struct IngestStack {
+    /// The event bus.
+    pub bus_name: String,
+    /// The queue placed orders are routed to.
+    pub queue_url: String,
+    /// Its dead-letter queue.
+    pub dlq_url: String,
+    /// The delivery ledger table.
+    pub table: String,
+    /// `(source, secret id, secret value)` for each webhook source.
+    pub secrets: Vec<(String, String, String)>,
+}
+
+impl IngestStack {
+    /// Creates every resource under `prefix`. Safe to call with a fresh prefix per test.
+    pub async fn create(config: &SdkConfig, prefix: &str) -> Result<Self> {
+        let events = aws_sdk_eventbridge::Client::new(config);
+        let sqs = aws_sdk_sqs::Client::new(config);
+        let dynamodb = aws_sdk_dynamodb::Client::new(config);
+        let secrets_client = aws_sdk_secretsmanager::Client::new(config);
+
+        let bus_name = format!("{prefix}-bus");
+        events.create_event_bus().name(&bus_name).send().await.context("create event bus")?;
+
+        let dlq_url = create_queue(&sqs, &format!("{prefix}-placed-orders-dlq"), None).await?;
+        let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
+        let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}).to_string();
+        let queue_url = create_queue(&sqs, &format!("{prefix}-placed-orders"), Some(redrive)).await?;
+        let queue_arn = queue_arn(&sqs, &queue_url).await?;
+
+        let rule = format!("{prefix}-placed-orders");
+        let rule_arn = events
+            .put_rule()
+            .name(&rule)
+            .event_bus_name(&bus_name)
+            .event_pattern(json!({"detail-type": [SHOP_ORDER_PLACED]}).to_string())
+            .send()
+            .await
+            .context("put rule")?
+            .rule_arn
+            .unwrap_or_default();
+        let policy = json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}
+            }]
+        });
+        sqs.set_queue_attributes()
+            .queue_url(&queue_url)
+            .attributes(QueueAttributeName::Policy, policy.to_string())
+            .send()
+            .await
+            .context("set queue policy")?;
+        events
+            .put_targets()
+            .rule(&rule)
+            .event_bus_name(&bus_name)
+            .targets(aws_sdk_eventbridge::types::Target::builder().id("placed-orders-queue").arn(&queue_arn).build()?)
+            .send()
+            .await
+            .context("put targets")?;
+
+        let table = format!("{prefix}-deliveries");
+        dynamodb
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build()?)
+            .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build()?)
+            .send()
+            .await
+            .context("create ledger table")?;
+        dynamodb
+            .update_time_to_live()
+            .table_name(&table)
+            .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name("expires_at").enabled(true).build()?)
+            .send()
+            .await
+            .context("enable TTL")?;
+
+        let mut secrets = Vec::new();
+        for source in ["shop", "crm"] {
+            let id = format!("{prefix}/webhooks/{source}");
+            let value = format!("whsec_{}", uuid::Uuid::new_v4().simple());
+            secrets_client.create_secret().name(&id).secret_string(&value).send().await.context("create secret")?;
+            secrets.push((source.to_owned(), id, value));
+        }
+        Ok(Self { bus_name, queue_url, dlq_url, table, secrets })
+    }
+
+    /// The `WEBHOOK_SOURCES` value for this stack.
+    pub fn webhook_sources(&self) -> String {
+        self.secrets.iter().map(|(source, id, _)| format!("{source}={id}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// The signing secret of `source`.
+    pub fn secret(&self, source: &str) -> &str {
+        &self.secrets.iter().find(|(s, _, _)| s == source).expect("stack has the source").2
+    }
+}
+
+async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, redrive: Option<String>) -> Result<String> {
+    let mut request = sqs.create_queue().queue_name(name).attributes(QueueAttributeName::MessageRetentionPeriod, "1209600");
+    if let Some(redrive) = redrive {
+        request = request.attributes(QueueAttributeName::RedrivePolicy, redrive);
+    }
+    request.send().await.with_context(|| format!("create queue {name}"))?.queue_url.context("queue url")
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .context("get queue arn")?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .context("queue has no ARN")
+}
+
+/// Receives messages from `queue_url` until `want` have arrived and then `settle` has passed with
+/// nothing more, or until `timeout`. Deletes what it receives and returns the bodies as JSON.
+pub async fn receive(config: &SdkConfig, queue_url: &str, want: usize, settle: Duration, timeout: Duration) -> Result<Vec<Value>> {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let started = Instant::now();
+    let mut bodies = Vec::new();
+    let mut last_arrival = Instant::now();
+    while started.elapsed() < timeout {
+        if bodies.len() >= want && last_arrival.elapsed() >= settle {
+            return Ok(bodies);
+        }
+        let out = sqs.receive_message().queue_url(queue_url).max_number_of_messages(10).wait_time_seconds(1).send().await?;
+        for message in out.messages() {
+            bodies.push(serde_json::from_str(message.body().unwrap_or_default()).context("message body is JSON")?);
+            last_arrival = Instant::now();
+            if let Some(handle) = message.receipt_handle() {
+                sqs.delete_message().queue_url(queue_url).receipt_handle(handle).send().await?;
+            }
+        }
+    }
+    if bodies.len() >= want {
+        return Ok(bodies);
+    }
+    bail!("received {} of {want} expected message(s) from {queue_url} within {timeout:?}", bodies.len())
+}
+
+/// Headers that sign `body` with `secret` now, for delivery `delivery_id`.
+pub fn signed_headers(secret: &str, body: &str, delivery_id: &str) -> Vec<(String, String)> {
+    let now = chrono::Utc::now().timestamp() as u64;
+    vec![
+        ("x-busline-signature".into(), busline::signature::sign(secret.as_bytes(), now, body.as_bytes())),
+        ("x-delivery-id".into(), delivery_id.into()),
+    ]
+}
+
+/// A Function URL request for `method path` with `body` and `headers`, as `lambda_http` hands it to
+/// the handler.
+pub fn webhook_request(method: &str, path: &str, body: &str, headers: &[(String, String)]) -> lambda_http::Request {
+    let mut event: Value = serde_json::from_str(FUNCTION_URL_REQUEST).expect("fixture is JSON");
+    event["rawPath"] = json!(path);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["requestContext"]["http"]["method"] = json!(method);
+    event["body"] = json!(body);
+    for (name, value) in headers {
+        event["headers"][name.to_ascii_lowercase()] = json!(value);
+    }
+    lambda_http::request::from_str(&event.to_string()).expect("a valid Function URL event")
+}
