@@ -1,0 +1,68 @@
+# busline: one entry point. `make demo` and `make test` do all their own set-up on a fresh machine.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+STATE      := $(CURDIR)/.state
+LOCALSTACK := infra/localstack/localstack.sh
+TOOLS      := $(STATE)/tools
+PYTHON     ?= $(shell command -v python3.12 || command -v python3.13 || ls -d $$HOME/.pyenv/versions/3.1[23]*/bin/python 2>/dev/null | head -n1)
+
+# Clients talk to LocalStack on the host.
+export AWS_ENDPOINT_URL      ?= http://127.0.0.1:4566
+export AWS_ACCESS_KEY_ID     ?= test
+export AWS_SECRET_ACCESS_KEY ?= test
+export AWS_REGION            ?= us-east-1
+export AWS_DEFAULT_REGION    ?= us-east-1
+export SAM_CLI_TELEMETRY     := 0
+
+.PHONY: help demo test lint-template tools localstack-start localstack-stop localstack-status release sizes clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+demo: ## Start LocalStack, post a signed order webhook, show what the consumer queue received
+	$(LOCALSTACK) start
+	cargo run --quiet -p busline-tests --example demo
+
+test: lint-template ## Everything the tests need, then all tests (LocalStack is started and stopped if it was not running)
+	@if $(LOCALSTACK) status >/dev/null 2>&1; then \
+	  cargo test --workspace --all-targets; \
+	else \
+	  $(LOCALSTACK) start; \
+	  trap '$(LOCALSTACK) stop' EXIT; \
+	  cargo test --workspace --all-targets; \
+	fi
+
+lint-template: tools ## cfn-lint and sam validate --lint, both offline
+	$(TOOLS)/bin/cfn-lint template.yaml
+	$(TOOLS)/bin/sam validate --lint
+
+tools: $(TOOLS)/.installed ## The template linters, in a venv under .state/
+
+$(TOOLS)/.installed: Makefile
+	@test -n "$(PYTHON)" || { echo "Python >= 3.12 is required (python3.12 on PATH, or pyenv 3.12/3.13)"; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check 'aws-sam-cli==1.*' 'cfn-lint==1.*'
+	touch $@
+
+localstack-start: ## Install (once) and start LocalStack on the host, without Docker
+	$(LOCALSTACK) start
+
+localstack-stop: ## Stop LocalStack
+	$(LOCALSTACK) stop
+
+localstack-status: ## Is LocalStack up?
+	$(LOCALSTACK) status
+
+release: ## Release build of every function (LTO, stripped)
+	cargo build --release --workspace --bins
+
+sizes: release ## Release binary sizes
+	@for bin in $$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(" ".join(t["name"] for p in json.load(sys.stdin)["packages"] if p["manifest_path"].split("/")[-3]=="functions" for t in p["targets"] if "bin" in t["kind"]))'); do \
+	  printf '%-24s %s bytes\n' $$bin $$(stat -c %s $${CARGO_TARGET_DIR:-target}/release/$$bin); \
+	done
+
+clean: localstack-stop ## Stop LocalStack and remove build output and local state
+	cargo clean
+	rm -rf $(STATE)
