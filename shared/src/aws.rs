@@ -7,5 +7,7 @@
 
 /// Loads the SDK configuration from the environment: region, credentials, endpoint overrides.
 pub async fn load_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
 }

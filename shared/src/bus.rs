@@ -26,7 +26,10 @@ pub trait EventPublisher: Send + Sync {
     ///
     /// On success every envelope is on the bus. On failure some may be: consumers deduplicate on the
     /// envelope's `source` and `id`, so the caller can safely publish the same envelopes again.
-    fn publish<T: Serialize + Sync>(&self, events: &[Envelope<T>]) -> impl Future<Output = Result<(), PublishError>> + Send;
+    fn publish<T: Serialize + Sync>(
+        &self,
+        events: &[Envelope<T>],
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
 }
 
 /// One envelope the bus did not accept.
@@ -82,13 +85,19 @@ impl Classify for PublishError {
     }
 }
 
-fn entries<T: Serialize>(bus: &str, events: &[Envelope<T>]) -> Result<Vec<(String, PutEventsRequestEntry)>, PublishError> {
+fn entries<T: Serialize>(
+    bus: &str,
+    events: &[Envelope<T>],
+) -> Result<Vec<(String, PutEventsRequestEntry)>, PublishError> {
     events
         .iter()
         .map(|e| {
             e.to_eventbridge_entry(bus)
                 .map(|entry| (e.id.clone(), entry))
-                .map_err(|source| PublishError::Unpublishable { event_id: e.id.clone(), source })
+                .map_err(|source| PublishError::Unpublishable {
+                    event_id: e.id.clone(),
+                    source,
+                })
         })
         .collect()
 }
@@ -104,7 +113,11 @@ pub struct EventBridgePublisher {
 impl EventBridgePublisher {
     /// Publishes to `bus` (a name or ARN) with the default backoff.
     pub fn new(client: Client, bus: impl Into<String>) -> Self {
-        Self { client, bus: bus.into(), backoff: Backoff::default() }
+        Self {
+            client,
+            bus: bus.into(),
+            backoff: Backoff::default(),
+        }
     }
 
     /// Replaces the backoff used for rejected entries and failed calls.
@@ -114,7 +127,10 @@ impl EventBridgePublisher {
     }
 
     /// Sends one call's worth of entries; returns the ones EventBridge rejected.
-    async fn put_once(&self, batch: &[(String, PutEventsRequestEntry)]) -> Result<Vec<(String, PutEventsRequestEntry, RejectedEntry)>, PublishError> {
+    async fn put_once(
+        &self,
+        batch: &[(String, PutEventsRequestEntry)],
+    ) -> Result<Vec<(String, PutEventsRequestEntry, RejectedEntry)>, PublishError> {
         let output = self
             .client
             .put_events()
@@ -142,7 +158,10 @@ impl EventBridgePublisher {
             .collect())
     }
 
-    async fn put_with_retries(&self, mut pending: Vec<(String, PutEventsRequestEntry)>) -> Result<(), PublishError> {
+    async fn put_with_retries(
+        &self,
+        mut pending: Vec<(String, PutEventsRequestEntry)>,
+    ) -> Result<(), PublishError> {
         let mut attempt = 1;
         loop {
             let outcome = self.put_once(&pending).await;
@@ -150,11 +169,17 @@ impl EventBridgePublisher {
             match outcome {
                 Ok(rejected) if rejected.is_empty() => return Ok(()),
                 Ok(rejected) if last => {
-                    return Err(PublishError::Rejected { rejected: rejected.into_iter().map(|(_, _, r)| r).collect(), attempts: attempt });
+                    return Err(PublishError::Rejected {
+                        rejected: rejected.into_iter().map(|(_, _, r)| r).collect(),
+                        attempts: attempt,
+                    });
                 }
                 Ok(rejected) => {
                     tracing::warn!(rejected = rejected.len(), attempt, first_code = %rejected[0].2.code, "bus rejected entries; retrying them");
-                    pending = rejected.into_iter().map(|(id, entry, _)| (id, entry)).collect();
+                    pending = rejected
+                        .into_iter()
+                        .map(|(id, entry, _)| (id, entry))
+                        .collect();
                 }
                 Err(e) if last => return Err(e),
                 Err(e) => tracing::warn!(attempt, error = %e, "PutEvents failed; retrying"),
@@ -166,7 +191,9 @@ impl EventBridgePublisher {
 }
 
 /// Splits entries into `PutEvents` calls: at most ten entries and 256 KB per call.
-fn batches(entries: Vec<(String, PutEventsRequestEntry)>) -> Vec<Vec<(String, PutEventsRequestEntry)>> {
+fn batches(
+    entries: Vec<(String, PutEventsRequestEntry)>,
+) -> Vec<Vec<(String, PutEventsRequestEntry)>> {
     let size = |e: &PutEventsRequestEntry| {
         crate::envelope::entry_size(
             e.source().unwrap_or_default(),
@@ -180,7 +207,10 @@ fn batches(entries: Vec<(String, PutEventsRequestEntry)>) -> Vec<Vec<(String, Pu
     for item in entries {
         let bytes = size(&item.1);
         match out.last_mut() {
-            Some(batch) if batch.len() < MAX_ENTRIES_PER_CALL && current_bytes + bytes <= MAX_ENTRY_BYTES => {
+            Some(batch)
+                if batch.len() < MAX_ENTRIES_PER_CALL
+                    && current_bytes + bytes <= MAX_ENTRY_BYTES =>
+            {
                 current_bytes += bytes;
                 batch.push(item);
             }
@@ -194,20 +224,30 @@ fn batches(entries: Vec<(String, PutEventsRequestEntry)>) -> Vec<Vec<(String, Pu
 }
 
 impl EventPublisher for EventBridgePublisher {
-    async fn publish<T: Serialize + Sync>(&self, events: &[Envelope<T>]) -> Result<(), PublishError> {
+    async fn publish<T: Serialize + Sync>(
+        &self,
+        events: &[Envelope<T>],
+    ) -> Result<(), PublishError> {
         let mut rejected = Vec::new();
         let mut attempts = 0;
         for batch in batches(entries(&self.bus, events)?) {
             match self.put_with_retries(batch).await {
                 Ok(()) => {}
-                Err(PublishError::Rejected { rejected: r, attempts: a }) => {
+                Err(PublishError::Rejected {
+                    rejected: r,
+                    attempts: a,
+                }) => {
                     rejected.extend(r);
                     attempts = attempts.max(a);
                 }
                 Err(e) => return Err(e),
             }
         }
-        if rejected.is_empty() { Ok(()) } else { Err(PublishError::Rejected { rejected, attempts }) }
+        if rejected.is_empty() {
+            Ok(())
+        } else {
+            Err(PublishError::Rejected { rejected, attempts })
+        }
     }
 }
 
@@ -253,24 +293,42 @@ impl InMemoryBus {
 }
 
 impl EventPublisher for InMemoryBus {
-    async fn publish<T: Serialize + Sync>(&self, events: &[Envelope<T>]) -> Result<(), PublishError> {
+    async fn publish<T: Serialize + Sync>(
+        &self,
+        events: &[Envelope<T>],
+    ) -> Result<(), PublishError> {
         let entries = entries("in-memory", events)?;
         let mut state = self.state.lock().unwrap();
         state.calls += 1;
         if state.unavailable {
-            return Err(PublishError::Unavailable("the in-memory bus is set unavailable".into()));
+            return Err(PublishError::Unavailable(
+                "the in-memory bus is set unavailable".into(),
+            ));
         }
         let mut rejected = Vec::new();
         for (id, entry) in entries {
             if state.reject_next > 0 {
                 state.reject_next -= 1;
-                rejected.push(RejectedEntry { event_id: id, code: "ThrottlingException".into(), message: "injected".into() });
+                rejected.push(RejectedEntry {
+                    event_id: id,
+                    code: "ThrottlingException".into(),
+                    message: "injected".into(),
+                });
             } else {
                 let detail = entry.detail().unwrap_or_default();
-                state.published.push(serde_json::from_str(detail).expect("entries hold JSON"));
+                state
+                    .published
+                    .push(serde_json::from_str(detail).expect("entries hold JSON"));
             }
         }
-        if rejected.is_empty() { Ok(()) } else { Err(PublishError::Rejected { rejected, attempts: 1 }) }
+        if rejected.is_empty() {
+            Ok(())
+        } else {
+            Err(PublishError::Rejected {
+                rejected,
+                attempts: 1,
+            })
+        }
     }
 }
 
@@ -280,17 +338,30 @@ mod tests {
     use crate::EventType;
 
     fn envelope(id: &str, bytes: usize) -> Envelope<String> {
-        Envelope::new(id, "busline.test", EventType::parse("io.busline.test.v1").unwrap(), "x".repeat(bytes))
+        Envelope::new(
+            id,
+            "busline.test",
+            EventType::parse("io.busline.test.v1").unwrap(),
+            "x".repeat(bytes),
+        )
     }
 
     #[test]
     fn batches_hold_at_most_ten_entries_and_256_kb() {
         let small: Vec<_> = (0..23).map(|i| envelope(&i.to_string(), 10)).collect();
-        let sizes: Vec<usize> = batches(entries("b", &small).unwrap()).iter().map(Vec::len).collect();
+        let sizes: Vec<usize> = batches(entries("b", &small).unwrap())
+            .iter()
+            .map(Vec::len)
+            .collect();
         assert_eq!(sizes, [10, 10, 3]);
 
-        let big: Vec<_> = (0..5).map(|i| envelope(&i.to_string(), 100 * 1024)).collect();
-        let sizes: Vec<usize> = batches(entries("b", &big).unwrap()).iter().map(Vec::len).collect();
+        let big: Vec<_> = (0..5)
+            .map(|i| envelope(&i.to_string(), 100 * 1024))
+            .collect();
+        let sizes: Vec<usize> = batches(entries("b", &big).unwrap())
+            .iter()
+            .map(Vec::len)
+            .collect();
         assert_eq!(sizes, [2, 2, 1]);
     }
 
@@ -298,8 +369,14 @@ mod tests {
     async fn the_twin_keeps_what_it_accepts_and_names_what_it_rejects() {
         let bus = InMemoryBus::new();
         bus.reject_next(1);
-        let err = bus.publish(&[envelope("a", 1), envelope("b", 1)]).await.unwrap_err();
-        assert!(matches!(&err, PublishError::Rejected { rejected, .. } if rejected[0].event_id == "a"), "{err}");
+        let err = bus
+            .publish(&[envelope("a", 1), envelope("b", 1)])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, PublishError::Rejected { rejected, .. } if rejected[0].event_id == "a"),
+            "{err}"
+        );
         assert_eq!(err.class(), ErrorClass::Retryable);
         assert_eq!(bus.published().len(), 1);
         assert_eq!(bus.published()[0]["id"], "b");
@@ -308,7 +385,10 @@ mod tests {
     #[tokio::test]
     async fn an_oversized_event_is_a_permanent_failure_and_publishes_nothing() {
         let bus = InMemoryBus::new();
-        let err = bus.publish(&[envelope("ok", 1), envelope("huge", MAX_ENTRY_BYTES)]).await.unwrap_err();
+        let err = bus
+            .publish(&[envelope("ok", 1), envelope("huge", MAX_ENTRY_BYTES)])
+            .await
+            .unwrap_err();
         assert_eq!(err.class(), ErrorClass::Permanent);
         assert!(bus.published().is_empty());
     }

@@ -42,13 +42,26 @@ pub trait Env {
     }
 
     /// A required value parsed with [`FromStr`].
-    fn parse<T: FromStr>(&self, name: &'static str, expected: &'static str) -> Result<T, ConfigError> {
+    fn parse<T: FromStr>(
+        &self,
+        name: &'static str,
+        expected: &'static str,
+    ) -> Result<T, ConfigError> {
         let value = self.require(name, expected)?;
-        value.trim().parse().map_err(|_| ConfigError::Invalid { name, value, expected })
+        value.trim().parse().map_err(|_| ConfigError::Invalid {
+            name,
+            value,
+            expected,
+        })
     }
 
     /// An optional value parsed with [`FromStr`], `default` when unset or empty.
-    fn parse_or<T: FromStr>(&self, name: &'static str, default: T, expected: &'static str) -> Result<T, ConfigError> {
+    fn parse_or<T: FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+        expected: &'static str,
+    ) -> Result<T, ConfigError> {
         match self.get(name).filter(|v| !v.trim().is_empty()) {
             None => Ok(default),
             Some(_) => self.parse(name, expected),
@@ -68,7 +81,9 @@ impl Env for ProcessEnv {
 
 impl<const N: usize> Env for [(&str, &str); N] {
     fn get(&self, name: &str) -> Option<String> {
-        self.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        self.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
     }
 }
 
@@ -78,16 +93,34 @@ mod tests {
 
     #[test]
     fn a_missing_variable_names_itself_and_what_was_expected() {
-        let err = [("OTHER", "x")].require("BUS_NAME", "the event bus name").unwrap_err();
-        assert_eq!(err.to_string(), "environment variable BUS_NAME is not set; expected the event bus name");
-        let err = [("BUS_NAME", "  ")].require("BUS_NAME", "the event bus name").unwrap_err();
-        assert!(matches!(err, ConfigError::Missing { name: "BUS_NAME", .. }));
+        let err = [("OTHER", "x")]
+            .require("BUS_NAME", "the event bus name")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable BUS_NAME is not set; expected the event bus name"
+        );
+        let err = [("BUS_NAME", "  ")]
+            .require("BUS_NAME", "the event bus name")
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Missing {
+                name: "BUS_NAME",
+                ..
+            }
+        ));
     }
 
     #[test]
     fn a_malformed_variable_names_itself_its_value_and_what_was_expected() {
-        let err = [("TTL", "ten")].parse::<u64>("TTL", "seconds, as a whole number").unwrap_err();
-        assert_eq!(err.to_string(), "environment variable TTL=\"ten\" is invalid; expected seconds, as a whole number");
+        let err = [("TTL", "ten")]
+            .parse::<u64>("TTL", "seconds, as a whole number")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable TTL=\"ten\" is invalid; expected seconds, as a whole number"
+        );
     }
 
     #[test]

@@ -72,10 +72,20 @@ impl Classify for LedgerError {
 /// Records which deliveries have been handled. Times are unix seconds.
 pub trait DeliveryLedger: Send + Sync {
     /// Claims `key` until `lease_until`, unless a live record already holds it.
-    fn claim(&self, key: &str, event_id: &str, now: i64, lease_until: i64) -> impl Future<Output = Result<Claim, LedgerError>> + Send;
+    fn claim(
+        &self,
+        key: &str,
+        event_id: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> impl Future<Output = Result<Claim, LedgerError>> + Send;
 
     /// Marks a claimed delivery done; the record then lives until `expires_at`.
-    fn complete(&self, key: &str, expires_at: i64) -> impl Future<Output = Result<(), LedgerError>> + Send;
+    fn complete(
+        &self,
+        key: &str,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
     /// Forgets a claim whose work failed, so the next delivery runs again.
     fn release(&self, key: &str) -> impl Future<Output = Result<(), LedgerError>> + Send;
@@ -105,7 +115,9 @@ impl DeliveryRecord {
     fn blocks(&self, now: i64) -> Option<Claim> {
         match self.status {
             _ if self.expires_at <= now => None,
-            Status::Completed => Some(Claim::Completed { event_id: self.event_id.clone() }),
+            Status::Completed => Some(Claim::Completed {
+                event_id: self.event_id.clone(),
+            }),
             Status::InProgress if self.lease_until > now => Some(Claim::InProgress),
             Status::InProgress => None,
         }
@@ -122,7 +134,10 @@ pub struct DynamoDbLedger {
 impl DynamoDbLedger {
     /// A ledger on `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 }
 
@@ -131,7 +146,13 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> LedgerErro
 }
 
 impl DeliveryLedger for DynamoDbLedger {
-    async fn claim(&self, key: &str, event_id: &str, now: i64, lease_until: i64) -> Result<Claim, LedgerError> {
+    async fn claim(
+        &self,
+        key: &str,
+        event_id: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Claim, LedgerError> {
         let record = DeliveryRecord {
             pk: key.to_owned(),
             status: Status::InProgress,
@@ -139,7 +160,10 @@ impl DeliveryLedger for DynamoDbLedger {
             lease_until,
             expires_at: lease_until,
         };
-        let item = serde_dynamo::to_item(&record).map_err(|e| LedgerError::Corrupt { key: key.to_owned(), source: Box::new(e) })?;
+        let item = serde_dynamo::to_item(&record).map_err(|e| LedgerError::Corrupt {
+            key: key.to_owned(),
+            source: Box::new(e),
+        })?;
         let result = self
             .client
             .put_item()
@@ -156,14 +180,24 @@ impl DeliveryLedger for DynamoDbLedger {
             .await;
         match result {
             Ok(_) => Ok(Claim::Acquired),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
-                let PutItemError::ConditionalCheckFailedException(failed) = e.into_err() else { unreachable!() };
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                let PutItemError::ConditionalCheckFailedException(failed) = e.into_err() else {
+                    unreachable!()
+                };
                 let existing: DeliveryRecord = failed
                     .item
                     .map(serde_dynamo::from_item)
                     .transpose()
-                    .map_err(|e| LedgerError::Corrupt { key: key.to_owned(), source: Box::new(e) })?
-                    .ok_or_else(|| LedgerError::Corrupt { key: key.to_owned(), source: "the condition failed but no record came back".into() })?;
+                    .map_err(|e| LedgerError::Corrupt {
+                        key: key.to_owned(),
+                        source: Box::new(e),
+                    })?
+                    .ok_or_else(|| LedgerError::Corrupt {
+                        key: key.to_owned(),
+                        source: "the condition failed but no record came back".into(),
+                    })?;
                 // The condition failed, so the record was live when DynamoDB evaluated it.
                 Ok(existing.blocks(now).unwrap_or(Claim::InProgress))
             }
@@ -188,7 +222,11 @@ impl DeliveryLedger for DynamoDbLedger {
             Ok(_) => Ok(()),
             // Nothing to complete: never claimed, or released meanwhile. Creating a record here would
             // leave a COMPLETED entry with no event id.
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -238,14 +276,22 @@ impl InMemoryLedger {
         let mut state = self.state.lock().unwrap();
         state.calls += 1;
         if state.unavailable {
-            return Err(LedgerError::Unavailable("the in-memory ledger is set unavailable".into()));
+            return Err(LedgerError::Unavailable(
+                "the in-memory ledger is set unavailable".into(),
+            ));
         }
         Ok(f(&mut state))
     }
 }
 
 impl DeliveryLedger for InMemoryLedger {
-    async fn claim(&self, key: &str, event_id: &str, now: i64, lease_until: i64) -> Result<Claim, LedgerError> {
+    async fn claim(
+        &self,
+        key: &str,
+        event_id: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Claim, LedgerError> {
         self.with_state(|state| {
             if let Some(blocked) = state.records.get(key).and_then(|r| r.blocks(now)) {
                 return blocked;
@@ -286,30 +332,95 @@ pub async fn contract<L: DeliveryLedger>(ledger: &L, key_prefix: &str) {
     let key = |k: &str| format!("{key_prefix}{k}");
 
     // A first claim wins; a second, while the first is live, is told it is in progress.
-    assert_eq!(ledger.claim(&key("a"), "evt-a", now, now + 30).await.unwrap(), Claim::Acquired);
-    assert_eq!(ledger.claim(&key("a"), "evt-a2", now + 1, now + 31).await.unwrap(), Claim::InProgress);
+    assert_eq!(
+        ledger
+            .claim(&key("a"), "evt-a", now, now + 30)
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
+    assert_eq!(
+        ledger
+            .claim(&key("a"), "evt-a2", now + 1, now + 31)
+            .await
+            .unwrap(),
+        Claim::InProgress
+    );
 
     // Once completed, a repeat is answered with the recorded event id until the TTL.
     ledger.complete(&key("a"), now + 3600).await.unwrap();
-    let done = Claim::Completed { event_id: "evt-a".into() };
-    assert_eq!(ledger.claim(&key("a"), "evt-a3", now + 60, now + 90).await.unwrap(), done);
-    assert_eq!(ledger.claim(&key("a"), "evt-a3", now + 3599, now + 3630).await.unwrap(), done);
+    let done = Claim::Completed {
+        event_id: "evt-a".into(),
+    };
+    assert_eq!(
+        ledger
+            .claim(&key("a"), "evt-a3", now + 60, now + 90)
+            .await
+            .unwrap(),
+        done
+    );
+    assert_eq!(
+        ledger
+            .claim(&key("a"), "evt-a3", now + 3599, now + 3630)
+            .await
+            .unwrap(),
+        done
+    );
     // After the TTL the record is dead even if the store has not swept it yet.
-    assert_eq!(ledger.claim(&key("a"), "evt-a4", now + 3600, now + 3630).await.unwrap(), Claim::Acquired);
+    assert_eq!(
+        ledger
+            .claim(&key("a"), "evt-a4", now + 3600, now + 3630)
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
 
     // A claim whose lease ran out (the invocation timed out) can be taken over at once.
-    assert_eq!(ledger.claim(&key("b"), "evt-b", now, now + 30).await.unwrap(), Claim::Acquired);
-    assert_eq!(ledger.claim(&key("b"), "evt-b", now + 30, now + 60).await.unwrap(), Claim::Acquired);
+    assert_eq!(
+        ledger
+            .claim(&key("b"), "evt-b", now, now + 30)
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
+    assert_eq!(
+        ledger
+            .claim(&key("b"), "evt-b", now + 30, now + 60)
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
 
     // A released claim is forgotten, so the sender's retry runs again.
-    assert_eq!(ledger.claim(&key("c"), "evt-c", now, now + 30).await.unwrap(), Claim::Acquired);
+    assert_eq!(
+        ledger
+            .claim(&key("c"), "evt-c", now, now + 30)
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
     ledger.release(&key("c")).await.unwrap();
-    assert_eq!(ledger.claim(&key("c"), "evt-c", now + 1, now + 31).await.unwrap(), Claim::Acquired);
+    assert_eq!(
+        ledger
+            .claim(&key("c"), "evt-c", now + 1, now + 31)
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
 
     // Releasing or completing an unknown key is harmless and leaves no record behind.
     ledger.release(&key("never-claimed")).await.unwrap();
-    ledger.complete(&key("never-claimed"), now + 3600).await.unwrap();
-    assert_eq!(ledger.claim(&key("never-claimed"), "evt-d", now, now + 30).await.unwrap(), Claim::Acquired);
+    ledger
+        .complete(&key("never-claimed"), now + 3600)
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger
+            .claim(&key("never-claimed"), "evt-d", now, now + 30)
+            .await
+            .unwrap(),
+        Claim::Acquired
+    );
 }
 
 #[cfg(test)]

@@ -128,18 +128,27 @@ impl<T: Serialize> Envelope<T> {
     /// so callers can answer "too large" instead of retrying a request that can never succeed.
     pub fn to_eventbridge_entry(&self, bus: &str) -> Result<PutEventsRequestEntry, EnvelopeError> {
         let detail = serde_json::to_string(self).map_err(EnvelopeError::Encode)?;
-        let size = entry_size(&self.source, self.event_type.as_str(), &detail, self.time.is_some());
+        let size = entry_size(
+            &self.source,
+            self.event_type.as_str(),
+            &detail,
+            self.time.is_some(),
+        );
         if size > MAX_ENTRY_BYTES {
-            return Err(EnvelopeError::TooLarge { size, limit: MAX_ENTRY_BYTES });
+            return Err(EnvelopeError::TooLarge {
+                size,
+                limit: MAX_ENTRY_BYTES,
+            });
         }
         Ok(PutEventsRequestEntry::builder()
             .event_bus_name(bus)
             .source(&self.source)
             .detail_type(self.event_type.as_str())
             .detail(detail)
-            .set_time(self.time.map(|t| {
-                aws_smithy_types::DateTime::from_millis(t.timestamp_millis())
-            }))
+            .set_time(
+                self.time
+                    .map(|t| aws_smithy_types::DateTime::from_millis(t.timestamp_millis())),
+            )
             .set_trace_header(self.traceparent.as_deref().and_then(xray_trace_header))
             .build())
     }
@@ -150,7 +159,9 @@ impl<T: DeserializeOwned> Envelope<T> {
     ///
     /// The event's `source` and `detail-type` must agree with the envelope inside it: a mismatch
     /// means somebody put a hand-made event on the bus, and it is refused rather than guessed at.
-    pub fn from_eventbridge(event: EventBridgeEvent<serde_json::Value>) -> Result<Self, EnvelopeError> {
+    pub fn from_eventbridge(
+        event: EventBridgeEvent<serde_json::Value>,
+    ) -> Result<Self, EnvelopeError> {
         let envelope: Self = serde_json::from_value(event.detail).map_err(EnvelopeError::Decode)?;
         if envelope.specversion != SPEC_VERSION {
             return Err(EnvelopeError::SpecVersion(envelope.specversion));
@@ -176,9 +187,15 @@ pub fn entry_size(source: &str, detail_type: &str, detail: &str, has_time: bool)
 /// `TraceHeader`. `None` when the traceparent is malformed.
 pub fn xray_trace_header(traceparent: &str) -> Option<String> {
     let mut parts = traceparent.split('-');
-    let (version, trace_id, span_id, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace_id, span_id, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if version != "00" || !hex(trace_id, 32) || !hex(span_id, 16) || !hex(flags, 2) || parts.next().is_some() {
+    if version != "00"
+        || !hex(trace_id, 32)
+        || !hex(span_id, 16)
+        || !hex(flags, 2)
+        || parts.next().is_some()
+    {
         return None;
     }
     let sampled = u8::from_str_radix(flags, 16).ok()? & 1;
@@ -214,9 +231,16 @@ impl EventType {
         let name = name.into();
         let allowed = |b: u8| b.is_ascii_alphanumeric() || b"._-".contains(&b);
         let version = name.rsplit_once(".v").and_then(|(stem, digits)| {
-            let stem_ok = !stem.is_empty() && !stem.starts_with('.') && !stem.ends_with('.') && !stem.contains("..");
-            let digits_ok = !digits.is_empty() && !digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit());
-            (stem_ok && digits_ok && name.bytes().all(allowed)).then(|| digits.parse().ok()).flatten()
+            let stem_ok = !stem.is_empty()
+                && !stem.starts_with('.')
+                && !stem.ends_with('.')
+                && !stem.contains("..");
+            let digits_ok = !digits.is_empty()
+                && !digits.starts_with('0')
+                && digits.bytes().all(|b| b.is_ascii_digit());
+            (stem_ok && digits_ok && name.bytes().all(allowed))
+                .then(|| digits.parse().ok())
+                .flatten()
         });
         let Some(version) = version else {
             return Err(EnvelopeError::EventType(name));
@@ -259,13 +283,17 @@ impl From<EventType> for String {
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
     /// The type name does not end in a schema version.
-    #[error("event type {0:?} must be a dotted name ending in a schema version, such as `io.busline.order.placed.v1`")]
+    #[error(
+        "event type {0:?} must be a dotted name ending in a schema version, such as `io.busline.order.placed.v1`"
+    )]
     EventType(String),
     /// The envelope names a CloudEvents version other than 1.0.
     #[error("specversion {0:?} is not supported; busline speaks CloudEvents {SPEC_VERSION}")]
     SpecVersion(String),
     /// The entry would exceed EventBridge's size limit.
-    #[error("the event is {size} bytes on the bus, over EventBridge's {limit}-byte limit per entry")]
+    #[error(
+        "the event is {size} bytes on the bus, over EventBridge's {limit}-byte limit per entry"
+    )]
     TooLarge {
         /// The entry's size as EventBridge counts it.
         size: usize,
@@ -273,7 +301,9 @@ pub enum EnvelopeError {
         limit: usize,
     },
     /// The delivered event's routing fields disagree with its envelope.
-    #[error("event source {event_source:?} / detail-type {detail_type:?} disagree with the envelope in its detail")]
+    #[error(
+        "event source {event_source:?} / detail-type {detail_type:?} disagree with the envelope in its detail"
+    )]
     Mismatch {
         /// The event's `source`.
         event_source: String,
@@ -305,20 +335,33 @@ mod tests {
 
     #[test]
     fn reads_a_typed_envelope_from_a_delivered_eventbridge_event() {
-        let event = delivered(include_bytes!("../../tests/fixtures/eventbridge-order-placed.json"));
+        let event = delivered(include_bytes!(
+            "../../tests/fixtures/eventbridge-order-placed.json"
+        ));
         let envelope: Envelope<OrderPlaced> = Envelope::from_eventbridge(event).unwrap();
 
         assert_eq!(envelope.id, "6f0c6f8e-4a4b-5b7e-9d1c-2f1e0b7d9a10");
-        assert_eq!(envelope.event_type.as_str(), "io.busline.shop.order.placed.v1");
+        assert_eq!(
+            envelope.event_type.as_str(),
+            "io.busline.shop.order.placed.v1"
+        );
         assert_eq!(envelope.event_type.version(), 1);
         assert_eq!(envelope.subject.as_deref(), Some("SO-1001"));
         assert_eq!(envelope.correlationid.as_deref(), Some("corr-7f3a"));
-        assert_eq!(envelope.data, OrderPlaced { order_id: "SO-1001".into(), total_cents: 4598 });
+        assert_eq!(
+            envelope.data,
+            OrderPlaced {
+                order_id: "SO-1001".into(),
+                total_cents: 4598
+            }
+        );
     }
 
     #[test]
     fn the_trip_through_eventbridge_is_lossless() {
-        let fixture = delivered(include_bytes!("../../tests/fixtures/eventbridge-order-placed.json"));
+        let fixture = delivered(include_bytes!(
+            "../../tests/fixtures/eventbridge-order-placed.json"
+        ));
         let original: Envelope<Value> = Envelope::from_eventbridge(fixture.clone()).unwrap();
 
         let entry = original.to_eventbridge_entry("busline").unwrap();
@@ -336,25 +379,33 @@ mod tests {
         // What EventBridge delivers: its own envelope around our Detail, verbatim.
         let mut redelivered = serde_json::to_value(&fixture).unwrap();
         redelivered["detail"] = serde_json::from_str(entry.detail().unwrap()).unwrap();
-        let back: Envelope<Value> = Envelope::from_eventbridge(serde_json::from_value(redelivered).unwrap()).unwrap();
+        let back: Envelope<Value> =
+            Envelope::from_eventbridge(serde_json::from_value(redelivered).unwrap()).unwrap();
         assert_eq!(back, original);
         assert_eq!(serde_json::to_value(&back).unwrap(), fixture.detail);
     }
 
     #[test]
     fn a_minimal_envelope_without_optional_attributes_round_trips() {
-        let event = delivered(include_bytes!("../../tests/fixtures/eventbridge-minimal-envelope.json"));
+        let event = delivered(include_bytes!(
+            "../../tests/fixtures/eventbridge-minimal-envelope.json"
+        ));
         let envelope: Envelope<Value> = Envelope::from_eventbridge(event.clone()).unwrap();
         assert_eq!(envelope.time, None);
         let entry = envelope.to_eventbridge_entry("busline").unwrap();
         assert_eq!(entry.time(), None);
         assert_eq!(entry.trace_header(), None);
-        assert_eq!(serde_json::from_str::<Value>(entry.detail().unwrap()).unwrap(), event.detail);
+        assert_eq!(
+            serde_json::from_str::<Value>(entry.detail().unwrap()).unwrap(),
+            event.detail
+        );
     }
 
     #[test]
     fn refuses_an_event_whose_routing_fields_disagree_with_its_envelope() {
-        let mut event = delivered(include_bytes!("../../tests/fixtures/eventbridge-order-placed.json"));
+        let mut event = delivered(include_bytes!(
+            "../../tests/fixtures/eventbridge-order-placed.json"
+        ));
         event.detail_type = "io.busline.shop.order.cancelled.v1".into();
         let err = Envelope::<Value>::from_eventbridge(event).unwrap_err();
         assert!(matches!(err, EnvelopeError::Mismatch { .. }), "{err}");
@@ -362,14 +413,18 @@ mod tests {
 
     #[test]
     fn refuses_a_detail_that_is_not_an_envelope() {
-        let event = delivered(include_bytes!("../../tests/fixtures/eventbridge-scheduled-event.json"));
+        let event = delivered(include_bytes!(
+            "../../tests/fixtures/eventbridge-scheduled-event.json"
+        ));
         let err = Envelope::<Value>::from_eventbridge(event).unwrap_err();
         assert!(matches!(err, EnvelopeError::Decode(_)), "{err}");
     }
 
     #[test]
     fn refuses_another_cloudevents_version() {
-        let mut event = delivered(include_bytes!("../../tests/fixtures/eventbridge-order-placed.json"));
+        let mut event = delivered(include_bytes!(
+            "../../tests/fixtures/eventbridge-order-placed.json"
+        ));
         event.detail["specversion"] = json!("0.3");
         assert!(matches!(
             Envelope::<Value>::from_eventbridge(event).unwrap_err(),
@@ -379,8 +434,21 @@ mod tests {
 
     #[test]
     fn event_types_must_carry_a_version() {
-        assert_eq!(EventType::parse("io.busline.order.placed.v12").unwrap().version(), 12);
-        for bad in ["io.busline.order.placed", "io.busline.order.placed.v", "io.busline.order.placed.v0", ".v1", "a..v1", "order placed.v1", "x.v1.2"] {
+        assert_eq!(
+            EventType::parse("io.busline.order.placed.v12")
+                .unwrap()
+                .version(),
+            12
+        );
+        for bad in [
+            "io.busline.order.placed",
+            "io.busline.order.placed.v",
+            "io.busline.order.placed.v0",
+            ".v1",
+            "a..v1",
+            "order placed.v1",
+            "x.v1.2",
+        ] {
             assert!(EventType::parse(bad).is_err(), "{bad} should be refused");
         }
         let unversioned = json!({"id": "1", "source": "s", "specversion": "1.0", "type": "order.placed", "data": {}});
@@ -390,10 +458,18 @@ mod tests {
     #[test]
     fn an_entry_over_the_eventbridge_limit_is_refused_before_sending() {
         let big = "x".repeat(MAX_ENTRY_BYTES);
-        let envelope = Envelope::new("1", "busline.test", EventType::parse("io.busline.test.v1").unwrap(), big);
+        let envelope = Envelope::new(
+            "1",
+            "busline.test",
+            EventType::parse("io.busline.test.v1").unwrap(),
+            big,
+        );
         assert!(matches!(
             envelope.to_eventbridge_entry("busline").unwrap_err(),
-            EnvelopeError::TooLarge { limit: MAX_ENTRY_BYTES, .. }
+            EnvelopeError::TooLarge {
+                limit: MAX_ENTRY_BYTES,
+                ..
+            }
         ));
     }
 
@@ -404,7 +480,10 @@ mod tests {
             Some("Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=0")
         );
         assert_eq!(xray_trace_header("garbage"), None);
-        assert_eq!(xray_trace_header("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), None);
+        assert_eq!(
+            xray_trace_header("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            None
+        );
         assert!(xray_trace_header(&new_traceparent()).is_some());
     }
 

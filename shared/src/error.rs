@@ -41,7 +41,10 @@ pub fn diagnostic<E: Classify + ?Sized>(error: &E) -> Diagnostic {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    Diagnostic { error_type: error.error_type().to_owned(), error_message: message }
+    Diagnostic {
+        error_type: error.error_type().to_owned(),
+        error_message: message,
+    }
 }
 
 #[cfg(test)]
@@ -74,10 +77,18 @@ mod tests {
     #[test]
     fn a_diagnostic_carries_the_stable_type_and_the_whole_cause_chain() {
         let d = diagnostic(&ReserveError::OutOfStock("SKU-1".into()));
-        assert_eq!((d.error_type.as_str(), d.error_message.as_str()), ("OutOfStock", "SKU SKU-1 is out of stock"));
+        assert_eq!(
+            (d.error_type.as_str(), d.error_message.as_str()),
+            ("OutOfStock", "SKU SKU-1 is out of stock")
+        );
 
-        let d = diagnostic(&ReserveError::Store(std::io::Error::other("connection reset")));
+        let d = diagnostic(&ReserveError::Store(std::io::Error::other(
+            "connection reset",
+        )));
         assert_eq!(d.error_type, "InventoryUnavailable");
-        assert_eq!(d.error_message, "the inventory table is unavailable: connection reset");
+        assert_eq!(
+            d.error_message,
+            "the inventory table is unavailable: connection reset"
+        );
     }
 }

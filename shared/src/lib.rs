@@ -24,4 +24,4 @@ pub mod signature;
 pub mod telemetry;
 
 pub use envelope::{Envelope, EventType};
-pub use error::{ErrorClass, Classify};
+pub use error::{Classify, ErrorClass};

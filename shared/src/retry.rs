@@ -18,7 +18,11 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { max_attempts: 4, base: Duration::from_millis(50), max_delay: Duration::from_secs(2) }
+        Self {
+            max_attempts: 4,
+            base: Duration::from_millis(50),
+            max_delay: Duration::from_secs(2),
+        }
     }
 }
 
@@ -42,7 +46,11 @@ mod tests {
 
     #[test]
     fn the_cap_doubles_per_retry_up_to_the_maximum() {
-        let b = Backoff { max_attempts: 10, base: Duration::from_millis(100), max_delay: Duration::from_millis(500) };
+        let b = Backoff {
+            max_attempts: 10,
+            base: Duration::from_millis(100),
+            max_delay: Duration::from_millis(500),
+        };
         let caps: Vec<u128> = (1..=5).map(|r| b.cap(r).as_millis()).collect();
         assert_eq!(caps, [100, 200, 400, 500, 500]);
         assert!((1..100).all(|r| b.delay(r) <= b.max_delay));

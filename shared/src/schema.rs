@@ -36,10 +36,16 @@ pub struct SchemaError {
 impl Schema {
     /// Parses and compiles `text`; `name` is only used in the error.
     pub fn compile(name: &str, text: &str) -> Result<Self, SchemaError> {
-        let invalid = |reason: String| SchemaError { name: name.to_owned(), reason };
+        let invalid = |reason: String| SchemaError {
+            name: name.to_owned(),
+            reason,
+        };
         let document: Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let validator = jsonschema::validator_for(&document).map_err(|e| invalid(e.to_string()))?;
-        let id = document.get("$id").and_then(Value::as_str).map(str::to_owned);
+        let id = document
+            .get("$id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         Ok(Self { id, validator })
     }
 
@@ -52,7 +58,10 @@ impl Schema {
     pub fn violations(&self, instance: &Value) -> Vec<Violation> {
         self.validator
             .iter_errors(instance)
-            .map(|e| Violation { path: e.instance_path().to_string(), message: e.to_string() })
+            .map(|e| Violation {
+                path: e.instance_path().to_string(),
+                message: e.to_string(),
+            })
             .collect()
     }
 }
@@ -80,18 +89,32 @@ mod tests {
     fn reports_every_violation_with_its_path() {
         let schema = Schema::compile("order", SCHEMA).unwrap();
         assert_eq!(schema.id(), Some("urn:test:order:v1"));
-        assert!(schema.violations(&json!({"order_id": "A", "lines": [{"sku": "X", "quantity": 1}]})).is_empty());
+        assert!(
+            schema
+                .violations(&json!({"order_id": "A", "lines": [{"sku": "X", "quantity": 1}]}))
+                .is_empty()
+        );
 
-        let v = schema.violations(&json!({"order_id": 7, "lines": [{"sku": "X", "quantity": 0}, {"quantity": 2}]}));
+        let v = schema.violations(
+            &json!({"order_id": 7, "lines": [{"sku": "X", "quantity": 0}, {"quantity": 2}]}),
+        );
         let paths: Vec<&str> = v.iter().map(|v| v.path.as_str()).collect();
         assert_eq!(v.len(), 3, "{v:?}");
-        assert!(paths.contains(&"/order_id") && paths.contains(&"/lines/0/quantity") && paths.contains(&"/lines/1"), "{paths:?}");
+        assert!(
+            paths.contains(&"/order_id")
+                && paths.contains(&"/lines/0/quantity")
+                && paths.contains(&"/lines/1"),
+            "{paths:?}"
+        );
     }
 
     #[test]
     fn an_invalid_schema_fails_to_compile_with_its_name() {
         let err = Schema::compile("broken", r#"{"type": "nonsense"}"#).unwrap_err();
-        assert!(err.to_string().starts_with("schema broken is invalid"), "{err}");
+        assert!(
+            err.to_string().starts_with("schema broken is invalid"),
+            "{err}"
+        );
         assert!(Schema::compile("not-json", "{").is_err());
     }
 }

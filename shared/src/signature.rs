@@ -22,7 +22,9 @@ pub enum SignatureError {
     #[error("the signature header is malformed; expected t=<unix seconds>,v1=<hex>")]
     Malformed,
     /// The timestamp is outside the tolerance window.
-    #[error("the signature timestamp is {age_secs} s away from now, outside the {tolerance_secs} s tolerance")]
+    #[error(
+        "the signature timestamp is {age_secs} s away from now, outside the {tolerance_secs} s tolerance"
+    )]
     Expired {
         /// Distance between the timestamp and now, in seconds.
         age_secs: u64,
@@ -36,18 +38,31 @@ pub enum SignatureError {
 
 /// The header value that signs `body` at `timestamp` with `secret`.
 pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
-    format!("t={timestamp},v1={}", hex::encode(mac(secret, timestamp, body).finalize().into_bytes()))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
+    )
 }
 
 /// Checks `header` against `body`, `secret` and the current time `now` (unix seconds).
-pub fn verify(header: Option<&str>, secret: &[u8], body: &[u8], now: u64, tolerance_secs: u64) -> Result<(), SignatureError> {
+pub fn verify(
+    header: Option<&str>,
+    secret: &[u8],
+    body: &[u8],
+    now: u64,
+    tolerance_secs: u64,
+) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     let mut timestamp = None;
     let mut candidates = Vec::new();
     for part in header.split(',') {
         match part.trim().split_once('=') {
-            Some(("t", t)) => timestamp = Some(t.parse::<u64>().map_err(|_| SignatureError::Malformed)?),
-            Some(("v1", sig)) => candidates.push(hex::decode(sig).map_err(|_| SignatureError::Malformed)?),
+            Some(("t", t)) => {
+                timestamp = Some(t.parse::<u64>().map_err(|_| SignatureError::Malformed)?)
+            }
+            Some(("v1", sig)) => {
+                candidates.push(hex::decode(sig).map_err(|_| SignatureError::Malformed)?)
+            }
             Some(_) => {}
             None => return Err(SignatureError::Malformed),
         }
@@ -58,7 +73,10 @@ pub fn verify(header: Option<&str>, secret: &[u8], body: &[u8], now: u64, tolera
     }
     let age_secs = now.abs_diff(timestamp);
     if age_secs > tolerance_secs {
-        return Err(SignatureError::Expired { age_secs, tolerance_secs });
+        return Err(SignatureError::Expired {
+            age_secs,
+            tolerance_secs,
+        });
     }
     let expected = mac(secret, timestamp, body);
     candidates
@@ -102,13 +120,19 @@ mod tests {
     #[test]
     fn a_tampered_body_is_refused() {
         let header = sign(SECRET, NOW, BODY);
-        assert_eq!(verify(Some(&header), SECRET, br#"{"order_id":"SO-2"}"#, NOW, 300), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(Some(&header), SECRET, br#"{"order_id":"SO-2"}"#, NOW, 300),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
     fn a_signature_with_another_secret_is_refused() {
         let header = sign(b"someone-else", NOW, BODY);
-        assert_eq!(verify(Some(&header), SECRET, BODY, NOW, 300), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(Some(&header), SECRET, BODY, NOW, 300),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
@@ -116,23 +140,47 @@ mod tests {
         let old = sign(SECRET, NOW - 301, BODY);
         assert_eq!(
             verify(Some(&old), SECRET, BODY, NOW, 300),
-            Err(SignatureError::Expired { age_secs: 301, tolerance_secs: 300 })
+            Err(SignatureError::Expired {
+                age_secs: 301,
+                tolerance_secs: 300
+            })
         );
         let future = sign(SECRET, NOW + 301, BODY);
-        assert!(matches!(verify(Some(&future), SECRET, BODY, NOW, 300), Err(SignatureError::Expired { .. })));
+        assert!(matches!(
+            verify(Some(&future), SECRET, BODY, NOW, 300),
+            Err(SignatureError::Expired { .. })
+        ));
     }
 
     #[test]
     fn a_replayed_timestamp_cannot_be_moved_forward() {
-        let header = sign(SECRET, NOW - 1000, BODY).replace(&format!("t={}", NOW - 1000), &format!("t={NOW}"));
-        assert_eq!(verify(Some(&header), SECRET, BODY, NOW, 300), Err(SignatureError::Mismatch));
+        let header = sign(SECRET, NOW - 1000, BODY)
+            .replace(&format!("t={}", NOW - 1000), &format!("t={NOW}"));
+        assert_eq!(
+            verify(Some(&header), SECRET, BODY, NOW, 300),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
     fn a_missing_or_malformed_header_is_refused() {
-        assert_eq!(verify(None, SECRET, BODY, NOW, 300), Err(SignatureError::Missing));
-        for bad in ["", "v1=abcd", "t=now,v1=abcd", &format!("t={NOW}"), &format!("t={NOW},v1=zz"), "garbage"] {
-            assert_eq!(verify(Some(bad), SECRET, BODY, NOW, 300), Err(SignatureError::Malformed), "{bad:?}");
+        assert_eq!(
+            verify(None, SECRET, BODY, NOW, 300),
+            Err(SignatureError::Missing)
+        );
+        for bad in [
+            "",
+            "v1=abcd",
+            "t=now,v1=abcd",
+            &format!("t={NOW}"),
+            &format!("t={NOW},v1=zz"),
+            "garbage",
+        ] {
+            assert_eq!(
+                verify(Some(bad), SECRET, BODY, NOW, 300),
+                Err(SignatureError::Malformed),
+                "{bad:?}"
+            );
         }
     }
 

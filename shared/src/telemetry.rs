@@ -26,7 +26,9 @@ where
         .unwrap_or_else(|_| "info".to_owned());
     let _ = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(EnvFilter::try_new(level.to_lowercase()).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_new(level.to_lowercase()).unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_current_span(false)
         .with_span_list(true)
         .with_target(false)
@@ -67,7 +69,11 @@ pub struct Metrics {
 impl Metrics {
     /// A record in `namespace` (busline uses `busline`).
     pub fn new(namespace: &'static str) -> Self {
-        Self { namespace, dimensions: Vec::new(), values: Vec::new() }
+        Self {
+            namespace,
+            dimensions: Vec::new(),
+            values: Vec::new(),
+        }
     }
 
     /// Adds a dimension.
@@ -85,8 +91,11 @@ impl Metrics {
     /// The EMF JSON document, stamped with `timestamp_ms`.
     pub fn to_emf(&self, timestamp_ms: i64) -> Value {
         let dimension_names: Vec<&str> = self.dimensions.iter().map(|(k, _)| *k).collect();
-        let definitions: Vec<Value> =
-            self.values.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit.as_str()})).collect();
+        let definitions: Vec<Value> = self
+            .values
+            .iter()
+            .map(|(name, unit, _)| json!({"Name": name, "Unit": unit.as_str()}))
+            .collect();
         let mut root = Map::new();
         root.insert(
             "_aws".into(),
@@ -171,7 +180,10 @@ mod tests {
         }
 
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2, "{text}");
         for line in &lines {
             let spans = line["spans"].to_string();

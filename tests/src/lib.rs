@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
 use aws_sdk_sqs::config::Credentials;
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
@@ -34,7 +37,8 @@ pub const SHOP_ORDER_PLACED: &str = "io.busline.shop.order.placed.v1";
 /// that LocalStack answers. There is no fallback and no skip: without LocalStack this fails, naming
 /// the command that starts it.
 pub async fn localstack() -> Result<SdkConfig> {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| DEFAULT_ENDPOINT.to_owned());
+    let endpoint =
+        std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| DEFAULT_ENDPOINT.to_owned());
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
     let config = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(&endpoint)
@@ -74,12 +78,18 @@ impl IngestStack {
         let secrets_client = aws_sdk_secretsmanager::Client::new(config);
 
         let bus_name = format!("{prefix}-bus");
-        events.create_event_bus().name(&bus_name).send().await.context("create event bus")?;
+        events
+            .create_event_bus()
+            .name(&bus_name)
+            .send()
+            .await
+            .context("create event bus")?;
 
         let dlq_url = create_queue(&sqs, &format!("{prefix}-placed-orders-dlq"), None).await?;
         let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
         let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}).to_string();
-        let queue_url = create_queue(&sqs, &format!("{prefix}-placed-orders"), Some(redrive)).await?;
+        let queue_url =
+            create_queue(&sqs, &format!("{prefix}-placed-orders"), Some(redrive)).await?;
         let queue_arn = queue_arn(&sqs, &queue_url).await?;
 
         let rule = format!("{prefix}-placed-orders");
@@ -113,7 +123,12 @@ impl IngestStack {
             .put_targets()
             .rule(&rule)
             .event_bus_name(&bus_name)
-            .targets(aws_sdk_eventbridge::types::Target::builder().id("placed-orders-queue").arn(&queue_arn).build()?)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("placed-orders-queue")
+                    .arn(&queue_arn)
+                    .build()?,
+            )
             .send()
             .await
             .context("put targets")?;
@@ -123,15 +138,30 @@ impl IngestStack {
             .create_table()
             .table_name(&table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build()?)
-            .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build()?)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("pk")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("pk")
+                    .key_type(KeyType::Hash)
+                    .build()?,
+            )
             .send()
             .await
             .context("create ledger table")?;
         dynamodb
             .update_time_to_live()
             .table_name(&table)
-            .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name("expires_at").enabled(true).build()?)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name("expires_at")
+                    .enabled(true)
+                    .build()?,
+            )
             .send()
             .await
             .context("enable TTL")?;
@@ -140,29 +170,62 @@ impl IngestStack {
         for source in ["shop", "crm"] {
             let id = format!("{prefix}/webhooks/{source}");
             let value = format!("whsec_{}", uuid::Uuid::new_v4().simple());
-            secrets_client.create_secret().name(&id).secret_string(&value).send().await.context("create secret")?;
+            secrets_client
+                .create_secret()
+                .name(&id)
+                .secret_string(&value)
+                .send()
+                .await
+                .context("create secret")?;
             secrets.push((source.to_owned(), id, value));
         }
-        Ok(Self { bus_name, queue_url, dlq_url, table, secrets })
+        Ok(Self {
+            bus_name,
+            queue_url,
+            dlq_url,
+            table,
+            secrets,
+        })
     }
 
     /// The `WEBHOOK_SOURCES` value for this stack.
     pub fn webhook_sources(&self) -> String {
-        self.secrets.iter().map(|(source, id, _)| format!("{source}={id}")).collect::<Vec<_>>().join(",")
+        self.secrets
+            .iter()
+            .map(|(source, id, _)| format!("{source}={id}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The signing secret of `source`.
     pub fn secret(&self, source: &str) -> &str {
-        &self.secrets.iter().find(|(s, _, _)| s == source).expect("stack has the source").2
+        &self
+            .secrets
+            .iter()
+            .find(|(s, _, _)| s == source)
+            .expect("stack has the source")
+            .2
     }
 }
 
-async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str, redrive: Option<String>) -> Result<String> {
-    let mut request = sqs.create_queue().queue_name(name).attributes(QueueAttributeName::MessageRetentionPeriod, "1209600");
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    redrive: Option<String>,
+) -> Result<String> {
+    let mut request = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600");
     if let Some(redrive) = redrive {
         request = request.attributes(QueueAttributeName::RedrivePolicy, redrive);
     }
-    request.send().await.with_context(|| format!("create queue {name}"))?.queue_url.context("queue url")
+    request
+        .send()
+        .await
+        .with_context(|| format!("create queue {name}"))?
+        .queue_url
+        .context("queue url")
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
@@ -179,7 +242,13 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
 
 /// Receives messages from `queue_url` until `want` have arrived and then `settle` has passed with
 /// nothing more, or until `timeout`. Deletes what it receives and returns the bodies as JSON.
-pub async fn receive(config: &SdkConfig, queue_url: &str, want: usize, settle: Duration, timeout: Duration) -> Result<Vec<Value>> {
+pub async fn receive(
+    config: &SdkConfig,
+    queue_url: &str,
+    want: usize,
+    settle: Duration,
+    timeout: Duration,
+) -> Result<Vec<Value>> {
     let sqs = aws_sdk_sqs::Client::new(config);
     let started = Instant::now();
     let mut bodies = Vec::new();
@@ -188,33 +257,60 @@ pub async fn receive(config: &SdkConfig, queue_url: &str, want: usize, settle: D
         if bodies.len() >= want && last_arrival.elapsed() >= settle {
             return Ok(bodies);
         }
-        let out = sqs.receive_message().queue_url(queue_url).max_number_of_messages(10).wait_time_seconds(1).send().await?;
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
         for message in out.messages() {
-            bodies.push(serde_json::from_str(message.body().unwrap_or_default()).context("message body is JSON")?);
+            bodies.push(
+                serde_json::from_str(message.body().unwrap_or_default())
+                    .context("message body is JSON")?,
+            );
             last_arrival = Instant::now();
             if let Some(handle) = message.receipt_handle() {
-                sqs.delete_message().queue_url(queue_url).receipt_handle(handle).send().await?;
+                sqs.delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await?;
             }
         }
     }
     if bodies.len() >= want {
         return Ok(bodies);
     }
-    bail!("received {} of {want} expected message(s) from {queue_url} within {timeout:?}", bodies.len())
+    bail!(
+        "received {} of {want} expected message(s) from {queue_url} within {timeout:?}",
+        bodies.len()
+    )
 }
 
+/// HTTP headers as name/value pairs.
+pub type Headers = Vec<(String, String)>;
+
 /// Headers that sign `body` with `secret` now, for delivery `delivery_id`.
-pub fn signed_headers(secret: &str, body: &str, delivery_id: &str) -> Vec<(String, String)> {
+pub fn signed_headers(secret: &str, body: &str, delivery_id: &str) -> Headers {
     let now = chrono::Utc::now().timestamp() as u64;
     vec![
-        ("x-busline-signature".into(), busline::signature::sign(secret.as_bytes(), now, body.as_bytes())),
+        (
+            "x-busline-signature".into(),
+            busline::signature::sign(secret.as_bytes(), now, body.as_bytes()),
+        ),
         ("x-delivery-id".into(), delivery_id.into()),
     ]
 }
 
 /// A Function URL request for `method path` with `body` and `headers`, as `lambda_http` hands it to
 /// the handler.
-pub fn webhook_request(method: &str, path: &str, body: &str, headers: &[(String, String)]) -> lambda_http::Request {
+pub fn webhook_request(
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(String, String)],
+) -> lambda_http::Request {
     let mut event: Value = serde_json::from_str(FUNCTION_URL_REQUEST).expect("fixture is JSON");
     event["rawPath"] = json!(path);
     event["requestContext"]["http"]["path"] = json!(path);

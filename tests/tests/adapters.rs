@@ -11,9 +11,16 @@ use serde_json::json;
 #[tokio::test]
 async fn the_dynamodb_ledger_keeps_the_ledger_contract() {
     let aws = localstack().await.unwrap();
-    let prefix = format!("ledger-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let prefix = format!(
+        "ledger-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
     let stack = IngestStack::create(&aws, &prefix).await.unwrap();
-    contract(&DynamoDbLedger::new(aws_sdk_dynamodb::Client::new(&aws), &stack.table), "").await;
+    contract(
+        &DynamoDbLedger::new(aws_sdk_dynamodb::Client::new(&aws), &stack.table),
+        "",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -21,19 +28,36 @@ async fn the_eventbridge_publisher_batches_and_delivers_every_event() {
     let aws = localstack().await.unwrap();
     let prefix = format!("bus-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let stack = IngestStack::create(&aws, &prefix).await.unwrap();
-    let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), &stack.bus_name);
+    let publisher =
+        EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), &stack.bus_name);
 
     // 23 events: three PutEvents calls of at most ten entries.
     let events: Vec<Envelope<_>> = (0..23)
         .map(|i| {
-            Envelope::new(format!("evt-{i}"), "busline.test", EventType::parse(SHOP_ORDER_PLACED).unwrap(), json!({"n": i}))
-                .with_subject(format!("order-{i}"))
+            Envelope::new(
+                format!("evt-{i}"),
+                "busline.test",
+                EventType::parse(SHOP_ORDER_PLACED).unwrap(),
+                json!({"n": i}),
+            )
+            .with_subject(format!("order-{i}"))
         })
         .collect();
     publisher.publish(&events).await.unwrap();
 
-    let messages = receive(&aws, &stack.queue_url, 23, Duration::from_secs(2), Duration::from_secs(30)).await.unwrap();
-    let mut ids: Vec<String> = messages.iter().map(|m| m["detail"]["id"].as_str().unwrap().to_owned()).collect();
+    let messages = receive(
+        &aws,
+        &stack.queue_url,
+        23,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let mut ids: Vec<String> = messages
+        .iter()
+        .map(|m| m["detail"]["id"].as_str().unwrap().to_owned())
+        .collect();
     ids.sort_by_key(|id| id[4..].parse::<u32>().unwrap());
     assert_eq!(ids, (0..23).map(|i| format!("evt-{i}")).collect::<Vec<_>>());
 }

@@ -44,7 +44,8 @@ pub const CORRELATION_ID_HEADER: &str = "x-correlation-id";
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// Namespace for envelope ids derived from `(source, delivery id)`.
-const EVENT_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b1f_4d0e_2a7c_4c1b_9f3e_b05e_11ae_0001);
+const EVENT_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6b1f_4d0e_2a7c_4c1b_9f3e_b05e_11ae_0001);
 
 /// A source system busline knows how to ingest: its schema and the event type its webhooks become.
 #[derive(Debug)]
@@ -97,7 +98,11 @@ impl Config {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         const SOURCES_EXPECTED: &str = "comma-separated source=secret-id pairs naming known sources, such as shop=busline/webhooks/shop";
         let raw = env.require("WEBHOOK_SOURCES", SOURCES_EXPECTED)?;
-        let invalid = || ConfigError::Invalid { name: "WEBHOOK_SOURCES", value: raw.clone(), expected: SOURCES_EXPECTED };
+        let invalid = || ConfigError::Invalid {
+            name: "WEBHOOK_SOURCES",
+            value: raw.clone(),
+            expected: SOURCES_EXPECTED,
+        };
         let sources = raw
             .split(',')
             .map(|pair| {
@@ -110,10 +115,21 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             bus_name: env.require("BUS_NAME", "the name or ARN of the event bus to publish to")?,
-            dedupe_table: env.require("DEDUPE_TABLE", "the name of the DynamoDB delivery ledger table")?,
+            dedupe_table: env.require(
+                "DEDUPE_TABLE",
+                "the name of the DynamoDB delivery ledger table",
+            )?,
             sources,
-            tolerance_secs: env.parse_or("SIGNATURE_TOLERANCE_SECONDS", signature::DEFAULT_TOLERANCE_SECS, "seconds, a whole number")?,
-            dedupe_ttl_secs: env.parse_or("DEDUPE_TTL_SECONDS", 72 * 3600, "seconds, a whole number")?,
+            tolerance_secs: env.parse_or(
+                "SIGNATURE_TOLERANCE_SECONDS",
+                signature::DEFAULT_TOLERANCE_SECS,
+                "seconds, a whole number",
+            )?,
+            dedupe_ttl_secs: env.parse_or(
+                "DEDUPE_TTL_SECONDS",
+                72 * 3600,
+                "seconds, a whole number",
+            )?,
         })
     }
 }
@@ -130,7 +146,10 @@ pub struct Source {
 impl Source {
     /// Compiles the source `name` with its signing `secret`.
     pub fn new(name: &str, secret: impl Into<Vec<u8>>) -> Result<Self, StartupError> {
-        let spec = SOURCES.iter().find(|s| s.name == name).ok_or_else(|| StartupError::UnknownSource(name.to_owned()))?;
+        let spec = SOURCES
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| StartupError::UnknownSource(name.to_owned()))?;
         Ok(Self {
             spec,
             event_type: EventType::parse(spec.event_type).map_err(StartupError::EventType)?,
@@ -156,7 +175,9 @@ pub enum StartupError {
     #[error(transparent)]
     Schema(#[from] SchemaError),
     /// A signing secret could not be read.
-    #[error("could not read signing secret {secret_id} for source {source_name}; check that it exists and that the function may read it")]
+    #[error(
+        "could not read signing secret {secret_id} for source {source_name}; check that it exists and that the function may read it"
+    )]
     Secret {
         /// The source.
         source_name: String,
@@ -188,17 +209,31 @@ const DEFAULT_LEASE_SECS: i64 = 30;
 
 impl<P: EventPublisher, L: DeliveryLedger> Deps<P, L> {
     /// Assembles the handler's dependencies from config and already-fetched secrets.
-    pub fn new(publisher: P, ledger: L, config: &Config, secrets: Vec<(String, Vec<u8>)>) -> Result<Self, StartupError> {
+    pub fn new(
+        publisher: P,
+        ledger: L,
+        config: &Config,
+        secrets: Vec<(String, Vec<u8>)>,
+    ) -> Result<Self, StartupError> {
         let sources = secrets
             .into_iter()
             .map(|(name, secret)| Source::new(&name, secret).map(|s| (name, s)))
             .collect::<Result<_, _>>()?;
-        Ok(Self { publisher, ledger, sources, tolerance_secs: config.tolerance_secs, dedupe_ttl_secs: config.dedupe_ttl_secs })
+        Ok(Self {
+            publisher,
+            ledger,
+            sources,
+            tolerance_secs: config.tolerance_secs,
+            dedupe_ttl_secs: config.dedupe_ttl_secs,
+        })
     }
 }
 
 /// Reads every configured source's signing secret from Secrets Manager.
-pub async fn fetch_secrets(client: &aws_sdk_secretsmanager::Client, config: &Config) -> Result<Vec<(String, Vec<u8>)>, StartupError> {
+pub async fn fetch_secrets(
+    client: &aws_sdk_secretsmanager::Client,
+    config: &Config,
+) -> Result<Vec<(String, Vec<u8>)>, StartupError> {
     let mut secrets = Vec::with_capacity(config.sources.len());
     for (source, secret_id) in &config.sources {
         let error = |source_error: Box<dyn std::error::Error + Send + Sync>| StartupError::Secret {
@@ -206,8 +241,17 @@ pub async fn fetch_secrets(client: &aws_sdk_secretsmanager::Client, config: &Con
             secret_id: secret_id.clone(),
             source: source_error,
         };
-        let output = client.get_secret_value().secret_id(secret_id).send().await.map_err(|e| error(Box::new(e)))?;
-        let secret = output.secret_string().map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| error("the secret has no string value".into()))?;
+        let output = client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| error(Box::new(e)))?;
+        let secret = output
+            .secret_string()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| error("the secret has no string value".into()))?;
         secrets.push((source.clone(), secret.as_bytes().to_vec()));
     }
     Ok(secrets)
@@ -228,7 +272,12 @@ pub struct Rejection {
 
 impl Rejection {
     fn new(status: StatusCode, code: &'static str, reason: impl Into<String>) -> Self {
-        Self { status, code, reason: reason.into(), violations: Vec::new() }
+        Self {
+            status,
+            code,
+            reason: reason.into(),
+            violations: Vec::new(),
+        }
     }
 
     fn into_response(self) -> Response<Body> {
@@ -265,12 +314,17 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::Text(serde_json::to_string(body).expect("response bodies serialise")))
+        .body(Body::Text(
+            serde_json::to_string(body).expect("response bodies serialise"),
+        ))
         .expect("static response parts are valid")
 }
 
 /// The Lambda handler: every outcome is an HTTP response, never a function error.
-pub async fn handle<P: EventPublisher, L: DeliveryLedger>(request: Request, deps: &Deps<P, L>) -> Response<Body> {
+pub async fn handle<P: EventPublisher, L: DeliveryLedger>(
+    request: Request,
+    deps: &Deps<P, L>,
+) -> Response<Body> {
     let span = tracing::info_span!(
         "webhook",
         source = field::Empty,
@@ -307,51 +361,102 @@ pub async fn handle<P: EventPublisher, L: DeliveryLedger>(request: Request, deps
 
 fn request_source(request: &Request) -> Option<&str> {
     let path = request.raw_http_path();
-    let path = if path.is_empty() { request.uri().path() } else { path };
-    path.strip_prefix("/webhooks/").map(|s| s.trim_end_matches('/')).filter(|s| !s.is_empty() && !s.contains('/'))
+    let path = if path.is_empty() {
+        request.uri().path()
+    } else {
+        path
+    };
+    path.strip_prefix("/webhooks/")
+        .map(|s| s.trim_end_matches('/'))
+        .filter(|s| !s.is_empty() && !s.contains('/'))
 }
 
 fn header_str<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
-    request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+    request
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 /// The envelope id for a delivery: the same delivery always gets the same id.
 pub fn event_id(source: &str, delivery_id: &str) -> String {
-    uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, format!("{source}/{delivery_id}").as_bytes()).to_string()
+    uuid::Uuid::new_v5(
+        &EVENT_ID_NAMESPACE,
+        format!("{source}/{delivery_id}").as_bytes(),
+    )
+    .to_string()
 }
 
-async fn ingest<P: EventPublisher, L: DeliveryLedger>(request: &Request, deps: &Deps<P, L>, now: DateTime<Utc>) -> Result<Accepted, Rejection> {
+async fn ingest<P: EventPublisher, L: DeliveryLedger>(
+    request: &Request,
+    deps: &Deps<P, L>,
+    now: DateTime<Utc>,
+) -> Result<Accepted, Rejection> {
     let span = tracing::Span::current();
-    let name = request_source(request)
-        .ok_or_else(|| Rejection::new(StatusCode::NOT_FOUND, "unknown_route", "webhooks are posted to /webhooks/{source}"))?;
-    let source = deps
-        .sources
-        .get(name)
-        .ok_or_else(|| Rejection::new(StatusCode::NOT_FOUND, "unknown_source", format!("no webhook source named {name:?} is configured")))?;
+    let name = request_source(request).ok_or_else(|| {
+        Rejection::new(
+            StatusCode::NOT_FOUND,
+            "unknown_route",
+            "webhooks are posted to /webhooks/{source}",
+        )
+    })?;
+    let source = deps.sources.get(name).ok_or_else(|| {
+        Rejection::new(
+            StatusCode::NOT_FOUND,
+            "unknown_source",
+            format!("no webhook source named {name:?} is configured"),
+        )
+    })?;
     span.record("source", name);
     if request.method() != Method::POST {
-        return Err(Rejection::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "webhooks must be POSTed"));
+        return Err(Rejection::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "webhooks must be POSTed",
+        ));
     }
 
     let body = request.body().as_ref();
     if body.len() > MAX_ENTRY_BYTES {
-        return Err(too_large(format!("the body is {} bytes; with its envelope an event must fit in {MAX_ENTRY_BYTES} bytes", body.len())));
+        return Err(too_large(format!(
+            "the body is {} bytes; with its envelope an event must fit in {MAX_ENTRY_BYTES} bytes",
+            body.len()
+        )));
     }
-    signature::verify(header_str(request, SIGNATURE_HEADER), &source.secret, body, now.timestamp().max(0) as u64, deps.tolerance_secs)
-        .map_err(|e: SignatureError| Rejection::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string()))?;
+    signature::verify(
+        header_str(request, SIGNATURE_HEADER),
+        &source.secret,
+        body,
+        now.timestamp().max(0) as u64,
+        deps.tolerance_secs,
+    )
+    .map_err(|e: SignatureError| {
+        Rejection::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string())
+    })?;
 
     let delivery_id = header_str(request, DELIVERY_ID_HEADER)
         .filter(|id| id.len() <= 200)
         .ok_or_else(|| Rejection::new(StatusCode::BAD_REQUEST, "missing_delivery_id", "send a unique X-Delivery-Id header (at most 200 characters) with every delivery, and the same one when resending"))?;
     span.record("delivery_id", delivery_id);
 
-    let payload: Value = serde_json::from_slice(body)
-        .map_err(|e| Rejection::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {e}")))?;
+    let payload: Value = serde_json::from_slice(body).map_err(|e| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
     let violations = source.schema.violations(&payload);
     if !violations.is_empty() {
         return Err(Rejection {
             violations,
-            ..Rejection::new(StatusCode::UNPROCESSABLE_ENTITY, "schema_violation", format!("the body does not match the {name} schema"))
+            ..Rejection::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "schema_violation",
+                format!("the body does not match the {name} schema"),
+            )
         });
     }
 
@@ -365,39 +470,81 @@ async fn ingest<P: EventPublisher, L: DeliveryLedger>(request: &Request, deps: &
         .map(|ctx| (ctx.deadline / 1000) as i64)
         .filter(|deadline| *deadline > now.timestamp())
         .unwrap_or(now.timestamp() + DEFAULT_LEASE_SECS);
-    match deps.ledger.claim(&key, &envelope.id, now.timestamp(), lease_until).await {
+    match deps
+        .ledger
+        .claim(&key, &envelope.id, now.timestamp(), lease_until)
+        .await
+    {
         Ok(Claim::Acquired) => {}
-        Ok(Claim::Completed { event_id }) => return Ok(Accepted { event_id, duplicate: true }),
-        Ok(Claim::InProgress) => {
-            return Err(Rejection::new(StatusCode::CONFLICT, "in_progress", "this delivery is being handled right now; retry later"));
+        Ok(Claim::Completed { event_id }) => {
+            return Ok(Accepted {
+                event_id,
+                duplicate: true,
+            });
         }
-        Err(e) => return Err(Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", format!("{e}; retry later"))),
+        Ok(Claim::InProgress) => {
+            return Err(Rejection::new(
+                StatusCode::CONFLICT,
+                "in_progress",
+                "this delivery is being handled right now; retry later",
+            ));
+        }
+        Err(e) => {
+            return Err(Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ledger_unavailable",
+                format!("{e}; retry later"),
+            ));
+        }
     }
 
-    if let Err(e) = deps.publisher.publish(std::slice::from_ref(&envelope)).await {
+    if let Err(e) = deps
+        .publisher
+        .publish(std::slice::from_ref(&envelope))
+        .await
+    {
         if let Err(release) = deps.ledger.release(&key).await {
             tracing::error!(error = %release, "could not release the delivery claim; it lapses at the lease end");
         }
         return Err(match e {
-            PublishError::Unpublishable { source: EnvelopeError::TooLarge { size, limit }, .. } => {
-                too_large(format!("with its envelope the event is {size} bytes, over EventBridge's {limit}-byte limit"))
-            }
-            other => Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", format!("{other}; nothing was published, retry later")),
+            PublishError::Unpublishable {
+                source: EnvelopeError::TooLarge { size, limit },
+                ..
+            } => too_large(format!(
+                "with its envelope the event is {size} bytes, over EventBridge's {limit}-byte limit"
+            )),
+            other => Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "bus_unavailable",
+                format!("{other}; nothing was published, retry later"),
+            ),
         });
     }
-    if let Err(e) = deps.ledger.complete(&key, now.timestamp() + deps.dedupe_ttl_secs).await {
+    if let Err(e) = deps
+        .ledger
+        .complete(&key, now.timestamp() + deps.dedupe_ttl_secs)
+        .await
+    {
         // The event is on the bus. A resend after the lease would publish it again under the same id,
         // which consumers deduplicate; answering 503 now would only provoke that resend.
         tracing::error!(error = %e, "published, but could not record the delivery as completed");
     }
-    Ok(Accepted { event_id: envelope.id, duplicate: false })
+    Ok(Accepted {
+        event_id: envelope.id,
+        duplicate: false,
+    })
 }
 
 fn too_large(reason: String) -> Rejection {
     Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", reason)
 }
 
-fn build_envelope(request: &Request, source: &Source, delivery_id: &str, payload: Value) -> Envelope<Value> {
+fn build_envelope(
+    request: &Request,
+    source: &Source,
+    delivery_id: &str,
+    payload: Value,
+) -> Envelope<Value> {
     let subject = payload.pointer(source.spec.subject).and_then(|v| match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -416,7 +563,10 @@ fn build_envelope(request: &Request, source: &Source, delivery_id: &str, payload
     .with_traceparent(traceparent);
     envelope.subject = subject;
     envelope.dataschema = source.schema.id().map(str::to_owned);
-    envelope.correlationid = Some(header_str(request, CORRELATION_ID_HEADER).map_or_else(|| envelope.id.clone(), str::to_owned));
+    envelope.correlationid = Some(
+        header_str(request, CORRELATION_ID_HEADER)
+            .map_or_else(|| envelope.id.clone(), str::to_owned),
+    );
     envelope
 }
 

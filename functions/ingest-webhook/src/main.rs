@@ -10,8 +10,12 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&ProcessEnv)?;
     let aws = busline::aws::load_config().await;
     let secrets = fetch_secrets(&aws_sdk_secretsmanager::Client::new(&aws), &config).await?;
-    let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), &config.bus_name);
+    let publisher =
+        EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), &config.bus_name);
     let ledger = DynamoDbLedger::new(aws_sdk_dynamodb::Client::new(&aws), &config.dedupe_table);
     let deps = Deps::new(publisher, ledger, &config, secrets)?;
-    lambda_http::run(service_fn(|request| async { Ok::<_, std::convert::Infallible>(handle(request, &deps).await) })).await
+    lambda_http::run(service_fn(|request| async {
+        Ok::<_, std::convert::Infallible>(handle(request, &deps).await)
+    }))
+    .await
 }
