@@ -438,7 +438,7 @@ async fn ingest<P: EventPublisher, L: DeliveryLedger>(
 
     let delivery_id = header_str(request, DELIVERY_ID_HEADER)
         .filter(|id| id.len() <= 200)
-        .ok_or_else(|| Rejection::new(StatusCode::BAD_REQUEST, "missing_delivery_id", "send a unique X-Delivery-Id header (at most 200 characters) with every delivery, and the same one when resending"))?;
+        .ok_or_else(|| Rejection::new(StatusCode::BAD_REQUEST, "bad_delivery_id", "send a unique X-Delivery-Id header (at most 200 characters) with every delivery, and the same one when resending"))?;
     span.record("delivery_id", delivery_id);
 
     let payload: Value = serde_json::from_slice(body).map_err(|e| {

@@ -342,7 +342,7 @@ async fn every_bad_input_gets_its_status_and_reason_and_publishes_nothing() {
             order,
             no_delivery_id,
             StatusCode::BAD_REQUEST,
-            "missing_delivery_id",
+            "bad_delivery_id",
         ),
         (
             "delivery id too long",
@@ -351,7 +351,7 @@ async fn every_bad_input_gets_its_status_and_reason_and_publishes_nothing() {
             order,
             long_delivery_id,
             StatusCode::BAD_REQUEST,
-            "missing_delivery_id",
+            "bad_delivery_id",
         ),
         (
             "malformed JSON",
