@@ -6,7 +6,7 @@ SHELL := bash
 STATE      := $(CURDIR)/.state
 LOCALSTACK := infra/localstack/localstack.sh
 TOOLS      := $(STATE)/tools
-PYTHON     ?= $(shell command -v python3.12 || command -v python3.13 || ls -d $$HOME/.pyenv/versions/3.1[23]*/bin/python 2>/dev/null | head -n1)
+PYTHON     ?= $(shell $(LOCALSTACK) python)
 
 # Clients talk to LocalStack on the host.
 export AWS_ENDPOINT_URL      ?= http://127.0.0.1:4566
@@ -41,7 +41,7 @@ lint-template: tools ## cfn-lint and sam validate --lint, both offline
 tools: $(TOOLS)/.installed ## The template linters, in a venv under .state/
 
 $(TOOLS)/.installed: Makefile
-	@test -n "$(PYTHON)" || { echo "Python >= 3.12 is required (python3.12 on PATH, or pyenv 3.12/3.13)"; exit 1; }
+	@test -n "$(PYTHON)" || { echo "Python 3.13 or later is required (on PATH, or under pyenv)"; exit 1; }
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check 'aws-sam-cli==1.*' 'cfn-lint==1.*'
 	touch $@

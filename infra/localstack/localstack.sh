@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # LocalStack on the host, without Docker: install (once), start, stop by PID, status, env.
 #
-#   infra/localstack/localstack.sh install|start|stop|status|env
+#   infra/localstack/localstack.sh install|start|stop|status|env|python
 #
+# (`python` prints the Python 3.13+ it installs with; the Makefile reuses it for the template linters.)
 # Everything lives under $BUSLINE_STATE_DIR (default: <repo>/.state/localstack). Safe to run twice:
 # `install` is a no-op when the pins have not changed, `start` returns at once when LocalStack is
 # already up, `stop` does nothing when it is down.
@@ -194,5 +195,6 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   env) env_lines ;;
-  *) die "usage: $0 install|start|stop|status|env" ;;
+  python) find_python ;;
+  *) die "usage: $0 install|start|stop|status|env|python" ;;
 esac

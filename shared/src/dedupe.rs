@@ -328,99 +328,38 @@ impl DeliveryLedger for InMemoryLedger {
 /// on a shared table apart. Test tooling: only built for tests or with the `contract-tests` feature.
 #[cfg(any(test, feature = "contract-tests"))]
 pub async fn contract<L: DeliveryLedger>(ledger: &L, key_prefix: &str) {
-    let now = 1_800_000_000;
+    const NOW: i64 = 1_800_000_000;
+    // Claims `key` at `NOW + at` with a 30 s lease.
+    let claim = async |key: &str, event_id: &str, at: i64| {
+        ledger.claim(&format!("{key_prefix}{key}"), event_id, NOW + at, NOW + at + 30).await.unwrap()
+    };
     let key = |k: &str| format!("{key_prefix}{k}");
 
     // A first claim wins; a second, while the first is live, is told it is in progress.
-    assert_eq!(
-        ledger
-            .claim(&key("a"), "evt-a", now, now + 30)
-            .await
-            .unwrap(),
-        Claim::Acquired
-    );
-    assert_eq!(
-        ledger
-            .claim(&key("a"), "evt-a2", now + 1, now + 31)
-            .await
-            .unwrap(),
-        Claim::InProgress
-    );
+    assert_eq!(claim("a", "evt-a", 0).await, Claim::Acquired);
+    assert_eq!(claim("a", "evt-a2", 1).await, Claim::InProgress);
 
     // Once completed, a repeat is answered with the recorded event id until the TTL.
-    ledger.complete(&key("a"), now + 3600).await.unwrap();
-    let done = Claim::Completed {
-        event_id: "evt-a".into(),
-    };
-    assert_eq!(
-        ledger
-            .claim(&key("a"), "evt-a3", now + 60, now + 90)
-            .await
-            .unwrap(),
-        done
-    );
-    assert_eq!(
-        ledger
-            .claim(&key("a"), "evt-a3", now + 3599, now + 3630)
-            .await
-            .unwrap(),
-        done
-    );
+    ledger.complete(&key("a"), NOW + 3600).await.unwrap();
+    let done = Claim::Completed { event_id: "evt-a".into() };
+    assert_eq!(claim("a", "evt-a3", 60).await, done);
+    assert_eq!(claim("a", "evt-a3", 3599).await, done);
     // After the TTL the record is dead even if the store has not swept it yet.
-    assert_eq!(
-        ledger
-            .claim(&key("a"), "evt-a4", now + 3600, now + 3630)
-            .await
-            .unwrap(),
-        Claim::Acquired
-    );
+    assert_eq!(claim("a", "evt-a4", 3600).await, Claim::Acquired);
 
     // A claim whose lease ran out (the invocation timed out) can be taken over at once.
-    assert_eq!(
-        ledger
-            .claim(&key("b"), "evt-b", now, now + 30)
-            .await
-            .unwrap(),
-        Claim::Acquired
-    );
-    assert_eq!(
-        ledger
-            .claim(&key("b"), "evt-b", now + 30, now + 60)
-            .await
-            .unwrap(),
-        Claim::Acquired
-    );
+    assert_eq!(claim("b", "evt-b", 0).await, Claim::Acquired);
+    assert_eq!(claim("b", "evt-b", 30).await, Claim::Acquired);
 
     // A released claim is forgotten, so the sender's retry runs again.
-    assert_eq!(
-        ledger
-            .claim(&key("c"), "evt-c", now, now + 30)
-            .await
-            .unwrap(),
-        Claim::Acquired
-    );
+    assert_eq!(claim("c", "evt-c", 0).await, Claim::Acquired);
     ledger.release(&key("c")).await.unwrap();
-    assert_eq!(
-        ledger
-            .claim(&key("c"), "evt-c", now + 1, now + 31)
-            .await
-            .unwrap(),
-        Claim::Acquired
-    );
+    assert_eq!(claim("c", "evt-c", 1).await, Claim::Acquired);
 
     // Releasing or completing an unknown key is harmless and leaves no record behind.
     ledger.release(&key("never-claimed")).await.unwrap();
-    ledger
-        .complete(&key("never-claimed"), now + 3600)
-        .await
-        .unwrap();
-    assert_eq!(
-        ledger
-            .claim(&key("never-claimed"), "evt-d", now, now + 30)
-            .await
-            .unwrap(),
-        Claim::Acquired
-    );
+    ledger.complete(&key("never-claimed"), NOW + 3600).await.unwrap();
+    assert_eq!(claim("never-claimed", "evt-d", 0).await, Claim::Acquired);
 }
 
 #[cfg(test)]
