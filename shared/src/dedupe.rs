@@ -331,7 +331,15 @@ pub async fn contract<L: DeliveryLedger>(ledger: &L, key_prefix: &str) {
     const NOW: i64 = 1_800_000_000;
     // Claims `key` at `NOW + at` with a 30 s lease.
     let claim = async |key: &str, event_id: &str, at: i64| {
-        ledger.claim(&format!("{key_prefix}{key}"), event_id, NOW + at, NOW + at + 30).await.unwrap()
+        ledger
+            .claim(
+                &format!("{key_prefix}{key}"),
+                event_id,
+                NOW + at,
+                NOW + at + 30,
+            )
+            .await
+            .unwrap()
     };
     let key = |k: &str| format!("{key_prefix}{k}");
 
@@ -341,7 +349,9 @@ pub async fn contract<L: DeliveryLedger>(ledger: &L, key_prefix: &str) {
 
     // Once completed, a repeat is answered with the recorded event id until the TTL.
     ledger.complete(&key("a"), NOW + 3600).await.unwrap();
-    let done = Claim::Completed { event_id: "evt-a".into() };
+    let done = Claim::Completed {
+        event_id: "evt-a".into(),
+    };
     assert_eq!(claim("a", "evt-a3", 60).await, done);
     assert_eq!(claim("a", "evt-a3", 3599).await, done);
     // After the TTL the record is dead even if the store has not swept it yet.
@@ -358,7 +368,10 @@ pub async fn contract<L: DeliveryLedger>(ledger: &L, key_prefix: &str) {
 
     // Releasing or completing an unknown key is harmless and leaves no record behind.
     ledger.release(&key("never-claimed")).await.unwrap();
-    ledger.complete(&key("never-claimed"), NOW + 3600).await.unwrap();
+    ledger
+        .complete(&key("never-claimed"), NOW + 3600)
+        .await
+        .unwrap();
     assert_eq!(claim("never-claimed", "evt-d", 0).await, Claim::Acquired);
 }
 

@@ -321,3 +321,78 @@ pub fn webhook_request(
     }
     lambda_http::request::from_str(&event.to_string()).expect("a valid Function URL event")
 }
+
+/// The fault file LocalStack's process executor reads (`BUSLINE_LAMBDA_FAULTS_FILE`, which
+/// `infra/localstack/localstack.sh start` sets to `.state/localstack/lambda-faults.json`).
+pub fn faults_file() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("BUSLINE_LAMBDA_FAULTS_FILE") {
+        return path.into();
+    }
+    let state = std::env::var("BUSLINE_STATE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.state/localstack")
+        });
+    state.join("lambda-faults.json")
+}
+
+/// Queues `faults` for the next invocations of `function` (see the executor's docs), keeping other
+/// functions' queues.
+pub fn queue_faults(function: &str, faults: Value) -> Result<()> {
+    let path = faults_file();
+    let mut all: Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| json!({}));
+    all[function] = faults;
+    std::fs::write(&path, all.to_string()).with_context(|| format!("write {}", path.display()))
+}
+
+/// Deploys the binary at `binary` as a `provided.al2023` function named `name` through LocalStack's
+/// hot-reload code location (a folder holding `bootstrap`), and waits until it is active.
+pub async fn deploy_process_function(
+    config: &SdkConfig,
+    name: &str,
+    binary: &str,
+    timeout_secs: i32,
+) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("busline-fn-{name}"));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(binary, dir.join("bootstrap")).with_context(|| format!("copy {binary}"))?;
+    let lambda = aws_sdk_lambda::Client::new(config);
+    lambda
+        .create_function()
+        .function_name(name)
+        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role("arn:aws:iam::000000000000:role/busline-test")
+        .timeout(timeout_secs)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .s3_bucket("hot-reload")
+                .s3_key(dir.to_string_lossy())
+                .build(),
+        )
+        .send()
+        .await
+        .with_context(|| format!("create function {name}"))?;
+    let started = Instant::now();
+    loop {
+        let state = lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await?
+            .state;
+        match state {
+            Some(aws_sdk_lambda::types::State::Active) => return Ok(()),
+            Some(aws_sdk_lambda::types::State::Failed) => {
+                bail!("function {name} failed to become active")
+            }
+            _ if started.elapsed() > Duration::from_secs(30) => {
+                bail!("function {name} not active after 30 s: {state:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

@@ -1,0 +1,359 @@
+"""A LocalStack Lambda runtime executor that runs functions as host processes, without Docker.
+
+LocalStack picks it with ``LAMBDA_RUNTIME_EXECUTOR=process``. Each execution environment LocalStack
+asks for is one process of the function's ``bootstrap`` (``provided.al2023`` / ``provided.al2``),
+talking to a Lambda Runtime API served by this module on a loopback port of its own:
+
+- ``start`` spawns the process and returns once it asks for its first invocation
+  (``GET /invocation/next``); an exit or ``/init/error`` before that is a startup error;
+- ``invoke`` hands one invocation to the process and waits for ``/response`` or ``/error``, at most
+  the function's timeout; a timeout or a crash kills the process, and the next invoke starts a fresh
+  one, as Lambda does;
+- the process's stdout and stderr go back with each result, so LocalStack writes them to CloudWatch
+  Logs;
+- ``stop`` kills the process group, so nothing outlives LocalStack or a deleted function.
+
+The Runtime API lives here rather than in a Rust binary because LocalStack calls ``invoke``
+synchronously in-process: answering from the same process needs no second protocol hop, no extra
+binary to build before LocalStack can start, and no port handshake.
+
+Fault injection, for tests only: ``BUSLINE_LAMBDA_FAULTS_FILE`` names a JSON file mapping function
+names to a queue of faults, one popped per invocation of that function::
+
+    {"orders-consumer": [{"fault": "none"}, {"fault": "error", "errorType": "OutOfStock"}]}
+
+``error`` answers with that errorType without running the function; ``timeout`` runs it but
+ignores its answer and times out; ``crash`` runs it (side effects happen) and then kills the process
+before the response is returned. The variable is set on LocalStack by the test tooling, never by a
+template.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from localstack.services.lambda_.invocation.executor_endpoint import StatusErrorException
+from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
+from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
+from localstack.services.lambda_.invocation.runtime_executor import (
+    LambdaRuntimeException,
+    RuntimeExecutor,
+)
+
+LOG = logging.getLogger(__name__)
+
+SUPPORTED_RUNTIMES = ("provided.al2023", "provided.al2")
+API_PREFIX = "/2018-06-01/runtime"
+STARTUP_TIMEOUT_SECONDS = 30
+FAULTS_FILE_VARIABLE = "BUSLINE_LAMBDA_FAULTS_FILE"
+_faults_lock = threading.Lock()
+
+
+def _error_payload(error_type: str, message: str) -> bytes:
+    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+
+
+def take_fault(function_name: str) -> dict | None:
+    """Pops the next fault queued for ``function_name``, if the test tooling queued any."""
+    path = os.environ.get(FAULTS_FILE_VARIABLE)
+    if not path:
+        return None
+    with _faults_lock:
+        try:
+            faults = json.loads(Path(path).read_text() or "{}")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            LOG.warning("ignoring unreadable fault file %s: %s", path, e)
+            return None
+        queued = faults.get(function_name) or []
+        if not queued:
+            return None
+        fault = queued.pop(0)
+        Path(path).write_text(json.dumps(faults))
+    return None if fault.get("fault") == "none" else fault
+
+
+class _Invocation:
+    def __init__(self, payload: dict, deadline_ms: int):
+        self.request_id: str = payload["invoke-id"]
+        self.body: bytes = (payload.get("payload") or "").encode()
+        self.function_arn: str = payload.get("invoked-function-arn", "")
+        self.trace_id: str = payload.get("trace-id", "")
+        self.deadline_ms = deadline_ms
+        self.done = threading.Event()
+        self.result: bytes = b""
+        self.is_error = False
+
+    def finish(self, result: bytes, is_error: bool) -> bool:
+        if self.done.is_set():
+            return False
+        self.result, self.is_error = result, is_error
+        self.done.set()
+        return True
+
+
+class RuntimeApi:
+    """The Lambda Runtime API for one execution environment, on an ephemeral loopback port."""
+
+    def __init__(self):
+        self.pending: queue.Queue[_Invocation] = queue.Queue()
+        self.in_flight: dict[str, _Invocation] = {}
+        self.ready = threading.Event()
+        self.init_error: bytes | None = None
+        self.closed = threading.Event()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format, *args):  # noqa: A002 - the base class's name
+                LOG.debug("runtime api: " + format, *args)
+
+            def _reply(self, status: int, body: bytes = b"", headers: dict | None = None):
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _body(self) -> bytes:
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def do_GET(self):
+                if self.path != f"{API_PREFIX}/invocation/next":
+                    return self._reply(404)
+                api.ready.set()
+                while not api.closed.is_set():
+                    try:
+                        invocation = api.pending.get(timeout=0.5)
+                    except queue.Empty:
+                        continue
+                    api.in_flight[invocation.request_id] = invocation
+                    return self._reply(
+                        200,
+                        invocation.body,
+                        {
+                            "Content-Type": "application/json",
+                            "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
+                            "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
+                            "Lambda-Runtime-Invoked-Function-Arn": invocation.function_arn,
+                            "Lambda-Runtime-Trace-Id": invocation.trace_id,
+                        },
+                    )
+                self._reply(410)
+
+            def do_POST(self):
+                body = self._body()
+                if self.path == f"{API_PREFIX}/init/error":
+                    api.init_error = body or _error_payload(
+                        self.headers.get("Lambda-Runtime-Function-Error-Type", "Runtime.InitError"), ""
+                    )
+                    return self._reply(202, b'{"status":"OK"}')
+                parts = self.path.removeprefix(f"{API_PREFIX}/invocation/").split("/")
+                if len(parts) != 2 or parts[1] not in ("response", "error"):
+                    return self._reply(404)
+                invocation = api.in_flight.pop(parts[0], None)
+                if invocation is None:
+                    return self._reply(400, _error_payload("InvalidRequestID", "unknown request id"))
+                if parts[1] == "error" and not body:
+                    error_type = self.headers.get("Lambda-Runtime-Function-Error-Type", "Unhandled")
+                    body = _error_payload(error_type, "")
+                invocation.finish(body, is_error=parts[1] == "error")
+                self._reply(202, b'{"status":"OK"}')
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, name=f"runtime-api-{self.port}", daemon=True).start()
+
+    def close(self):
+        self.closed.set()
+        self.server.shutdown()
+        self.server.server_close()
+        for invocation in list(self.in_flight.values()):
+            invocation.finish(_error_payload("Runtime.ExitError", "the execution environment stopped"), True)
+
+
+class ProcessRuntimeExecutor(RuntimeExecutor):
+    """One execution environment: one ``bootstrap`` process and its Runtime API."""
+
+    def __init__(self, id: str, function_version: FunctionVersion):
+        super().__init__(id, function_version)
+        self.env_vars: dict[str, str] = {}
+        self.api: RuntimeApi | None = None
+        self.process: subprocess.Popen | None = None
+        self.logs: list[str] = []
+        self.logs_lock = threading.Lock()
+        self.invoke_lock = threading.Lock()
+
+    # Preparation -------------------------------------------------------------------------------
+
+    @classmethod
+    def prepare_version(cls, function_version: FunctionVersion) -> None:
+        runtime = function_version.config.runtime
+        if runtime not in SUPPORTED_RUNTIMES:
+            raise LambdaRuntimeException(
+                f"the process executor runs only {' and '.join(SUPPORTED_RUNTIMES)} functions (a `bootstrap` "
+                f"executable); {function_version.id.function_name} uses {runtime or 'a container image'}"
+            )
+        if function_version.config.code:
+            function_version.config.code.prepare_for_execution()
+
+    @classmethod
+    def cleanup_version(cls, function_version: FunctionVersion) -> None:
+        pass
+
+    def _code_dir(self) -> Path:
+        return Path(self.function_version.config.code.get_unzipped_code_location())
+
+    # Addresses ---------------------------------------------------------------------------------
+
+    def get_address(self) -> str:
+        return "127.0.0.1"
+
+    def get_endpoint_from_executor(self) -> str:
+        return "127.0.0.1"
+
+    def get_runtime_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.api.port if self.api else 0}"
+
+    # Lifecycle ---------------------------------------------------------------------------------
+
+    def start(self, env_vars: dict[str, str]) -> None:
+        self.env_vars = {k: str(v) for k, v in env_vars.items()}
+        self._spawn()
+
+    def _spawn(self) -> None:
+        code_dir = self._code_dir()
+        bootstrap = code_dir / "bootstrap"
+        if not bootstrap.is_file():
+            raise StatusErrorException(
+                "no bootstrap",
+                _error_payload("Runtime.InvalidEntrypoint", f"the function's code has no `bootstrap` at its root ({code_dir})"),
+            )
+        self.api = RuntimeApi()
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            **self.env_vars,
+            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self.api.port}",
+            "LAMBDA_TASK_ROOT": str(code_dir),
+        }
+        self.process = subprocess.Popen(
+            [str(bootstrap)],
+            cwd=code_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        process, api = self.process, self.api
+        threading.Thread(target=self._pump_logs, args=(process,), daemon=True).start()
+        threading.Thread(target=self._watch, args=(process, api), daemon=True).start()
+
+        started = time.monotonic()
+        while not api.ready.wait(0.005):
+            if api.init_error is not None or process.poll() is not None or time.monotonic() - started > STARTUP_TIMEOUT_SECONDS:
+                reason = api.init_error or _error_payload(
+                    "Runtime.ExitError",
+                    f"the function exited during init with status {process.poll()}"
+                    if process.poll() is not None
+                    else f"the function did not ask for an invocation within {STARTUP_TIMEOUT_SECONDS} s",
+                )
+                self._kill()
+                raise StatusErrorException("Environment startup failed", payload=reason)
+
+    def _pump_logs(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            with self.logs_lock:
+                self.logs.append(line.decode(errors="replace"))
+
+    def _watch(self, process: subprocess.Popen, api: RuntimeApi) -> None:
+        status = process.wait()
+        for invocation in list(api.in_flight.values()):
+            invocation.finish(
+                _error_payload("Runtime.ExitError", f"RequestId: {invocation.request_id} Error: Runtime exited with error: exit status {status}"),
+                True,
+            )
+
+    def _kill(self) -> None:
+        process, api = self.process, self.api
+        if process and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+        if api:
+            api.close()
+
+    def stop(self) -> None:
+        self._kill()
+
+    # Invocations -------------------------------------------------------------------------------
+
+    def invoke(self, payload: dict[str, str]) -> InvocationResult:
+        with self.invoke_lock:
+            return self._invoke(payload)
+
+    def _invoke(self, payload: dict[str, str]) -> InvocationResult:
+        request_id = payload["invoke-id"]
+        timeout = float(self.function_version.config.timeout or 3)
+        fault = take_fault(self.function_version.id.function_name)
+        if fault and fault.get("fault") == "error":
+            message = fault.get("errorMessage", "injected by BUSLINE_LAMBDA_FAULTS_FILE")
+            return InvocationResult(request_id, _error_payload(fault.get("errorType", "InjectedFault"), message), True, "")
+
+        if self.process is None or self.process.poll() is not None:
+            try:
+                self._spawn()
+            except StatusErrorException as e:
+                return InvocationResult(request_id, e.payload, True, self._take_logs())
+
+        deadline_ms = int((time.time() + timeout) * 1000)
+        invocation = _Invocation(payload, deadline_ms)
+        self.api.pending.put(invocation)
+
+        kind = fault.get("fault") if fault else None
+        finished = invocation.done.wait(timeout) if kind != "timeout" else (time.sleep(timeout) or False)
+        if not finished:
+            self._kill()
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            message = f"{stamp} {request_id} Task timed out after {timeout:.2f} seconds"
+            return InvocationResult(request_id, _error_payload("Sandbox.Timedout", message), True, self._take_logs())
+        if kind == "crash":
+            self._kill()
+            message = f"RequestId: {request_id} Error: Runtime exited with error: signal: killed (injected after the function's side effects)"
+            return InvocationResult(request_id, _error_payload("Runtime.ExitError", message), True, self._take_logs())
+        return InvocationResult(request_id, invocation.result, invocation.is_error, self._take_logs())
+
+    def _take_logs(self) -> str:
+        time.sleep(0.002)  # let the pump thread catch the lines printed just before the response
+        with self.logs_lock:
+            text, self.logs = "".join(self.logs), []
+        return text
+
+    def get_logs(self) -> str:
+        with self.logs_lock:
+            return "".join(self.logs)
+
+
+class ProcessRuntimeExecutorPlugin(RuntimeExecutorPlugin):
+    name = "process"
+
+    def load(self, *args, **kwargs):
+        return ProcessRuntimeExecutor

@@ -1,0 +1,127 @@
+//! LocalStack's Lambda service running real function processes through busline's process executor
+//! (`infra/localstack/process-executor`), with no Docker: invoke, function errors, timeouts,
+//! crashes, and injected faults.
+
+use aws_config::SdkConfig;
+use aws_sdk_lambda::primitives::Blob;
+use busline_tests::{deploy_process_function, localstack, queue_faults};
+use serde_json::{Value, json};
+
+const PROBE: &str = env!("CARGO_BIN_EXE_probe-function");
+
+async fn deploy_probe(aws: &SdkConfig, timeout_secs: i32) -> String {
+    let name = format!("probe-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    deploy_process_function(aws, &name, PROBE, timeout_secs)
+        .await
+        .unwrap();
+    name
+}
+
+/// Invokes synchronously; returns the function error (if any) and the payload.
+async fn invoke(aws: &SdkConfig, name: &str, event: Value) -> (Option<String>, Value) {
+    let out = aws_sdk_lambda::Client::new(aws)
+        .invoke()
+        .function_name(name)
+        .payload(Blob::new(event.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let payload = out
+        .payload()
+        .map(|p| serde_json::from_slice(p.as_ref()).unwrap())
+        .unwrap_or(Value::Null);
+    (out.function_error().map(str::to_owned), payload)
+}
+
+#[tokio::test]
+async fn invoke_returns_the_functions_result_and_hands_it_localstacks_endpoint() {
+    let aws = localstack().await.unwrap();
+    let name = deploy_probe(&aws, 3).await;
+    let (error, payload) = invoke(&aws, &name, json!({"echo": {"order": "SO-1"}})).await;
+    assert_eq!(error, None, "{payload}");
+    assert_eq!(payload["echo"], json!({"order": "SO-1"}));
+    assert_eq!(payload["function"], name);
+    assert_eq!(payload["endpoint"], "http://127.0.0.1:4566");
+
+    // A warm environment is reused: the same process answers the next invoke.
+    let (_, again) = invoke(&aws, &name, json!({"echo": 2})).await;
+    assert_eq!(again["pid"], payload["pid"]);
+}
+
+#[tokio::test]
+async fn a_function_error_surfaces_as_unhandled_with_the_functions_error_type() {
+    let aws = localstack().await.unwrap();
+    let name = deploy_probe(&aws, 3).await;
+    let (error, payload) = invoke(&aws, &name, json!({"fail": "OutOfStock"})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(payload["errorType"], "OutOfStock");
+    assert_eq!(payload["errorMessage"], "the probe was asked to fail");
+}
+
+#[tokio::test]
+async fn a_timed_out_invocation_is_killed_and_the_next_one_gets_a_fresh_process() {
+    let aws = localstack().await.unwrap();
+    let name = deploy_probe(&aws, 1).await;
+    let (_, first) = invoke(&aws, &name, json!({"echo": 1})).await;
+
+    let (error, payload) = invoke(&aws, &name, json!({"sleep_ms": 3000})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(payload["errorType"], "Sandbox.Timedout");
+    assert!(
+        payload["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Task timed out after 1.00 seconds"),
+        "{payload}"
+    );
+
+    let (error, after) = invoke(&aws, &name, json!({"echo": 3})).await;
+    assert_eq!(error, None, "{after}");
+    assert_ne!(after["pid"], first["pid"]);
+}
+
+#[tokio::test]
+async fn a_process_that_dies_mid_invocation_is_reported_and_replaced() {
+    let aws = localstack().await.unwrap();
+    let name = deploy_probe(&aws, 3).await;
+    let (error, payload) = invoke(&aws, &name, json!({"exit": 3})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(payload["errorType"], "Runtime.ExitError");
+    assert!(
+        payload["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("exit status 3"),
+        "{payload}"
+    );
+
+    let (error, after) = invoke(&aws, &name, json!({"echo": "alive"})).await;
+    assert_eq!((error, &after["echo"]), (None, &json!("alive")));
+}
+
+#[tokio::test]
+async fn injected_faults_hit_the_chosen_invocation_only() {
+    let aws = localstack().await.unwrap();
+    let name = deploy_probe(&aws, 1).await;
+    queue_faults(
+        &name,
+        json!([
+            {"fault": "none"},
+            {"fault": "error", "errorType": "PaymentDeclined"},
+            {"fault": "crash"},
+            {"fault": "timeout"}
+        ]),
+    )
+    .unwrap();
+
+    let (error, _) = invoke(&aws, &name, json!({"echo": 1})).await;
+    assert_eq!(error, None);
+    let (_, declined) = invoke(&aws, &name, json!({"echo": 2})).await;
+    assert_eq!(declined["errorType"], "PaymentDeclined");
+    let (_, crashed) = invoke(&aws, &name, json!({"echo": 3})).await;
+    assert_eq!(crashed["errorType"], "Runtime.ExitError");
+    let (_, timed_out) = invoke(&aws, &name, json!({"echo": 4})).await;
+    assert_eq!(timed_out["errorType"], "Sandbox.Timedout");
+    let (error, fine) = invoke(&aws, &name, json!({"echo": 5})).await;
+    assert_eq!((error, &fine["echo"]), (None, &json!(5)));
+}
