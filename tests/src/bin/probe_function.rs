@@ -1,15 +1,25 @@
 //! A stand-in Lambda for testing the LocalStack process executor. Its event says what to do:
 //! `{"echo": v}` answers `v` (with the function's name and whether it saw `AWS_ENDPOINT_URL`),
 //! `{"fail": "OutOfStock"}` fails with that `errorType`, `{"sleep_ms": n}` sleeps first,
-//! `{"exit": code}` exits the process mid-invocation.
+//! `{"exit": code}` exits the process mid-invocation. Given an SQS event, it answers a partial batch
+//! response naming every record whose body is `{"fail": true}`.
 
 use std::time::Duration;
 
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 #[derive(Deserialize)]
+#[serde(untagged)]
+enum Event {
+    Sqs(SqsEvent),
+    Probe(Probe),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Probe {
     #[serde(default)]
     echo: Value,
@@ -18,9 +28,12 @@ struct Probe {
     exit: Option<i32>,
 }
 
-async fn probe(event: LambdaEvent<Probe>) -> Result<Value, Diagnostic> {
-    let probe = event.payload;
+async fn probe(event: LambdaEvent<Event>) -> Result<Value, Diagnostic> {
     println!("probe invoked: request {}", event.context.request_id);
+    let probe = match event.payload {
+        Event::Sqs(sqs) => return Ok(json!(batch_response(sqs))),
+        Event::Probe(probe) => probe,
+    };
     if let Some(ms) = probe.sleep_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -39,6 +52,23 @@ async fn probe(event: LambdaEvent<Probe>) -> Result<Value, Diagnostic> {
         "endpoint": std::env::var("AWS_ENDPOINT_URL").unwrap_or_default(),
         "pid": std::process::id(),
     }))
+}
+
+fn batch_response(event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let fail = record
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<Value>(b).ok())
+            .is_some_and(|b| b["fail"] == true);
+        if fail {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = record.message_id.unwrap_or_default();
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
 }
 
 #[tokio::main]

@@ -121,12 +121,15 @@ class RuntimeApi:
                 LOG.debug("runtime api: " + format, *args)
 
             def _reply(self, status: int, body: bytes = b"", headers: dict | None = None):
-                self.send_response(status)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the process was killed (timeout, crash, stop) while we answered it
 
             def _body(self) -> bytes:
                 length = int(self.headers.get("Content-Length") or 0)

@@ -1,0 +1,187 @@
+//! LocalStack's own wiring driving real function processes: an SQS event-source mapping with
+//! partial batch responses and a dead-letter queue, and a Step Functions `lambda:invoke` task whose
+//! `Catch` matches the function's `errorType`.
+
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use aws_sdk_lambda::types::FunctionResponseType;
+use aws_sdk_sqs::types::QueueAttributeName;
+use busline_tests::{deploy_process_function, localstack, receive};
+use serde_json::{Value, json};
+
+const PROBE: &str = env!("CARGO_BIN_EXE_probe-function");
+
+fn unique(kind: &str) -> String {
+    format!(
+        "{kind}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+async fn queue(
+    aws: &SdkConfig,
+    name: &str,
+    attributes: &[(QueueAttributeName, String)],
+) -> (String, String) {
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let mut create = sqs.create_queue().queue_name(name);
+    for (key, value) in attributes {
+        create = create.attributes(key.clone(), value);
+    }
+    let url = create.send().await.unwrap().queue_url.unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()
+        .remove(&QueueAttributeName::QueueArn)
+        .unwrap();
+    (url, arn)
+}
+
+#[tokio::test]
+async fn an_sqs_mapping_redelivers_only_the_failed_record_until_it_lands_in_the_dlq() {
+    let aws = localstack().await.unwrap();
+    let name = unique("consumer");
+    deploy_process_function(&aws, &name, PROBE, 3)
+        .await
+        .unwrap();
+
+    let (dlq_url, dlq_arn) = queue(&aws, &format!("{name}-dlq"), &[]).await;
+    let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}).to_string();
+    let (queue_url, queue_arn) = queue(
+        &aws,
+        &name,
+        &[
+            (QueueAttributeName::RedrivePolicy, redrive),
+            (QueueAttributeName::VisibilityTimeout, "1".into()),
+        ],
+    )
+    .await;
+    aws_sdk_lambda::Client::new(&aws)
+        .create_event_source_mapping()
+        .function_name(&name)
+        .event_source_arn(&queue_arn)
+        .batch_size(10)
+        .function_response_types(FunctionResponseType::ReportBatchItemFailures)
+        .send()
+        .await
+        .unwrap();
+
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    for body in [
+        json!({"order": "good"}),
+        json!({"order": "poison", "fail": true}),
+    ] {
+        sqs.send_message()
+            .queue_url(&queue_url)
+            .message_body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // Only the record the function reported as failed is retried, twice, then dead-lettered.
+    let dead = receive(
+        &aws,
+        &dlq_url,
+        1,
+        Duration::from_secs(3),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let orders: Vec<&Value> = dead.iter().map(|m| &m["order"]).collect();
+    assert_eq!(orders, [&json!("poison")]);
+
+    let left = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    assert!(
+        left.values().all(|count| count == "0"),
+        "the source queue still holds messages: {left:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_step_functions_catch_on_the_functions_error_type_takes_its_branch() {
+    let aws = localstack().await.unwrap();
+    let name = unique("reserve");
+    deploy_process_function(&aws, &name, PROBE, 3)
+        .await
+        .unwrap();
+    let function_arn = format!("arn:aws:lambda:us-east-1:000000000000:function:{name}");
+    let definition = json!({
+        "StartAt": "Reserve",
+        "States": {
+            "Reserve": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": function_arn, "Payload.$": "$"},
+                "OutputPath": "$.Payload",
+                "Catch": [{"ErrorEquals": ["OutOfStock"], "ResultPath": "$.error", "Next": "Compensate"}],
+                "End": true
+            },
+            "Compensate": {"Type": "Pass", "Result": "compensated", "ResultPath": "$.outcome", "End": true}
+        }
+    });
+    let sfn = aws_sdk_sfn::Client::new(&aws);
+    let machine = sfn
+        .create_state_machine()
+        .name(&name)
+        .definition(definition.to_string())
+        .role_arn("arn:aws:iam::000000000000:role/busline-test")
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn;
+
+    let run = async |input: Value| -> Value {
+        let execution = sfn
+            .start_execution()
+            .state_machine_arn(&machine)
+            .input(input.to_string())
+            .send()
+            .await
+            .unwrap()
+            .execution_arn;
+        let started = Instant::now();
+        loop {
+            let out = sfn
+                .describe_execution()
+                .execution_arn(&execution)
+                .send()
+                .await
+                .unwrap();
+            if out.status().as_str() != "RUNNING" {
+                assert_eq!(out.status().as_str(), "SUCCEEDED", "{out:?}");
+                return serde_json::from_str(out.output().unwrap()).unwrap();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "execution still running"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+
+    let caught = run(json!({"fail": "OutOfStock"})).await;
+    assert_eq!(caught["outcome"], "compensated");
+    assert_eq!(caught["error"]["Error"], "OutOfStock");
+
+    let passed = run(json!({"echo": "reserved"})).await;
+    assert_eq!(passed["echo"], "reserved");
+    assert_eq!(passed.get("outcome"), None);
+}
