@@ -185,3 +185,93 @@ async fn a_step_functions_catch_on_the_functions_error_type_takes_its_branch() {
     assert_eq!(passed["echo"], "reserved");
     assert_eq!(passed.get("outcome"), None);
 }
+
+#[tokio::test]
+async fn a_dynamodb_stream_mapping_invokes_the_function_and_its_logs_reach_cloudwatch() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+        ScalarAttributeType, StreamSpecification, StreamViewType,
+    };
+    let aws = localstack().await.unwrap();
+    let name = unique("cdc");
+    deploy_process_function(&aws, &name, PROBE, 3)
+        .await
+        .unwrap();
+
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let table = dynamodb
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let stream_arn = table.table_description.unwrap().latest_stream_arn.unwrap();
+    aws_sdk_lambda::Client::new(&aws)
+        .create_event_source_mapping()
+        .function_name(&name)
+        .event_source_arn(&stream_arn)
+        .starting_position(aws_sdk_lambda::types::EventSourcePosition::TrimHorizon)
+        .send()
+        .await
+        .unwrap();
+    // A stream-enabled table loses its first record if written to at once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    dynamodb
+        .put_item()
+        .table_name(&name)
+        .item("pk", AttributeValue::S("customer-1".into()))
+        .send()
+        .await
+        .unwrap();
+
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&aws);
+    let started = Instant::now();
+    loop {
+        let found = logs
+            .filter_log_events()
+            .log_group_name(format!("/aws/lambda/{name}"))
+            .filter_pattern("\"probe record\"")
+            .send()
+            .await
+            .map(|out| {
+                out.events()
+                    .iter()
+                    .filter_map(|e| e.message().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        if found
+            .iter()
+            .any(|line| line.contains("probe record: aws:dynamodb INSERT"))
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no invocation from the stream reached the function's log group"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

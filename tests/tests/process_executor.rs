@@ -125,3 +125,57 @@ async fn injected_faults_hit_the_chosen_invocation_only() {
     let (error, fine) = invoke(&aws, &name, json!({"echo": 5})).await;
     assert_eq!((error, &fine["echo"]), (None, &json!(5)));
 }
+
+#[tokio::test]
+async fn a_function_of_another_runtime_fails_with_a_reason_naming_what_is_supported() {
+    let aws = localstack().await.unwrap();
+    let name = format!(
+        "python-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let dir = std::env::temp_dir().join(format!("busline-fn-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("handler.py"),
+        "def handler(event, context):\n    return event\n",
+    )
+    .unwrap();
+    let lambda = aws_sdk_lambda::Client::new(&aws);
+    lambda
+        .create_function()
+        .function_name(&name)
+        .runtime(aws_sdk_lambda::types::Runtime::Python312)
+        .handler("handler.handler")
+        .role("arn:aws:iam::000000000000:role/busline-test")
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .s3_bucket("hot-reload")
+                .s3_key(dir.to_string_lossy())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let reason = loop {
+        let config = lambda
+            .get_function_configuration()
+            .function_name(&name)
+            .send()
+            .await
+            .unwrap();
+        if config.state() == Some(&aws_sdk_lambda::types::State::Failed) {
+            break config.state_reason().unwrap_or_default().to_owned();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "still {:?}",
+            config.state()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        reason.contains("provided.al2023") && reason.contains("python3.12"),
+        "{reason}"
+    );
+}

@@ -2,7 +2,8 @@
 //! `{"echo": v}` answers `v` (with the function's name and whether it saw `AWS_ENDPOINT_URL`),
 //! `{"fail": "OutOfStock"}` fails with that `errorType`, `{"sleep_ms": n}` sleeps first,
 //! `{"exit": code}` exits the process mid-invocation. Given an SQS event, it answers a partial batch
-//! response naming every record whose body is `{"fail": true}`.
+//! response naming every record whose body is `{"fail": true}`. Every record it gets is logged as
+//! `probe record: <eventSource> <eventName>`.
 
 use std::time::Duration;
 
@@ -12,14 +13,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum Event {
-    Sqs(SqsEvent),
-    Probe(Probe),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Probe {
     #[serde(default)]
     echo: Value,
@@ -28,12 +21,26 @@ struct Probe {
     exit: Option<i32>,
 }
 
-async fn probe(event: LambdaEvent<Event>) -> Result<Value, Diagnostic> {
+async fn probe(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     println!("probe invoked: request {}", event.context.request_id);
-    let probe = match event.payload {
-        Event::Sqs(sqs) => return Ok(json!(batch_response(sqs))),
-        Event::Probe(probe) => probe,
-    };
+    if let Some(records) = event.payload["Records"].as_array() {
+        for record in records {
+            println!(
+                "probe record: {} {}",
+                record["eventSource"].as_str().unwrap_or("?"),
+                record["eventName"].as_str().unwrap_or("-")
+            );
+        }
+        let sqs: SqsEvent = serde_json::from_value(event.payload).map_err(|e| Diagnostic {
+            error_type: "BadEvent".into(),
+            error_message: e.to_string(),
+        })?;
+        return Ok(json!(batch_response(sqs)));
+    }
+    let probe: Probe = serde_json::from_value(event.payload).map_err(|e| Diagnostic {
+        error_type: "BadEvent".into(),
+        error_message: e.to_string(),
+    })?;
     if let Some(ms) = probe.sleep_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
