@@ -16,23 +16,36 @@ export AWS_REGION            ?= us-east-1
 export AWS_DEFAULT_REGION    ?= us-east-1
 export SAM_CLI_TELEMETRY     := 0
 
-.PHONY: help demo test lint-template tools localstack-start localstack-stop localstack-status release sizes clean
+FUNCTIONS  := $(notdir $(wildcard functions/*))
+TARGET_DIR  = $${CARGO_TARGET_DIR:-target}
+
+.PHONY: help demo test lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-demo: ## Start LocalStack, post a signed order webhook, show what the consumer queue received
-	$(LOCALSTACK) start
+demo: deploy-local ## Start LocalStack, build and deploy the stack, post a signed order, follow it hop by hop (STOP=1 stops LocalStack after)
 	cargo run --quiet -p busline-tests --example demo
+	@if [ -n "$${STOP:-}" ]; then $(LOCALSTACK) stop; else echo "LocalStack is still running: 'make localstack-stop' stops it (or run 'make demo STOP=1')."; fi
 
 test: lint-template ## Everything the tests need, then all tests (LocalStack is started and stopped if it was not running)
 	@if $(LOCALSTACK) status >/dev/null 2>&1; then \
-	  cargo test --workspace --all-targets; \
+	  $(MAKE) --no-print-directory deploy-local && cargo test --workspace --all-targets; \
 	else \
 	  $(LOCALSTACK) start; \
 	  trap '$(LOCALSTACK) stop' EXIT; \
-	  cargo test --workspace --all-targets; \
+	  $(MAKE) --no-print-directory deploy-local && cargo test --workspace --all-targets; \
 	fi
+
+deploy-local: tools localstack-start ## Build the functions and deploy template.yaml to LocalStack (code changes hot-reload)
+	cargo build $(addprefix -p ,$(FUNCTIONS)) --bins
+	@for f in $(FUNCTIONS); do \
+	  mkdir -p $(STATE)/functions/$$f; \
+	  cp $(TARGET_DIR)/debug/$$f $(STATE)/functions/$$f/bootstrap.new; \
+	  mv -f $(STATE)/functions/$$f/bootstrap.new $(STATE)/functions/$$f/bootstrap; \
+	done
+	$(TOOLS)/bin/python infra/localstack/local_template.py template.yaml $(STATE)/functions > $(STATE)/template.local.json
+	$(TOOLS)/bin/sam deploy --config-file $(CURDIR)/samconfig.toml --config-env localstack --template-file $(STATE)/template.local.json
 
 lint-template: tools ## cfn-lint and sam validate --lint, both offline
 	$(TOOLS)/bin/cfn-lint template.yaml

@@ -131,7 +131,7 @@ start() {
   say "starting at $endpoint (log: $logfile)"
   local started=$SECONDS
   GATEWAY_LISTEN=127.0.0.1:$port \
-  LOCALSTACK_HOST=127.0.0.1:$port \
+  LOCALSTACK_HOST=localhost:$port \
   SQS_ENDPOINT_STRATEGY=path \
   DNS_ADDRESS=0 \
   PERSISTENCE=0 \

@@ -396,3 +396,82 @@ pub async fn deploy_process_function(
         }
     }
 }
+
+/// The stack `make deploy-local` deployed from `template.yaml`, read from its outputs.
+#[derive(Clone, Debug)]
+pub struct DeployedStack {
+    /// Every output, by key.
+    pub outputs: std::collections::HashMap<String, String>,
+}
+
+impl DeployedStack {
+    /// The name `samconfig.toml` gives the stack.
+    pub const NAME: &str = "busline";
+
+    /// Reads the deployed stack, failing with the command that deploys it.
+    pub async fn read(config: &SdkConfig) -> Result<Self> {
+        let stacks = aws_sdk_cloudformation::Client::new(config)
+            .describe_stacks()
+            .stack_name(Self::NAME)
+            .send()
+            .await
+            .context("the busline stack is not deployed on LocalStack; run `make deploy-local` (`make test` does)")?;
+        let outputs = stacks
+            .stacks()
+            .first()
+            .context("no busline stack")?
+            .outputs()
+            .iter()
+            .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
+            .collect();
+        Ok(Self { outputs })
+    }
+
+    /// An output's value.
+    pub fn output(&self, key: &str) -> Result<&str> {
+        self.outputs
+            .get(key)
+            .map(String::as_str)
+            .with_context(|| format!("the stack has no output {key}"))
+    }
+
+    /// POSTs `body` to the deployed ingest function's URL at `path`, through LocalStack's gateway
+    /// (the Function URL's host is named in the `Host` header, as DNS would route it).
+    pub async fn post_webhook(
+        &self,
+        path: &str,
+        body: &str,
+        headers: &Headers,
+    ) -> Result<(u16, Value)> {
+        let url = self.output("WebhookUrl")?;
+        let host = url.trim_start_matches("http://").trim_end_matches('/');
+        let endpoint =
+            std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| DEFAULT_ENDPOINT.to_owned());
+        let mut request = reqwest::Client::new()
+            .post(format!("{endpoint}{path}"))
+            .header("host", host)
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.context("POST to the Function URL")?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    /// The value of the secret whose ARN is in output `key`.
+    pub async fn secret(&self, config: &SdkConfig, key: &str) -> Result<String> {
+        aws_sdk_secretsmanager::Client::new(config)
+            .get_secret_value()
+            .secret_id(self.output(key)?)
+            .send()
+            .await?
+            .secret_string
+            .context("secret has no string")
+    }
+}

@@ -77,7 +77,7 @@ pub const SOURCES: &[SourceSpec] = &[
     },
 ];
 
-/// The function's configuration, read once at cold start.
+/// The function's configuration, read once at cold start (see the README for each variable).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// `BUS_NAME`: the event bus to publish to.
