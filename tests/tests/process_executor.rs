@@ -179,3 +179,50 @@ async fn a_function_of_another_runtime_fails_with_a_reason_naming_what_is_suppor
         "{reason}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn overlapping_invokes_run_in_separate_processes_and_a_deleted_function_leaves_none() {
+    let aws = localstack().await.unwrap();
+    let name = deploy_probe(&aws, 3).await;
+    invoke(&aws, &name, json!({"echo": "warm"})).await;
+    let invokes: Vec<_> = (0..3)
+        .map(|i| {
+            let aws = aws.clone();
+            let name = name.clone();
+            tokio::spawn(
+                async move { invoke(&aws, &name, json!({"echo": i, "sleep_ms": 700})).await },
+            )
+        })
+        .collect();
+    let mut pids = Vec::new();
+    for handle in invokes {
+        let (error, payload) = handle.await.unwrap();
+        assert_eq!(error, None, "{payload}");
+        pids.push(payload["pid"].as_u64().unwrap());
+    }
+    pids.sort();
+    pids.dedup();
+    assert_eq!(
+        pids.len(),
+        3,
+        "three overlapping invokes need three environments: {pids:?}"
+    );
+
+    aws_sdk_lambda::Client::new(&aws)
+        .delete_function()
+        .function_name(&name)
+        .send()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while pids
+        .iter()
+        .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "processes outlived their deleted function: {pids:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
