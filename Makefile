@@ -19,7 +19,7 @@ export SAM_CLI_TELEMETRY     := 0
 FUNCTIONS  := $(notdir $(wildcard functions/*))
 TARGET_DIR  = $${CARGO_TARGET_DIR:-target}
 
-.PHONY: help demo test lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
+.PHONY: help demo test bench lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ localstack-stop: ## Stop LocalStack
 
 localstack-status: ## Is LocalStack up?
 	$(LOCALSTACK) status
+
+bench: deploy-local release ## Cold start, peak RSS and size of each function beside a hello-world (release builds, LocalStack)
+	cargo bench --profile dev -p busline-tests --bench cold_start  # the harness itself needs no optimisation
 
 release: ## Release build of every function (LTO, stripped)
 	cargo build --release --workspace --bins

@@ -311,6 +311,12 @@ pub fn webhook_request(
     body: &str,
     headers: &[(String, String)],
 ) -> lambda_http::Request {
+    lambda_http::request::from_str(&webhook_event(method, path, body, headers).to_string())
+        .expect("a valid Function URL event")
+}
+
+/// The Function URL event JSON that [`webhook_request`] parses.
+pub fn webhook_event(method: &str, path: &str, body: &str, headers: &[(String, String)]) -> Value {
     let mut event: Value = serde_json::from_str(FUNCTION_URL_REQUEST).expect("fixture is JSON");
     event["rawPath"] = json!(path);
     event["requestContext"]["http"]["path"] = json!(path);
@@ -319,7 +325,7 @@ pub fn webhook_request(
     for (name, value) in headers {
         event["headers"][name.to_ascii_lowercase()] = json!(value);
     }
-    lambda_http::request::from_str(&event.to_string()).expect("a valid Function URL event")
+    event
 }
 
 /// The fault file LocalStack's process executor reads (`BUSLINE_LAMBDA_FAULTS_FILE`, which

@@ -234,25 +234,34 @@ pub async fn fetch_secrets(
     client: &aws_sdk_secretsmanager::Client,
     config: &Config,
 ) -> Result<Vec<(String, Vec<u8>)>, StartupError> {
+    // Concurrently: each read is a round trip, and they all sit on the cold-start path.
+    let mut reads = tokio::task::JoinSet::<Result<(String, Vec<u8>), StartupError>>::new();
+    for (source, secret_id) in config.sources.clone() {
+        let client = client.clone();
+        reads.spawn(async move {
+            let error =
+                |source_error: Box<dyn std::error::Error + Send + Sync>| StartupError::Secret {
+                    source_name: source.clone(),
+                    secret_id: secret_id.clone(),
+                    source: source_error,
+                };
+            let output = client
+                .get_secret_value()
+                .secret_id(&secret_id)
+                .send()
+                .await
+                .map_err(|e| error(Box::new(e)))?;
+            let secret = output
+                .secret_string()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| error("the secret has no string value".into()))?;
+            Ok((source.clone(), secret.as_bytes().to_vec()))
+        });
+    }
     let mut secrets = Vec::with_capacity(config.sources.len());
-    for (source, secret_id) in &config.sources {
-        let error = |source_error: Box<dyn std::error::Error + Send + Sync>| StartupError::Secret {
-            source_name: source.clone(),
-            secret_id: secret_id.clone(),
-            source: source_error,
-        };
-        let output = client
-            .get_secret_value()
-            .secret_id(secret_id)
-            .send()
-            .await
-            .map_err(|e| error(Box::new(e)))?;
-        let secret = output
-            .secret_string()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| error("the secret has no string value".into()))?;
-        secrets.push((source.clone(), secret.as_bytes().to_vec()));
+    while let Some(read) = reads.join_next().await {
+        secrets.push(read.expect("a secret read does not panic")?);
     }
     Ok(secrets)
 }

@@ -1,0 +1,265 @@
+//! Cold start and peak memory of each function, beside a bare `lambda_runtime` hello world built
+//! with the same profile, measured in the same run.
+//!
+//! Each run spawns the release binary with a Lambda Runtime API served here on loopback. Cold start
+//! is the time from spawn to the process's first `GET /invocation/next`: everything the function
+//! does at init, its Secrets Manager reads included. The last run then serves one representative
+//! invocation and reads the process's peak resident set (`VmHWM`) before killing it.
+//!
+//! Needs LocalStack with the stack deployed (`make bench` does both) and release binaries
+//! (`cargo build --release --bins`). Writes `target/bench/cold-start.json` and prints a table.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use busline_tests::{DeployedStack, SAMPLE_SHOP_ORDER, localstack, signed_headers, webhook_event};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const RUNS: usize = 10;
+
+struct Subject {
+    name: &'static str,
+    env: Vec<(String, String)>,
+    event: Value,
+}
+
+struct Measured {
+    name: &'static str,
+    cold_ms: Vec<f64>,
+    peak_rss_kb: u64,
+    invocation_ok: bool,
+    bytes: u64,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let release = target_dir().join("release");
+    let aws = localstack().await?;
+    let stack = DeployedStack::read(&aws).await?;
+    let shop_secret = stack.secret(&aws, "ShopWebhookSecretArn").await?;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .unwrap_or_else(|_| busline_tests::DEFAULT_ENDPOINT.into());
+    let aws_env: [(String, String); 4] = [
+        ("AWS_ENDPOINT_URL".into(), endpoint),
+        ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+    ];
+    let ingest_env = [
+        ("BUS_NAME", stack.output("EventBusName")?.to_owned()),
+        (
+            "DEDUPE_TABLE",
+            stack.output("DeliveryLedgerTableName")?.to_owned(),
+        ),
+        (
+            "WEBHOOK_SOURCES",
+            format!(
+                "shop={},crm={}",
+                stack.output("ShopWebhookSecretArn")?,
+                stack.output("CrmWebhookSecretArn")?
+            ),
+        ),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    let delivery = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let subjects = vec![
+        Subject {
+            name: "hello-lambda",
+            env: vec![],
+            event: json!({"hello": "world"}),
+        },
+        Subject {
+            name: "ingest-webhook",
+            env: aws_env.iter().cloned().chain(ingest_env).collect(),
+            event: webhook_event(
+                "POST",
+                "/webhooks/shop",
+                SAMPLE_SHOP_ORDER,
+                &signed_headers(&shop_secret, SAMPLE_SHOP_ORDER, &delivery),
+            ),
+        },
+    ];
+
+    let mut results = Vec::new();
+    for subject in &subjects {
+        let binary = release.join(subject.name);
+        let bytes = std::fs::metadata(&binary)
+            .with_context(|| {
+                format!(
+                    "{} is not built; run `cargo build --release --bins`",
+                    binary.display()
+                )
+            })?
+            .len();
+        let mut cold_ms = Vec::new();
+        let mut last = (0, false);
+        for run in 0..RUNS {
+            let (cold, rss, ok) = cold_start(
+                &binary,
+                &subject.env,
+                (run + 1 == RUNS).then_some(&subject.event),
+            )
+            .await?;
+            cold_ms.push(cold.as_secs_f64() * 1000.0);
+            last = (rss, ok);
+        }
+        results.push(Measured {
+            name: subject.name,
+            cold_ms,
+            peak_rss_kb: last.0,
+            invocation_ok: last.1,
+            bytes,
+        });
+    }
+    report(&results)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// Spawns `binary`, times it to its first `/next`, and optionally serves `event` and reads peak RSS.
+async fn cold_start(
+    binary: &Path,
+    env: &[(String, String)],
+    event: Option<&Value>,
+) -> Result<(Duration, u64, bool)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let api = listener.local_addr()?.to_string();
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(binary)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("AWS_LAMBDA_RUNTIME_API", &api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().context("no pid")?;
+    let (stream, _) = tokio::time::timeout(Duration::from_secs(20), listener.accept())
+        .await
+        .context("the function never called the Runtime API")??;
+    let mut conn = BufReader::new(stream);
+    let (path, _) = read_request(&mut conn).await?;
+    let cold = started.elapsed();
+    if !path.ends_with("/invocation/next") {
+        bail!(
+            "{}: first call was {path}, not /next (init error?)",
+            binary.display()
+        );
+    }
+    let mut ok = false;
+    let mut rss = 0;
+    if let Some(event) = event {
+        let body = event.to_string();
+        let deadline = chrono::Utc::now().timestamp_millis() + 10_000;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: bench-1\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:000000000000:function:bench\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        conn.get_mut().write_all(head.as_bytes()).await?;
+        conn.get_mut().write_all(body.as_bytes()).await?;
+        // The response may come on this connection or a new one.
+        let (path, _) = tokio::select! {
+            r = read_request(&mut conn) => r?,
+            accepted = listener.accept() => read_request(&mut BufReader::new(accepted?.0)).await?,
+        };
+        ok = path.ends_with("/bench-1/response");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rss = peak_rss_kb(pid)?;
+    }
+    child.kill().await?;
+    Ok((cold, rss, ok))
+}
+
+async fn read_request(conn: &mut BufReader<TcpStream>) -> Result<(String, Vec<u8>)> {
+    let mut line = String::new();
+    conn.read_line(&mut line).await?;
+    let path = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        if conn.read_line(&mut header).await? == 0 || header == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse()?;
+        }
+    }
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body).await?;
+    Ok((path, body))
+}
+
+fn peak_rss_kb(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmHWM")
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+fn report(results: &[Measured]) -> Result<()> {
+    let baseline = median(&results[0].cold_ms);
+    println!(
+        "\n| Function | Cold start median | max | ratio to hello-world (goal ≤ 1.25) | Peak RSS (goal ≤ 32 MB) | Binary (goal ≤ 8 MB) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
+    for r in results {
+        let max = r.cold_ms.iter().copied().fold(0.0, f64::max);
+        let ratio = median(&r.cold_ms) / baseline;
+        println!(
+            "| {} | {:.2} ms | {:.2} ms | {:.2} | {:.1} MB{} | {:.2} MB |",
+            r.name,
+            median(&r.cold_ms),
+            max,
+            ratio,
+            r.peak_rss_kb as f64 / 1024.0,
+            if r.invocation_ok {
+                ""
+            } else {
+                " (invocation failed)"
+            },
+            r.bytes as f64 / 1_000_000.0
+        );
+        rows.push(json!({
+            "function": r.name, "runs": r.cold_ms.len(), "cold_start_ms": r.cold_ms, "median_ms": median(&r.cold_ms),
+            "max_ms": max, "ratio_to_hello": ratio, "peak_rss_kb": r.peak_rss_kb, "invocation_ok": r.invocation_ok, "binary_bytes": r.bytes,
+        }));
+    }
+    println!(
+        "\nReference (lambda-perf, 128 MB, init duration on AWS): Rust ~14-16 ms, Python ~81 ms, Node ~124 ms."
+    );
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("cold-start.json"),
+        serde_json::to_string_pretty(&rows)?,
+    )?;
+    println!("Written to {}", dir.join("cold-start.json").display());
+    Ok(())
+}
