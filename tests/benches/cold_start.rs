@@ -6,8 +6,12 @@
 //! does at init, its Secrets Manager reads included. The last run then serves one representative
 //! invocation and reads the process's peak resident set (`VmHWM`) before killing it.
 //!
+//! Warm invokes: 200 invocations of the hello world through LocalStack's `Invoke` (its API, the
+//! process executor, the Runtime API), beside 200 served to the same binary straight over the
+//! Runtime API in this process; the difference is what LocalStack and the executor add.
+//!
 //! Needs LocalStack with the stack deployed (`make bench` does both) and release binaries
-//! (`cargo build --release --bins`). Writes `target/bench/cold-start.json` and prints a table.
+//! (`cargo build --release --bins`). Writes `target/bench/cold-start.json` and prints tables.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -115,7 +119,84 @@ async fn main() -> Result<()> {
             bytes,
         });
     }
-    report(&results)
+    let warm = warm_invokes(&aws, &release.join("hello-lambda")).await?;
+    report(&results, &warm)
+}
+
+const WARM_INVOKES: usize = 200;
+
+/// Round trips in ms: (through LocalStack's Invoke, straight over the Runtime API).
+async fn warm_invokes(aws: &aws_config::SdkConfig, hello: &Path) -> Result<(Vec<f64>, Vec<f64>)> {
+    let name = format!(
+        "bench-hello-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    busline_tests::deploy_process_function(aws, &name, &hello.to_string_lossy(), 3).await?;
+    let lambda = aws_sdk_lambda::Client::new(aws);
+    let payload = aws_sdk_lambda::primitives::Blob::new(r#"{"hello":"world"}"#);
+    lambda
+        .invoke()
+        .function_name(&name)
+        .payload(payload.clone())
+        .send()
+        .await?;
+    let mut through_localstack = Vec::with_capacity(WARM_INVOKES);
+    for _ in 0..WARM_INVOKES {
+        let started = Instant::now();
+        let out = lambda
+            .invoke()
+            .function_name(&name)
+            .payload(payload.clone())
+            .send()
+            .await?;
+        through_localstack.push(started.elapsed().as_secs_f64() * 1000.0);
+        if out.function_error().is_some() {
+            bail!("hello-lambda failed through LocalStack");
+        }
+    }
+    lambda.delete_function().function_name(&name).send().await?;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let mut child = tokio::process::Command::new(hello)
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", listener.local_addr()?.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut conn = BufReader::new(listener.accept().await?.0);
+    read_request(&mut conn).await?;
+    let mut direct = Vec::with_capacity(WARM_INVOKES);
+    let body = r#"{"hello":"world"}"#;
+    for i in 0..WARM_INVOKES {
+        let started = Instant::now();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: warm-{i}\r\nLambda-Runtime-Deadline-Ms: {}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:000000000000:function:bench\r\nContent-Length: {}\r\n\r\n{body}",
+            chrono::Utc::now().timestamp_millis() + 10_000,
+            body.len()
+        );
+        conn.get_mut().write_all(head.as_bytes()).await?;
+        let (path, _) = read_request(&mut conn).await?;
+        direct.push(started.elapsed().as_secs_f64() * 1000.0);
+        if !path.ends_with("/response") {
+            bail!("expected a response, got {path}");
+        }
+        conn.get_mut()
+            .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+            .await?;
+        read_request(&mut conn).await?;
+    }
+    child.kill().await?;
+    Ok((through_localstack, direct))
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn target_dir() -> PathBuf {
@@ -222,7 +303,7 @@ fn median(values: &[f64]) -> f64 {
     sorted[sorted.len() / 2]
 }
 
-fn report(results: &[Measured]) -> Result<()> {
+fn report(results: &[Measured], (through, direct): &(Vec<f64>, Vec<f64>)) -> Result<()> {
     let baseline = median(&results[0].cold_ms);
     println!(
         "\n| Function | Cold start median | max | ratio to hello-world (goal ≤ 1.25) | Peak RSS (goal ≤ 32 MB) | Binary (goal ≤ 8 MB) |"
@@ -254,6 +335,29 @@ fn report(results: &[Measured]) -> Result<()> {
     println!(
         "\nReference (lambda-perf, 128 MB, init duration on AWS): Rust ~14-16 ms, Python ~81 ms, Node ~124 ms."
     );
+
+    println!("\n| Warm invoke of hello-lambda ({WARM_INVOKES} each) | p50 | p99 |");
+    println!("|---|---|---|");
+    println!(
+        "| through LocalStack `Invoke` (API + process executor) | {:.2} ms | {:.2} ms |",
+        percentile(through, 0.5),
+        percentile(through, 0.99)
+    );
+    println!(
+        "| straight over the Runtime API | {:.2} ms | {:.2} ms |",
+        percentile(direct, 0.5),
+        percentile(direct, 0.99)
+    );
+    println!(
+        "| added by LocalStack and the executor | {:.2} ms ({:.1}x) | |",
+        percentile(through, 0.5) - percentile(direct, 0.5),
+        percentile(through, 0.5) / percentile(direct, 0.5)
+    );
+    rows.push(json!({
+        "warm_invoke": {"invokes": WARM_INVOKES,
+            "through_localstack_ms": {"p50": percentile(through, 0.5), "p99": percentile(through, 0.99)},
+            "direct_runtime_api_ms": {"p50": percentile(direct, 0.5), "p99": percentile(direct, 0.99)}}
+    }));
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(
