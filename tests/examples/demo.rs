@@ -1,15 +1,14 @@
 //! `make demo`: a signed order webhook into the stack `make deploy-local` deployed from
 //! `template.yaml` on LocalStack, followed hop by hop: the ingest function (a real process behind
-//! its Function URL), the bus, the rule, the consumer queue.
+//! its Function URL), the bus and its rule, the placed-orders queue, and the audit-trail function
+//! its event-source mapping invokes.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
-use busline::Envelope;
+use busline::audit::{AuditTrail, DynamoDbAuditTrail};
 use busline_tests::{DeployedStack, SAMPLE_SHOP_ORDER, localstack, signed_headers};
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -47,93 +46,72 @@ async fn main() -> Result<()> {
         .await?;
     println!("<== {status} {again}");
 
-    println!("\n==> Following event {event_id} to the placed-orders queue ...");
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    let queue_url = stack.output("PlacedOrdersQueueUrl")?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (message, body) = loop {
+    println!(
+        "\n==> Following event {event_id} through the bus, the rule, the placed-orders queue and its event-source mapping to the audit-trail function ..."
+    );
+    let trail = DynamoDbAuditTrail::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        stack.output("AuditTrailTableName")?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let entry = loop {
+        if let Some(entry) = trail.history(&event_id).await?.into_iter().next() {
+            break entry;
+        }
         if Instant::now() > deadline {
-            bail!("event {event_id} did not reach {queue_url} within 20 s");
+            bail!(
+                "event {event_id} did not reach the audit trail within 30 s; see `make localstack-status` and .state/localstack/localstack.log"
+            );
         }
-        let out = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
-            .send()
-            .await?;
-        let found = out.messages().iter().find_map(|m| {
-            let body: Value = serde_json::from_str(m.body()?).ok()?;
-            (body["detail"]["id"] == event_id.as_str()).then(|| (m.clone(), body))
-        });
-        if let Some(found) = found {
-            break found;
-        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let received = Utc::now();
-    sqs.delete_message()
-        .queue_url(queue_url)
-        .receipt_handle(message.receipt_handle().unwrap_or_default())
-        .send()
-        .await?;
-
-    let envelope: Envelope<Value> =
-        Envelope::from_eventbridge(serde_json::from_value(body.clone())?)?;
-    let queued = message
-        .attributes()
-        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
-        .and_then(|ms| ms.parse().ok())
-        .and_then(DateTime::from_timestamp_millis);
+    let found = Utc::now();
+    let envelope = entry.envelope;
     let accepted_at = envelope.time.unwrap_or(sent);
     let since = |t: DateTime<Utc>| format!("{:>+6} ms", (t - accepted_at).num_milliseconds());
 
     println!(
-        "\n  hop                         where                         at (UTC)        since accepted"
+        "\n  hop                            function / resource            at (UTC)      since accepted"
     );
-    let row = |hop: &str, place: &str, at: Option<DateTime<Utc>>, note: &str| match at {
+    let row = |hop: &str, place: &str, at: Option<DateTime<Utc>>| match at {
         Some(at) => println!(
-            "  {hop:<27} {place:<29} {}  {}{note}",
+            "  {hop:<30} {place:<30} {}  {}",
             at.format("%H:%M:%S%.3f"),
             since(at)
         ),
-        None => println!("  {hop:<27} {place:<29} {note}"),
+        None => println!(
+            "  {hop:<30} {place:<30} (not timed: EventBridge and SQS keep no ms stamps we can read here)"
+        ),
     };
-    row("webhook sent", "demo (signed POST)", Some(sent), "");
+    row("webhook sent", "demo, signed POST", Some(sent));
     row(
-        "accepted, envelope built",
+        "verified, envelope published",
         "ingest-webhook (process)",
         Some(accepted_at),
-        "",
     );
     row(
-        "published on the bus",
-        "busline-bus",
+        "routed by rule, queued",
+        "busline-bus -> placed-orders",
         None,
-        "(between the rows around it: EventBridge keeps whole seconds)",
     );
-    row("routed by rule to queue", "placed-orders queue", queued, "");
     row(
-        "received by consumer",
-        "demo (SQS ReceiveMessage)",
-        Some(received),
-        "",
+        "kept in the audit trail",
+        "audit-trail (process, via ESM)",
+        Some(entry.recorded_at),
     );
+    row("read back by the demo", "audit trail table", Some(found));
 
     println!(
-        "\n==> The event as the consumer queue received it:\n{}",
-        serde_json::to_string_pretty(&body)?
+        "\n==> The envelope as the audit trail keeps it:\n{}",
+        serde_json::to_string_pretty(&envelope)?
     );
     println!(
-        "\nSummary: order {} accepted in {} ms, published once as {} ({}), routed to the consumer queue {} ms after acceptance.",
+        "\nSummary: order {} accepted in {} ms and published once as {} ({}); the audit-trail consumer kept it {} ms after acceptance.",
         envelope.subject.as_deref().unwrap_or("?"),
         answered.as_millis(),
         envelope.id,
         envelope.event_type,
-        queued.map_or_else(
-            || "?".into(),
-            |q| (q - accepted_at).num_milliseconds().to_string()
-        ),
+        (entry.recorded_at - accepted_at).num_milliseconds(),
     );
     Ok(())
 }

@@ -61,3 +61,43 @@ async fn the_eventbridge_publisher_batches_and_delivers_every_event() {
     ids.sort_by_key(|id| id[4..].parse::<u32>().unwrap());
     assert_eq!(ids, (0..23).map(|i| format!("evt-{i}")).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn the_dynamodb_audit_trail_keeps_the_audit_contract() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let aws = localstack().await.unwrap();
+    let table = format!("audit-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    let string = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    dynamodb
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(string("pk"))
+        .attribute_definitions(string("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .unwrap();
+    busline::audit::contract(
+        &busline::audit::DynamoDbAuditTrail::new(dynamodb, &table),
+        "",
+    )
+    .await;
+}

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -70,9 +70,7 @@ fn batch_response(event: SqsEvent) -> SqsBatchResponse {
             .and_then(|b| serde_json::from_str::<Value>(b).ok())
             .is_some_and(|b| b["fail"] == true);
         if fail {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = record.message_id.unwrap_or_default();
-            response.batch_item_failures.push(failure);
+            response.add_failure(record.message_id.unwrap_or_default());
         }
     }
     response

@@ -1,0 +1,289 @@
+//! The audit trail: every envelope a consumer saw, kept once, findable by correlation id.
+//!
+//! Records are keyed by the envelope's correlation id (partition) and `<time>#<source>#<id>`
+//! (sort), so one query returns a business transaction's events in order. Writing is idempotent:
+//! a conditional put that finds the record already there answers [`Recorded::AlreadyThere`], which a
+//! consumer treats as success under at-least-once delivery.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Envelope;
+use crate::error::{Classify, ErrorClass};
+
+/// The outcome of recording an envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// Written now.
+    New,
+    /// A redelivery: the record was already there.
+    AlreadyThere,
+}
+
+/// An audit write that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The store could not be reached or refused the call. Retryable.
+    #[error("the audit trail is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The envelope cannot be stored as an item. Permanent.
+    #[error("envelope {event_id} cannot be stored")]
+    Unstorable {
+        /// The envelope's id.
+        event_id: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Classify for AuditError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Unavailable(_) => ErrorClass::Retryable,
+            Self::Unstorable { .. } => ErrorClass::Permanent,
+        }
+    }
+
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "AuditTrailUnavailable",
+            Self::Unstorable { .. } => "AuditRecordUnstorable",
+        }
+    }
+}
+
+/// Keeps envelopes for later inspection.
+pub trait AuditTrail: Send + Sync {
+    /// Records `envelope` once.
+    fn record(
+        &self,
+        envelope: &Envelope<Value>,
+    ) -> impl Future<Output = Result<Recorded, AuditError>> + Send;
+
+    /// Every entry recorded under `correlation_id`, oldest event first.
+    fn history(
+        &self,
+        correlation_id: &str,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, AuditError>> + Send;
+}
+
+/// One envelope in the trail, and when it was recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEntry {
+    /// The envelope as received.
+    pub envelope: Envelope<Value>,
+    /// When the trail recorded it.
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An audit record as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct AuditRecord {
+    pk: String,
+    sk: String,
+    event_type: String,
+    envelope: String,
+    recorded_at_ms: i64,
+}
+
+impl AuditRecord {
+    fn of(envelope: &Envelope<Value>) -> Result<Self, AuditError> {
+        let time = envelope
+            .time
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default();
+        Ok(Self {
+            pk: envelope.correlation_id().to_owned(),
+            sk: format!("{time}#{}#{}", envelope.source, envelope.id),
+            event_type: envelope.event_type.to_string(),
+            envelope: serde_json::to_string(envelope).map_err(|e| AuditError::Unstorable {
+                event_id: envelope.id.clone(),
+                source: Box::new(e),
+            })?,
+            recorded_at_ms: chrono::Utc::now().timestamp_millis(),
+        })
+    }
+
+    fn entry(&self) -> Result<AuditEntry, AuditError> {
+        let unstorable =
+            |source: Box<dyn std::error::Error + Send + Sync>| AuditError::Unstorable {
+                event_id: self.sk.clone(),
+                source,
+            };
+        Ok(AuditEntry {
+            envelope: serde_json::from_str(&self.envelope).map_err(|e| unstorable(Box::new(e)))?,
+            recorded_at: chrono::DateTime::from_timestamp_millis(self.recorded_at_ms)
+                .ok_or_else(|| unstorable("recorded_at_ms is out of range".into()))?,
+        })
+    }
+}
+
+/// The DynamoDB adapter: partition key `pk`, sort key `sk`, both strings.
+#[derive(Clone, Debug)]
+pub struct DynamoDbAuditTrail {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDbAuditTrail {
+    /// An audit trail on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+impl AuditTrail for DynamoDbAuditTrail {
+    async fn record(&self, envelope: &Envelope<Value>) -> Result<Recorded, AuditError> {
+        let record = AuditRecord::of(envelope)?;
+        let item = serde_dynamo::to_item(&record).map_err(|e| AuditError::Unstorable {
+            event_id: envelope.id.clone(),
+            source: Box::new(e),
+        })?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Recorded::New),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(Recorded::AlreadyThere)
+            }
+            Err(e) => Err(AuditError::Unavailable(Box::new(e))),
+        }
+    }
+
+    async fn history(&self, correlation_id: &str) -> Result<Vec<AuditEntry>, AuditError> {
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(correlation_id.to_owned()),
+            )
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| AuditError::Unavailable(Box::new(e)))?;
+        items
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item::<_, AuditRecord>(item)
+                    .map_err(|e| AuditError::Unstorable {
+                        event_id: correlation_id.to_owned(),
+                        source: Box::new(e),
+                    })?
+                    .entry()
+            })
+            .collect()
+    }
+}
+
+/// The in-memory twin.
+#[derive(Clone, Debug, Default)]
+pub struct InMemoryAuditTrail {
+    records: Arc<Mutex<BTreeMap<(String, String), AuditRecord>>>,
+}
+
+impl InMemoryAuditTrail {
+    /// An empty trail.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl AuditTrail for InMemoryAuditTrail {
+    async fn record(&self, envelope: &Envelope<Value>) -> Result<Recorded, AuditError> {
+        let record = AuditRecord::of(envelope)?;
+        let mut records = self.records.lock().unwrap();
+        let key = (record.pk.clone(), record.sk.clone());
+        if records.contains_key(&key) {
+            return Ok(Recorded::AlreadyThere);
+        }
+        records.insert(key, record);
+        Ok(Recorded::New)
+    }
+
+    async fn history(&self, correlation_id: &str) -> Result<Vec<AuditEntry>, AuditError> {
+        let records = self.records.lock().unwrap();
+        records
+            .iter()
+            .filter(|((pk, _), _)| pk == correlation_id)
+            .map(|(_, r)| r.entry())
+            .collect()
+    }
+}
+
+/// The contract every [`AuditTrail`] keeps; `correlation_prefix` keeps runs on a shared table apart.
+#[cfg(any(test, feature = "contract-tests"))]
+pub async fn contract<A: AuditTrail>(trail: &A, correlation_prefix: &str) {
+    use crate::EventType;
+    let correlation = format!("{correlation_prefix}order-7");
+    let event = |id: &str, second: u32| {
+        let mut e = Envelope::new(
+            id,
+            "busline.test",
+            EventType::parse("io.busline.test.step.v1").unwrap(),
+            serde_json::json!({"id": id}),
+        )
+        .with_correlation_id(&correlation);
+        e.time = chrono::DateTime::from_timestamp(1_800_000_000 + i64::from(second), 0);
+        e
+    };
+    let (second, first) = (event("evt-2", 2), event("evt-1", 1));
+
+    assert_eq!(trail.record(&second).await.unwrap(), Recorded::New);
+    assert_eq!(trail.record(&first).await.unwrap(), Recorded::New);
+    // A redelivery is recognised and stored once.
+    assert_eq!(trail.record(&second).await.unwrap(), Recorded::AlreadyThere);
+
+    let history: Vec<_> = trail
+        .history(&correlation)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.envelope)
+        .collect();
+    assert_eq!(
+        history,
+        vec![first, second],
+        "oldest first, each once, losslessly"
+    );
+    assert!(
+        trail
+            .history(&format!("{correlation_prefix}nobody"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_in_memory_twin_keeps_the_contract() {
+        contract(&InMemoryAuditTrail::new(), "").await;
+    }
+}
