@@ -111,6 +111,17 @@ enum Status {
 }
 
 impl DeliveryRecord {
+    /// A fresh claim: in progress, and dead at the end of its lease.
+    fn claimed(key: &str, event_id: &str, lease_until: i64) -> Self {
+        Self {
+            pk: key.to_owned(),
+            status: Status::InProgress,
+            event_id: event_id.to_owned(),
+            lease_until,
+            expires_at: lease_until,
+        }
+    }
+
     /// What a claim finds when this record is in the way; `None` when the record is dead.
     fn blocks(&self, now: i64) -> Option<Claim> {
         match self.status {
@@ -153,13 +164,7 @@ impl DeliveryLedger for DynamoDbLedger {
         now: i64,
         lease_until: i64,
     ) -> Result<Claim, LedgerError> {
-        let record = DeliveryRecord {
-            pk: key.to_owned(),
-            status: Status::InProgress,
-            event_id: event_id.to_owned(),
-            lease_until,
-            expires_at: lease_until,
-        };
+        let record = DeliveryRecord::claimed(key, event_id, lease_until);
         let item = serde_dynamo::to_item(&record).map_err(|e| LedgerError::Corrupt {
             key: key.to_owned(),
             source: Box::new(e),
@@ -296,14 +301,10 @@ impl DeliveryLedger for InMemoryLedger {
             if let Some(blocked) = state.records.get(key).and_then(|r| r.blocks(now)) {
                 return blocked;
             }
-            let record = DeliveryRecord {
-                pk: key.to_owned(),
-                status: Status::InProgress,
-                event_id: event_id.to_owned(),
-                lease_until,
-                expires_at: lease_until,
-            };
-            state.records.insert(key.to_owned(), record);
+            state.records.insert(
+                key.to_owned(),
+                DeliveryRecord::claimed(key, event_id, lease_until),
+            );
             Claim::Acquired
         })
     }
