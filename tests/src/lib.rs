@@ -365,12 +365,33 @@ pub async fn deploy_process_function(
     let dir = std::env::temp_dir().join(format!("busline-fn-{name}"));
     std::fs::create_dir_all(&dir)?;
     std::fs::copy(binary, dir.join("bootstrap")).with_context(|| format!("copy {binary}"))?;
-    let lambda = aws_sdk_lambda::Client::new(config);
-    lambda
+    let runtime = aws_sdk_lambda::types::Runtime::Providedal2023;
+    create_hot_reload_function(config, name, runtime, "bootstrap", &dir, timeout_secs).await?;
+    let settled = settled_function(config, name).await?;
+    match settled.state() {
+        Some(aws_sdk_lambda::types::State::Active) => Ok(()),
+        state => bail!(
+            "function {name} did not become active: {state:?}, {}",
+            settled.state_reason().unwrap_or_default()
+        ),
+    }
+}
+
+/// Creates function `name` whose code is the folder `dir`, through LocalStack's hot-reload code
+/// location, so no zip is built or uploaded.
+pub async fn create_hot_reload_function(
+    config: &SdkConfig,
+    name: &str,
+    runtime: aws_sdk_lambda::types::Runtime,
+    handler: &str,
+    dir: &std::path::Path,
+    timeout_secs: i32,
+) -> Result<()> {
+    aws_sdk_lambda::Client::new(config)
         .create_function()
         .function_name(name)
-        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
-        .handler("bootstrap")
+        .runtime(runtime)
+        .handler(handler)
         .role("arn:aws:iam::000000000000:role/busline-test")
         .timeout(timeout_secs)
         .code(
@@ -382,21 +403,27 @@ pub async fn deploy_process_function(
         .send()
         .await
         .with_context(|| format!("create function {name}"))?;
+    Ok(())
+}
+
+/// The configuration of function `name` once it has left `Pending` (Active or Failed), within 30 s.
+pub async fn settled_function(
+    config: &SdkConfig,
+    name: &str,
+) -> Result<aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput> {
+    use aws_sdk_lambda::types::State;
+    let lambda = aws_sdk_lambda::Client::new(config);
     let started = Instant::now();
     loop {
-        let state = lambda
+        let out = lambda
             .get_function_configuration()
             .function_name(name)
             .send()
-            .await?
-            .state;
-        match state {
-            Some(aws_sdk_lambda::types::State::Active) => return Ok(()),
-            Some(aws_sdk_lambda::types::State::Failed) => {
-                bail!("function {name} failed to become active")
-            }
-            _ if started.elapsed() > Duration::from_secs(30) => {
-                bail!("function {name} not active after 30 s: {state:?}")
+            .await?;
+        match out.state() {
+            Some(State::Active | State::Failed) => return Ok(out),
+            state if started.elapsed() > Duration::from_secs(30) => {
+                bail!("function {name} still {state:?} after 30 s")
             }
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }

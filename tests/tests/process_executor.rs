@@ -4,7 +4,9 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_lambda::primitives::Blob;
-use busline_tests::{deploy_process_function, localstack, queue_faults};
+use busline_tests::{
+    create_hot_reload_function, deploy_process_function, localstack, queue_faults, settled_function,
+};
 use serde_json::{Value, json};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_probe-function");
@@ -140,40 +142,13 @@ async fn a_function_of_another_runtime_fails_with_a_reason_naming_what_is_suppor
         "def handler(event, context):\n    return event\n",
     )
     .unwrap();
-    let lambda = aws_sdk_lambda::Client::new(&aws);
-    lambda
-        .create_function()
-        .function_name(&name)
-        .runtime(aws_sdk_lambda::types::Runtime::Python312)
-        .handler("handler.handler")
-        .role("arn:aws:iam::000000000000:role/busline-test")
-        .code(
-            aws_sdk_lambda::types::FunctionCode::builder()
-                .s3_bucket("hot-reload")
-                .s3_key(dir.to_string_lossy())
-                .build(),
-        )
-        .send()
+    let runtime = aws_sdk_lambda::types::Runtime::Python312;
+    create_hot_reload_function(&aws, &name, runtime, "handler.handler", &dir, 3)
         .await
         .unwrap();
-    let started = std::time::Instant::now();
-    let reason = loop {
-        let config = lambda
-            .get_function_configuration()
-            .function_name(&name)
-            .send()
-            .await
-            .unwrap();
-        if config.state() == Some(&aws_sdk_lambda::types::State::Failed) {
-            break config.state_reason().unwrap_or_default().to_owned();
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "still {:?}",
-            config.state()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let settled = settled_function(&aws, &name).await.unwrap();
+    assert_eq!(settled.state(), Some(&aws_sdk_lambda::types::State::Failed));
+    let reason = settled.state_reason().unwrap_or_default();
     assert!(
         reason.contains("provided.al2023") && reason.contains("python3.12"),
         "{reason}"
