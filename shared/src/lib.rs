@@ -14,11 +14,14 @@
 
 pub mod audit;
 pub mod aws;
+pub mod batch;
 pub mod bus;
+pub mod checkpoint;
 pub mod config;
 pub mod dedupe;
 pub mod envelope;
 pub mod error;
+pub mod idempotency;
 pub mod retry;
 pub mod schema;
 pub mod signature;

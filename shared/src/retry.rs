@@ -1,9 +1,36 @@
-//! Exponential backoff with full jitter, for calls that may succeed on a later attempt.
+//! Retries for calls that may succeed on a later attempt: exponential backoff with full jitter, a cap,
+//! and the invocation's deadline.
 //!
 //! Full jitter (a random delay between zero and the exponential cap) keeps many Lambda instances
-//! that failed together from retrying together.
+//! that failed together from retrying together. [`retry`] only retries errors whose
+//! [`ErrorClass`](crate::ErrorClass) is `Retryable`: a permanent error goes straight to the caller's
+//! failure path, and a duplicate is the caller's to treat as done. It never sleeps past the
+//! [`Deadline`]: when the next delay would not leave [`DEADLINE_RESERVE`] for the attempt after it,
+//! it gives up early and returns the last error, so the function still answers in time.
+//!
+//! ```
+//! # use busline::retry::{retry, Backoff, Deadline};
+//! # use busline::error::{Classify, ErrorClass};
+//! # #[derive(Debug, thiserror::Error)] #[error("throttled")] struct Throttled;
+//! # impl Classify for Throttled {
+//! #     fn class(&self) -> ErrorClass { ErrorClass::Retryable }
+//! #     fn error_type(&self) -> &'static str { "Throttled" }
+//! # }
+//! # async fn example() -> Result<u32, Throttled> {
+//! let deadline = Deadline::after(std::time::Duration::from_secs(3)); // Deadline::of(&context) in a handler
+//! retry(&Backoff::default(), Some(deadline), async |attempt| {
+//!     if attempt < 2 { Err(Throttled) } else { Ok(attempt) }
+//! })
+//! .await
+//! # }
+//! ```
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Classify, ErrorClass};
+
+/// Time [`retry`] keeps back before the deadline for the last attempt and the function's answer.
+pub const DEADLINE_RESERVE: Duration = Duration::from_millis(200);
 
 /// How many times to try, and how long to wait between tries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,9 +67,105 @@ impl Backoff {
     }
 }
 
+/// The moment an invocation must have answered by: Lambda's deadline for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Deadline {
+    epoch_millis: i64,
+}
+
+impl Deadline {
+    /// The deadline Lambda gave this invocation.
+    pub fn of(context: &lambda_runtime::Context) -> Self {
+        Self::from_epoch_millis(context.deadline as i64)
+    }
+
+    /// A deadline in milliseconds since the Unix epoch, as Lambda's Runtime API reports it.
+    pub fn from_epoch_millis(epoch_millis: i64) -> Self {
+        Self { epoch_millis }
+    }
+
+    /// A deadline `duration` from now, for code that runs outside Lambda.
+    pub fn after(duration: Duration) -> Self {
+        Self::from_epoch_millis(now_millis().saturating_add(duration.as_millis() as i64))
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn epoch_millis(&self) -> i64 {
+        self.epoch_millis
+    }
+
+    /// The time left, zero once it has passed.
+    pub fn remaining(&self) -> Duration {
+        Duration::from_millis(self.epoch_millis.saturating_sub(now_millis()).max(0) as u64)
+    }
+}
+
+/// Milliseconds since the Unix epoch, by the system clock.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Calls `attempt` (with the attempt number, from 1) until it succeeds, fails with an error that is
+/// not retryable, runs out of attempts, or would have to sleep past `deadline`. Returns the last
+/// result.
+pub async fn retry<T, E, F>(
+    backoff: &Backoff,
+    deadline: Option<Deadline>,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    E: Classify,
+    F: AsyncFnMut(u32) -> Result<T, E>,
+{
+    let mut number = 1;
+    loop {
+        let error = match attempt(number).await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if error.class() != ErrorClass::Retryable || number >= backoff.max_attempts {
+            return Err(error);
+        }
+        let delay = backoff.delay(number);
+        if let Some(deadline) = deadline
+            && delay + DEADLINE_RESERVE >= deadline.remaining()
+        {
+            tracing::warn!(attempt = number, error = %error, "not retrying: the invocation's deadline is too close");
+            return Err(error);
+        }
+        tracing::debug!(attempt = number, delay_ms = delay.as_millis() as u64, error = %error, "retrying");
+        tokio::time::sleep(delay).await;
+        number += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0:?}")]
+    struct Failure(ErrorClass);
+
+    impl Classify for Failure {
+        fn class(&self) -> ErrorClass {
+            self.0
+        }
+        fn error_type(&self) -> &'static str {
+            "Failure"
+        }
+    }
+
+    fn fast() -> Backoff {
+        Backoff {
+            max_attempts: 5,
+            base: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+        }
+    }
 
     #[test]
     fn the_cap_doubles_per_retry_up_to_the_maximum() {
@@ -54,5 +177,84 @@ mod tests {
         let caps: Vec<u128> = (1..=5).map(|r| b.cap(r).as_millis()).collect();
         assert_eq!(caps, [100, 200, 400, 500, 500]);
         assert!((1..100).all(|r| b.delay(r) <= b.max_delay));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retryable_errors_are_retried_until_success() {
+        let calls = Cell::new(0);
+        let result = retry(&fast(), None, async |n| {
+            calls.set(n);
+            if n < 3 {
+                Err(Failure(ErrorClass::Retryable))
+            } else {
+                Ok(n)
+            }
+        })
+        .await;
+        assert_eq!((result.unwrap(), calls.get()), (3, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_and_duplicate_errors_are_not_retried() {
+        for class in [ErrorClass::Permanent, ErrorClass::Duplicate] {
+            let calls = Cell::new(0);
+            let result: Result<(), _> = retry(&fast(), None, async |n| {
+                calls.set(n);
+                Err(Failure(class))
+            })
+            .await;
+            assert_eq!((result.unwrap_err().0, calls.get()), (class, 1));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_are_capped() {
+        let calls = Cell::new(0);
+        let result: Result<(), _> = retry(&fast(), None, async |n| {
+            calls.set(n);
+            Err(Failure(ErrorClass::Retryable))
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls.get(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_sleeps_past_the_deadline() {
+        let calls = Cell::new(0);
+        let far = Deadline::after(Duration::from_secs(600));
+        let _: Result<(), _> = retry(&fast(), Some(far), async |n| {
+            calls.set(n);
+            Err(Failure(ErrorClass::Retryable))
+        })
+        .await;
+        assert_eq!(
+            calls.get(),
+            5,
+            "a distant deadline does not shorten the retries"
+        );
+
+        let past = Deadline::from_epoch_millis(now_millis() - 1);
+        assert_eq!(past.remaining(), Duration::ZERO);
+        let calls = Cell::new(0);
+        let _: Result<(), _> = retry(&fast(), Some(past), async |n| {
+            calls.set(n);
+            Err(Failure(ErrorClass::Retryable))
+        })
+        .await;
+        assert_eq!(
+            calls.get(),
+            1,
+            "a passed deadline leaves no room for a retry"
+        );
+
+        let close = Deadline::after(DEADLINE_RESERVE);
+        let calls = Cell::new(0);
+        let _: Result<(), _> = retry(&fast(), Some(close), async |n| {
+            calls.set(n);
+            Err(Failure(ErrorClass::Retryable))
+        })
+        .await;
+        assert_eq!(calls.get(), 1, "the reserve is kept for the answer");
     }
 }

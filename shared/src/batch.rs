@@ -1,0 +1,724 @@
+//! Batch processing: one bad record never fails its batch.
+//!
+//! Lambda hands SQS, DynamoDB Streams and Kinesis records over in batches. [`BatchProcessor`] runs a
+//! record handler over each record and answers with a partial batch response (the event source
+//! mapping needs `ReportBatchItemFailures`), so only what failed comes back:
+//!
+//! - **SQS standard queues** ([`BatchProcessor::sqs`]): every record runs, up to
+//!   [`concurrency`](BatchProcessor::concurrency) at once, and the response names exactly the failed
+//!   message ids.
+//! - **SQS FIFO queues** (the same call; a queue ARN ending in `.fifo` is detected): records run in
+//!   order and processing stops at the first failure, which is reported with every later record. With
+//!   [`keep_other_groups`](BatchProcessor::keep_other_groups), only the failed record's message
+//!   group stops, other groups go on, and groups run concurrently.
+//! - **DynamoDB Streams and Kinesis** ([`BatchProcessor::dynamodb`], [`BatchProcessor::kinesis`]):
+//!   records of one item or partition key run in order, different keys concurrently, and the
+//!   response is the first failed record's sequence number: the checkpoint Lambda resumes from.
+//!   Records after it are delivered again, so stream handlers should be idempotent.
+//!
+//! Each handler error is classified ([`Classify`]): a **duplicate** counts as done; a **permanent**
+//! error goes to the [dead-letter queue](BatchProcessor::dead_letters) at once, with its reason, when
+//! one is configured (otherwise it fails like a retryable one and the queue's redrive policy moves it
+//! after `maxReceiveCount`); a **retryable** error is reported for redelivery. If every record fails,
+//! [`BatchReport::into_result`] says so with [`BatchError::AllFailed`].
+//!
+//! Batch processing composes with [`idempotency`](crate::idempotency): wrap the record handler in
+//! [`Idempotency::run`](crate::idempotency::Idempotency::run), and a redelivered batch re-runs only
+//! the records that did not complete. [`BatchProcessor::sqs_claimed`] goes further and claims the
+//! whole batch in one `TransactWriteItems`.
+//!
+//! ```
+//! # use aws_lambda_events::event::sqs::SqsEvent;
+//! # use busline::batch::{BatchProcessor, BatchError};
+//! # #[derive(Debug, thiserror::Error)] #[error("bad order")] struct BadOrder;
+//! # impl busline::Classify for BadOrder {
+//! #     fn class(&self) -> busline::ErrorClass { busline::ErrorClass::Permanent }
+//! #     fn error_type(&self) -> &'static str { "BadOrder" }
+//! # }
+//! # async fn example(event: SqsEvent) -> Result<(), BatchError> {
+//! let processor = BatchProcessor::new().concurrency(4);
+//! let report = processor
+//!     .sqs(&event, async |message| {
+//!         let body = message.body.as_deref().unwrap_or_default();
+//!         if body.is_empty() { Err(BadOrder) } else { Ok(()) }
+//!     })
+//!     .await;
+//! let response = report.into_result()?; // the SqsBatchResponse Lambda expects
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::streams::{
+    DynamoDbBatchItemFailure, DynamoDbEventResponse, KinesisEventResponse,
+};
+use aws_sdk_sqs::types::MessageAttributeValue;
+use futures_util::StreamExt;
+use lambda_runtime::Diagnostic;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Classify, ErrorClass, diagnostic};
+use crate::idempotency::{Idempotency, IdempotencyStore};
+use crate::retry::Deadline;
+
+/// SQS caps a message attribute's value; reasons are cut to fit with room to spare.
+const MAX_REASON_BYTES: usize = 4096;
+
+/// A record that did not succeed, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordFailure {
+    /// The message id or sequence number.
+    pub id: String,
+    /// The error's stable name, or `Skipped` for a record not run because an earlier one failed.
+    pub error_type: String,
+    /// The error with its cause chain.
+    pub reason: String,
+}
+
+/// What happened to one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// The handler succeeded.
+    Succeeded,
+    /// The record had been handled before.
+    Duplicate,
+    /// The handler failed permanently and the record is in the dead-letter queue with the reason.
+    DeadLettered(RecordFailure),
+    /// The record goes back to the source for another try.
+    Failed(RecordFailure),
+}
+
+impl RecordOutcome {
+    fn is_done(&self) -> bool {
+        !matches!(self, Self::Failed(_))
+    }
+}
+
+/// A processed batch: the response Lambda expects, and what happened to each record.
+#[derive(Clone, Debug)]
+pub struct BatchReport<Response> {
+    /// The partial batch response.
+    pub response: Response,
+    /// Each record's outcome, in the batch's order.
+    pub outcomes: Vec<RecordOutcome>,
+}
+
+impl<Response> BatchReport<Response> {
+    /// How many records the batch had.
+    pub fn total(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// How many records were handled now.
+    pub fn succeeded(&self) -> usize {
+        self.count(|o| matches!(o, RecordOutcome::Succeeded))
+    }
+
+    /// How many records had been handled before.
+    pub fn duplicates(&self) -> usize {
+        self.count(|o| matches!(o, RecordOutcome::Duplicate))
+    }
+
+    /// How many records went to the dead-letter queue.
+    pub fn dead_lettered(&self) -> usize {
+        self.count(|o| matches!(o, RecordOutcome::DeadLettered(_)))
+    }
+
+    /// The records that go back to the source.
+    pub fn failures(&self) -> impl Iterator<Item = &RecordFailure> {
+        self.outcomes.iter().filter_map(|o| match o {
+            RecordOutcome::Failed(f) => Some(f),
+            _ => None,
+        })
+    }
+
+    fn count(&self, f: impl Fn(&RecordOutcome) -> bool) -> usize {
+        self.outcomes.iter().filter(|o| f(o)).count()
+    }
+
+    /// The response, or [`BatchError::AllFailed`] when every record of a non-empty batch failed, so
+    /// the invocation is reported as an error rather than a quiet partial response.
+    pub fn into_result(self) -> Result<Response, BatchError> {
+        if !self.outcomes.is_empty() && self.outcomes.iter().all(|o| !o.is_done()) {
+            let failures: Vec<RecordFailure> = self.failures().cloned().collect();
+            return Err(BatchError::AllFailed {
+                total: failures.len(),
+                failures,
+            });
+        }
+        Ok(self.response)
+    }
+}
+
+/// A batch that failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Every record failed; the source redelivers them all.
+    #[error(
+        "all {total} records of the batch failed; the first, {}, with {}: {}",
+        failures[0].id, failures[0].error_type, failures[0].reason
+    )]
+    AllFailed {
+        /// How many records.
+        total: usize,
+        /// Each failure, in the batch's order.
+        failures: Vec<RecordFailure>,
+    },
+}
+
+impl Classify for BatchError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Retryable
+    }
+
+    fn error_type(&self) -> &'static str {
+        "BatchAllFailed"
+    }
+}
+
+impl From<BatchError> for Diagnostic {
+    fn from(error: BatchError) -> Self {
+        diagnostic(&error)
+    }
+}
+
+/// A record sent to the dead-letter queue, with why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The original body, so the letter can be redriven as it came.
+    pub body: String,
+    /// The message id or sequence number.
+    pub record_id: String,
+    /// Where it came from: the queue or stream ARN.
+    pub source: Option<String>,
+    /// The FIFO message group, if any.
+    pub group: Option<String>,
+    /// The error's stable name.
+    pub error_type: String,
+    /// The error with its cause chain.
+    pub reason: String,
+}
+
+/// Sending a dead letter failed; the record is reported failed instead, so nothing is lost.
+#[derive(Debug, thiserror::Error)]
+#[error("could not send record {record_id} to the dead-letter queue")]
+pub struct DeadLetterError {
+    /// The record.
+    pub record_id: String,
+    /// Why.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Where permanently failed records go: the port, with [`SqsDeadLetterQueue`] and
+/// [`InMemoryDeadLetterQueue`] as adapters, and [`NoDeadLetterQueue`] when there is none.
+pub trait DeadLetterQueue: Send + Sync {
+    /// Whether there is a queue at all.
+    fn is_configured(&self) -> bool {
+        true
+    }
+
+    /// Sends one letter.
+    fn send(&self, letter: &DeadLetter)
+    -> impl Future<Output = Result<(), DeadLetterError>> + Send;
+}
+
+/// No dead-letter queue: permanent failures are reported failed, and the source's redrive policy
+/// moves them after `maxReceiveCount`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoDeadLetterQueue;
+
+impl DeadLetterQueue for NoDeadLetterQueue {
+    fn is_configured(&self) -> bool {
+        false
+    }
+
+    async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        Err(DeadLetterError {
+            record_id: letter.record_id.clone(),
+            source: "no dead-letter queue is configured".into(),
+        })
+    }
+}
+
+/// An SQS dead-letter queue. The letter's body is the record's body; the reason travels in message
+/// attributes: `busline.error_type`, `busline.reason`, `busline.record_id` and `busline.source`.
+#[derive(Clone, Debug)]
+pub struct SqsDeadLetterQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsDeadLetterQueue {
+    /// The queue at `queue_url`.
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+fn text_attribute(value: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .expect("data type is set")
+}
+
+fn truncated(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+impl DeadLetterQueue for SqsDeadLetterQueue {
+    async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        let mut send = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(&letter.body)
+            .message_attributes("busline.error_type", text_attribute(&letter.error_type))
+            .message_attributes(
+                "busline.reason",
+                text_attribute(truncated(&letter.reason, MAX_REASON_BYTES)),
+            )
+            .message_attributes("busline.record_id", text_attribute(&letter.record_id));
+        if let Some(source) = &letter.source {
+            send = send.message_attributes("busline.source", text_attribute(source));
+        }
+        if self.queue_url.ends_with(".fifo") {
+            send = send
+                .message_group_id(letter.group.as_deref().unwrap_or("dead-letters"))
+                .message_deduplication_id(truncated(&letter.record_id, 128));
+        }
+        send.send().await.map(drop).map_err(|e| DeadLetterError {
+            record_id: letter.record_id.clone(),
+            source: Box::new(e),
+        })
+    }
+}
+
+/// The in-memory twin: keeps the letters, and can refuse them.
+#[derive(Clone, Debug, Default)]
+pub struct InMemoryDeadLetterQueue {
+    state: Arc<Mutex<(Vec<DeadLetter>, bool)>>,
+}
+
+impl InMemoryDeadLetterQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The letters sent so far.
+    pub fn letters(&self) -> Vec<DeadLetter> {
+        self.state.lock().unwrap().0.clone()
+    }
+
+    /// Makes every send fail.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.state.lock().unwrap().1 = unavailable;
+    }
+}
+
+impl DeadLetterQueue for InMemoryDeadLetterQueue {
+    async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        let mut state = self.state.lock().unwrap();
+        if state.1 {
+            return Err(DeadLetterError {
+                record_id: letter.record_id.clone(),
+                source: "the in-memory dead-letter queue is set unavailable".into(),
+            });
+        }
+        state.0.push(letter.clone());
+        Ok(())
+    }
+}
+
+/// Runs record handlers over a batch. See the [module documentation](self).
+#[derive(Clone, Debug)]
+pub struct BatchProcessor<Q = NoDeadLetterQueue> {
+    concurrency: usize,
+    keep_other_groups: bool,
+    dead_letters: Q,
+}
+
+impl Default for BatchProcessor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchProcessor {
+    /// One record at a time, FIFO processing stops at the first failure, no dead-letter queue.
+    pub fn new() -> Self {
+        Self {
+            concurrency: 1,
+            keep_other_groups: false,
+            dead_letters: NoDeadLetterQueue,
+        }
+    }
+}
+
+/// A record as the processor sees it: its id, ordering group and body.
+struct Item<'a, R> {
+    record: &'a R,
+    id: String,
+    body: fn(&R) -> String,
+}
+
+impl<Q: DeadLetterQueue> BatchProcessor<Q> {
+    /// Runs up to `concurrency` record handlers at once (at least 1). Ordered records (a FIFO
+    /// message group, a stream's item or partition key) still run one after another.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// For SQS FIFO queues: a failure stops only its message group, and groups run concurrently.
+    pub fn keep_other_groups(mut self) -> Self {
+        self.keep_other_groups = true;
+        self
+    }
+
+    /// Sends records that fail permanently to `queue`, with the reason, instead of back to the source.
+    pub fn dead_letters<D: DeadLetterQueue>(self, queue: D) -> BatchProcessor<D> {
+        BatchProcessor {
+            concurrency: self.concurrency,
+            keep_other_groups: self.keep_other_groups,
+            dead_letters: queue,
+        }
+    }
+
+    /// Processes an SQS batch, standard or FIFO.
+    pub async fn sqs<R, E, F>(&self, event: &SqsEvent, handler: F) -> BatchReport<SqsBatchResponse>
+    where
+        E: Classify,
+        F: AsyncFn(&SqsMessage) -> Result<R, E>,
+    {
+        let items = sqs_items(event);
+        let groups = self.sqs_groups(&items);
+        let outcomes = self
+            .execute(&items, groups, sqs_source(event), sqs_group, async |m| {
+                handler(m).await.map(drop)
+            })
+            .await;
+        sqs_report(outcomes)
+    }
+
+    /// Processes an SQS standard-queue batch with the idempotency records of the whole batch claimed
+    /// in one `TransactWriteItems` and completed in one `BatchWriteItem`: ten distinct messages cost
+    /// two DynamoDB calls instead of twenty. `parse` turns a message into the event `idempotency`
+    /// keys on; a parse error is the record's failure. FIFO queues use [`sqs`](Self::sqs), whose
+    /// ordering this mode cannot keep.
+    pub async fn sqs_claimed<S, T, R, E, P, F>(
+        &self,
+        event: &SqsEvent,
+        idempotency: &Idempotency<S, T>,
+        deadline: Option<Deadline>,
+        parse: P,
+        handler: F,
+    ) -> BatchReport<SqsBatchResponse>
+    where
+        S: IdempotencyStore,
+        T: Serialize,
+        R: Serialize + DeserializeOwned,
+        E: Classify,
+        P: Fn(&SqsMessage) -> Result<T, E>,
+        F: AsyncFn(&T) -> Result<R, E>,
+    {
+        let items = sqs_items(event);
+        let source = sqs_source(event);
+        let mut outcomes: Vec<Option<RecordOutcome>> = items.iter().map(|_| None).collect();
+        let mut parsed = Vec::new();
+        let mut positions = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match parse(item.record) {
+                Ok(event) => {
+                    parsed.push(event);
+                    positions.push(i);
+                }
+                Err(e) => outcomes[i] = Some(self.settle(item, &source, None, Err(e)).await),
+            }
+        }
+        let results = idempotency
+            .run_all(&parsed, deadline, self.concurrency, handler)
+            .await;
+        for (i, result) in positions.into_iter().zip(results) {
+            let item = &items[i];
+            outcomes[i] = Some(
+                self.settle(item, &source, sqs_group(item.record), result.map(drop))
+                    .await,
+            );
+        }
+        sqs_report(outcomes.into_iter().map(Option::unwrap).collect())
+    }
+
+    /// Processes a DynamoDB Streams batch; the response names the checkpoint.
+    pub async fn dynamodb<R, E, F>(
+        &self,
+        event: &DynamoDbEvent,
+        handler: F,
+    ) -> BatchReport<DynamoDbEventResponse>
+    where
+        E: Classify,
+        F: AsyncFn(&EventRecord) -> Result<R, E>,
+    {
+        let items: Vec<Item<'_, EventRecord>> = event
+            .records
+            .iter()
+            .map(|r| Item {
+                record: r,
+                id: r.change.sequence_number.clone().unwrap_or_default(),
+                body: |r| serde_json::to_string(r).unwrap_or_default(),
+            })
+            .collect();
+        let groups = groups_by(&items, |r| {
+            format!("{:?}", r.change.keys.iter().collect::<BTreeMap<_, _>>())
+        });
+        let source = event
+            .records
+            .first()
+            .and_then(|r| r.event_source_arn.clone());
+        let outcomes = self
+            .execute(
+                &items,
+                groups,
+                source,
+                |_| None,
+                async |r| handler(r).await.map(drop),
+            )
+            .await;
+        let mut response = DynamoDbEventResponse::default();
+        if let Some(checkpoint) = checkpoint(&items, &outcomes) {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(checkpoint);
+            response.batch_item_failures.push(failure);
+        }
+        BatchReport { response, outcomes }
+    }
+
+    /// Processes a Kinesis batch; the response names the checkpoint.
+    pub async fn kinesis<R, E, F>(
+        &self,
+        event: &KinesisEvent,
+        handler: F,
+    ) -> BatchReport<KinesisEventResponse>
+    where
+        E: Classify,
+        F: AsyncFn(&KinesisEventRecord) -> Result<R, E>,
+    {
+        let items: Vec<Item<'_, KinesisEventRecord>> = event
+            .records
+            .iter()
+            .map(|r| Item {
+                record: r,
+                id: r.kinesis.sequence_number.clone(),
+                body: |r| serde_json::to_string(r).unwrap_or_default(),
+            })
+            .collect();
+        let groups = groups_by(&items, |r| r.kinesis.partition_key.clone());
+        let source = event
+            .records
+            .first()
+            .and_then(|r| r.event_source_arn.clone());
+        let outcomes = self
+            .execute(
+                &items,
+                groups,
+                source,
+                |_| None,
+                async |r| handler(r).await.map(drop),
+            )
+            .await;
+        let mut response = KinesisEventResponse::default();
+        if let Some(checkpoint) = checkpoint(&items, &outcomes) {
+            response.add_failure(checkpoint);
+        }
+        BatchReport { response, outcomes }
+    }
+
+    fn sqs_groups(&self, items: &[Item<'_, SqsMessage>]) -> Vec<Vec<usize>> {
+        let fifo = items
+            .first()
+            .and_then(|i| i.record.event_source_arn.as_deref())
+            .is_some_and(|arn| arn.ends_with(".fifo"));
+        let all = 0..items.len();
+        match (fifo, self.keep_other_groups) {
+            (false, _) => all.map(|i| vec![i]).collect(),
+            (true, false) => vec![all.collect()],
+            (true, true) => groups_by(items, |m| sqs_group(m).unwrap_or_default()),
+        }
+    }
+
+    /// Runs each group's records in order, stopping the group at its first failure, with up to
+    /// `concurrency` groups at once. Outcomes line up with `items`.
+    async fn execute<'a, R, E, F>(
+        &self,
+        items: &[Item<'a, R>],
+        groups: Vec<Vec<usize>>,
+        source: Option<String>,
+        group_of: fn(&R) -> Option<String>,
+        handler: F,
+    ) -> Vec<RecordOutcome>
+    where
+        E: Classify,
+        F: AsyncFn(&'a R) -> Result<(), E>,
+    {
+        let handler = &handler;
+        let source = &source;
+        let per_group: Vec<Vec<(usize, RecordOutcome)>> = futures_util::stream::iter(groups)
+            .map(|group| async move {
+                let mut outcomes = Vec::with_capacity(group.len());
+                let mut stopped: Option<String> = None;
+                for i in group {
+                    let item = &items[i];
+                    let outcome = match &stopped {
+                        Some(after) => RecordOutcome::Failed(RecordFailure {
+                            id: item.id.clone(),
+                            error_type: "Skipped".to_owned(),
+                            reason: format!("not run: record {after} before it in order failed"),
+                        }),
+                        None => {
+                            let result = handler(item.record).await;
+                            self.settle(item, source, group_of(item.record), result)
+                                .await
+                        }
+                    };
+                    if !outcome.is_done() && stopped.is_none() {
+                        stopped = Some(item.id.clone());
+                    }
+                    outcomes.push((i, outcome));
+                }
+                outcomes
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let mut outcomes: Vec<Option<RecordOutcome>> = items.iter().map(|_| None).collect();
+        for (i, outcome) in per_group.into_iter().flatten() {
+            outcomes[i] = Some(outcome);
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("every record is in one group"))
+            .collect()
+    }
+
+    /// What a handler's result means for the record, dead-lettering permanent failures.
+    async fn settle<R, E: Classify>(
+        &self,
+        item: &Item<'_, R>,
+        source: &Option<String>,
+        group: Option<String>,
+        result: Result<(), E>,
+    ) -> RecordOutcome {
+        let error = match result {
+            Ok(()) => return RecordOutcome::Succeeded,
+            Err(error) if error.class() == ErrorClass::Duplicate => {
+                return RecordOutcome::Duplicate;
+            }
+            Err(error) => error,
+        };
+        let failure = RecordFailure {
+            id: item.id.clone(),
+            error_type: error.error_type().to_owned(),
+            reason: diagnostic(&error).error_message,
+        };
+        if error.class() == ErrorClass::Permanent && self.dead_letters.is_configured() {
+            let letter = DeadLetter {
+                body: (item.body)(item.record),
+                record_id: item.id.clone(),
+                source: source.clone(),
+                group,
+                error_type: failure.error_type.clone(),
+                reason: failure.reason.clone(),
+            };
+            match self.dead_letters.send(&letter).await {
+                Ok(()) => {
+                    tracing::warn!(record_id = %failure.id, error_type = %failure.error_type, reason = %failure.reason, "permanent failure: sent to the dead-letter queue");
+                    return RecordOutcome::DeadLettered(failure);
+                }
+                Err(e) => {
+                    tracing::error!(record_id = %failure.id, error = %e, "could not dead-letter a permanent failure; reporting it failed so it is redelivered");
+                }
+            }
+        } else {
+            tracing::warn!(record_id = %failure.id, error_type = %failure.error_type, reason = %failure.reason, retryable = error.class() == ErrorClass::Retryable, "record failed; reported for redelivery");
+        }
+        RecordOutcome::Failed(failure)
+    }
+}
+
+fn sqs_items(event: &SqsEvent) -> Vec<Item<'_, SqsMessage>> {
+    event
+        .records
+        .iter()
+        .map(|m| Item {
+            record: m,
+            id: m.message_id.clone().unwrap_or_default(),
+            body: |m| m.body.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn sqs_source(event: &SqsEvent) -> Option<String> {
+    event
+        .records
+        .first()
+        .and_then(|r| r.event_source_arn.clone())
+}
+
+fn sqs_group(message: &SqsMessage) -> Option<String> {
+    message.attributes.get("MessageGroupId").cloned()
+}
+
+fn sqs_report(outcomes: Vec<RecordOutcome>) -> BatchReport<SqsBatchResponse> {
+    let mut response = SqsBatchResponse::default();
+    for failure in outcomes.iter().filter_map(|o| match o {
+        RecordOutcome::Failed(f) => Some(f),
+        _ => None,
+    }) {
+        response.add_failure(failure.id.clone());
+    }
+    BatchReport { response, outcomes }
+}
+
+/// The batch's records grouped by `key`, each group in batch order, groups in order of first record.
+fn groups_by<R>(items: &[Item<'_, R>], key: impl Fn(&R) -> String) -> Vec<Vec<usize>> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let slot = *index.entry(key(item.record)).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[slot].push(i);
+    }
+    groups
+}
+
+/// The first record, in batch order, that goes back to the stream.
+fn checkpoint<R>(items: &[Item<'_, R>], outcomes: &[RecordOutcome]) -> Option<String> {
+    outcomes
+        .iter()
+        .position(|o| !o.is_done())
+        .map(|i| items[i].id.clone())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+use serde_json::{Value, json};
+
+use super::contract::HandlerFailed;
+use super::*;
+
+#[tokio::test]
+async fn the_in_memory_store_keeps_the_contract() {
+    contract(&InMemoryIdempotencyStore::new(), "contract").await;
+}
+
+fn orders(store: &InMemoryIdempotencyStore) -> Idempotency<InMemoryIdempotencyStore, Value> {
+    Idempotency::new(store.clone(), "orders", Selector::pointers(["/id"]))
+}
+
+async fn handle(
+    idempotency: &Idempotency<InMemoryIdempotencyStore, Value>,
+    event: &Value,
+) -> Result<String, IdempotencyError<HandlerFailed>> {
+    idempotency
+        .run(event, None, || async {
+            Ok(format!("done-{}", event["id"]))
+        })
+        .await
+}
+
+#[tokio::test]
+async fn a_first_delivery_costs_two_calls_and_a_duplicate_one() {
+    let store = InMemoryIdempotencyStore::new();
+    let idempotency = orders(&store);
+    handle(&idempotency, &json!({"id": 1})).await.unwrap();
+    assert_eq!(store.calls(), 2);
+    handle(&idempotency, &json!({"id": 1})).await.unwrap();
+    assert_eq!(store.calls(), 3);
+}
+
+#[tokio::test]
+async fn the_local_cache_answers_a_duplicate_without_a_call() {
+    let store = InMemoryIdempotencyStore::new();
+    let idempotency = orders(&store).local_cache(16);
+    handle(&idempotency, &json!({"id": 1})).await.unwrap();
+    let before = store.calls();
+    assert_eq!(
+        handle(&idempotency, &json!({"id": 1})).await.unwrap(),
+        "done-1"
+    );
+    assert_eq!(store.calls(), before);
+}
+
+#[tokio::test]
+async fn the_local_cache_forgets_expired_records() {
+    let store = InMemoryIdempotencyStore::new();
+    let clock = ManualClock::at(1_800_000_000_000);
+    let idempotency = orders(&store).local_cache(16).with_clock(clock.clock());
+    handle(&idempotency, &json!({"id": 1})).await.unwrap();
+    clock.advance(DEFAULT_TTL);
+    let runs = std::cell::Cell::new(0);
+    let _: String = idempotency
+        .run(&json!({"id": 1}), None, || async {
+            runs.set(1);
+            Ok::<_, HandlerFailed>("again".to_owned())
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.get(), 1);
+}
+
+#[tokio::test]
+async fn a_batch_of_ten_costs_two_calls() {
+    let store = InMemoryIdempotencyStore::new();
+    let idempotency = orders(&store);
+    let batch: Vec<Value> = (0..10).map(|i| json!({"id": i})).collect();
+    let results = idempotency
+        .run_all(&batch, None, 10, async |e: &Value| {
+            Ok::<_, HandlerFailed>(e["id"].to_string())
+        })
+        .await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(store.calls(), 2);
+}
+
+#[tokio::test]
+async fn an_event_without_a_key_is_refused_unless_told_otherwise() {
+    let store = InMemoryIdempotencyStore::new();
+    let refused = handle(&orders(&store), &json!({"other": 1}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, IdempotencyError::MissingKey { selector } if selector == "/id"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.class(), ErrorClass::Permanent);
+    let lenient = orders(&store).run_without_key();
+    assert_eq!(
+        handle(&lenient, &json!({"other": 1})).await.unwrap(),
+        "done-null"
+    );
+    assert_eq!(store.calls(), 0);
+}
+
+#[tokio::test]
+async fn an_unavailable_store_is_retryable_and_the_handler_does_not_run() {
+    let store = InMemoryIdempotencyStore::new();
+    store.set_unavailable(true);
+    let error: IdempotencyError<HandlerFailed> = orders(&store)
+        .run::<(), _, _, _>(&json!({"id": 1}), None, || async {
+            panic!("must not run without a claim")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Retryable);
+    assert_eq!(error.error_type(), "IdempotencyStoreUnavailable");
+}
+
+#[tokio::test]
+async fn envelopes_are_keyed_by_source_and_id_and_must_repeat_their_data() {
+    let store = InMemoryIdempotencyStore::new();
+    let idempotency = Idempotency::for_envelopes(store.clone(), "audit");
+    let event_type = crate::EventType::parse("io.busline.test.v1").unwrap();
+    let envelope =
+        |source: &str, data: Value| Envelope::new("evt-1", source, event_type.clone(), data);
+    let run =
+        async |e: &Envelope<Value>, answer: u32| -> Result<u32, IdempotencyError<HandlerFailed>> {
+            idempotency.run(e, None, || async { Ok(answer) }).await
+        };
+    assert_eq!(run(&envelope("a", json!({"x": 1})), 1).await.unwrap(), 1);
+    assert_eq!(run(&envelope("a", json!({"x": 1})), 2).await.unwrap(), 1);
+    assert_eq!(
+        run(&envelope("b", json!({"x": 1})), 3).await.unwrap(),
+        3,
+        "the same id from another source is another event"
+    );
+    assert!(matches!(
+        run(&envelope("a", json!({"x": 2})), 4).await,
+        Err(IdempotencyError::PayloadMismatch { .. })
+    ));
+}
+
+#[test]
+fn keys_are_hashed_and_unambiguous() {
+    let key = IdempotencyKey::new("ns", &["card-4111", "x"]);
+    assert!(key.as_str().starts_with("ns#"));
+    assert!(!key.as_str().contains("4111"), "raw values are not stored");
+    assert_eq!(key.as_str().len(), "ns#".len() + 64);
+    assert_ne!(
+        IdempotencyKey::new("ns", &["ab", "c"]),
+        IdempotencyKey::new("ns", &["a", "bc"])
+    );
+    assert_ne!(
+        IdempotencyKey::new("ns", &["a"]),
+        IdempotencyKey::new("other", &["a"])
+    );
+}
+
+#[test]
+fn a_record_is_live_until_its_ttl_and_a_claim_until_its_lease() {
+    let key = IdempotencyKey::new("ns", &["k"]);
+    let claim = IdempotencyRecord::in_progress(&key, 10_500, None);
+    assert_eq!(claim.expires_at, 11);
+    assert!(claim.is_live(10_499));
+    assert!(!claim.is_live(10_500));
+    let done = IdempotencyRecord {
+        status: RecordStatus::Completed,
+        lease_until_ms: None,
+        expires_at: 20,
+        ..claim
+    };
+    assert!(done.is_live(19_999));
+    assert!(!done.is_live(20_000));
+}
