@@ -30,11 +30,11 @@ demo: deploy-local ## Start LocalStack, build and deploy the stack, post a signe
 
 test: lint-template ## Everything the tests need, then all tests (LocalStack is started and stopped if it was not running)
 	@if $(LOCALSTACK) status >/dev/null 2>&1; then \
-	  $(MAKE) --no-print-directory deploy-local && cargo test --workspace --lib --bins --tests --examples; \
+	  $(MAKE) --no-print-directory deploy-local && cargo test --workspace --lib --bins --tests --examples && cargo test --workspace --doc; \
 	else \
 	  $(LOCALSTACK) start; \
 	  trap '$(LOCALSTACK) stop' EXIT; \
-	  $(MAKE) --no-print-directory deploy-local && cargo test --workspace --lib --bins --tests --examples; \
+	  $(MAKE) --no-print-directory deploy-local && cargo test --workspace --lib --bins --tests --examples && cargo test --workspace --doc; \
 	fi
 
 deploy-local: tools localstack-start ## Build the functions and deploy template.yaml to LocalStack (code changes hot-reload)

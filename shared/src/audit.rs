@@ -203,6 +203,7 @@ impl AuditTrail for DynamoDbAuditTrail {
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryAuditTrail {
     records: Arc<Mutex<BTreeMap<(String, String), AuditRecord>>>,
+    unavailable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl InMemoryAuditTrail {
@@ -210,10 +211,21 @@ impl InMemoryAuditTrail {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Makes every record call fail as if the store could not be reached.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable
+            .store(unavailable, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl AuditTrail for InMemoryAuditTrail {
     async fn record(&self, envelope: &Envelope<Value>) -> Result<Recorded, AuditError> {
+        if self.unavailable.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(AuditError::Unavailable(
+                "the in-memory audit trail is set unavailable".into(),
+            ));
+        }
         let record = AuditRecord::of(envelope)?;
         let mut records = self.records.lock().unwrap();
         let key = (record.pk.clone(), record.sk.clone());

@@ -460,10 +460,13 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
             .await;
         for (i, result) in positions.into_iter().zip(results) {
             let item = &items[i];
-            outcomes[i] = Some(
-                self.settle(item, &source, sqs_group(item.record), result.map(drop))
-                    .await,
-            );
+            outcomes[i] = Some(match result {
+                Ok(handled) if handled.replayed => RecordOutcome::Duplicate,
+                result => {
+                    self.settle(item, &source, sqs_group(item.record), result.map(drop))
+                        .await
+                }
+            });
         }
         sqs_report(outcomes.into_iter().map(Option::unwrap).collect())
     }

@@ -388,6 +388,24 @@ impl<E: Classify> Classify for IdempotencyError<E> {
     }
 }
 
+/// A handler's response, and whether it was replayed from an earlier run instead of run now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handled<R> {
+    /// The response.
+    pub response: R,
+    /// True when the request had been handled before and the handler did not run.
+    pub replayed: bool,
+}
+
+impl<R> Handled<R> {
+    fn fresh(response: R) -> Self {
+        Self {
+            response,
+            replayed: false,
+        }
+    }
+}
+
 /// A clock in Unix milliseconds; tests swap in their own.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
@@ -528,11 +546,31 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<R, E>>,
     {
+        self.run_detailed(event, deadline, handler)
+            .await
+            .map(|handled| handled.response)
+    }
+
+    /// [`run`](Self::run), also telling whether the response was replayed from an earlier run.
+    pub async fn run_detailed<R, E, F, Fut>(
+        &self,
+        event: &T,
+        deadline: Option<Deadline>,
+        handler: F,
+    ) -> Result<Handled<R>, IdempotencyError<E>>
+    where
+        R: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<R, E>>,
+    {
         let key = match self.key_of(event) {
             Ok(key) => key,
             Err(_) if self.run_without_key => {
                 tracing::warn!(selector = %self.key.describe(), "the event has no idempotency key; running without idempotency");
-                return handler().await.map_err(IdempotencyError::Handler);
+                return handler()
+                    .await
+                    .map(Handled::fresh)
+                    .map_err(IdempotencyError::Handler);
             }
             Err(missing) => return Err(missing),
         };
@@ -548,7 +586,7 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
             return replay(&key, existing, claim.payload_hash.as_deref());
         }
         let result = handler().await;
-        self.settle(&key, claim, result).await
+        self.settle(&key, claim, result).await.map(Handled::fresh)
     }
 
     /// Claims, runs and completes every event of a batch: one `claim_all` call up front, one
@@ -561,14 +599,14 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
         deadline: Option<Deadline>,
         concurrency: usize,
         handler: F,
-    ) -> Vec<Result<R, IdempotencyError<E>>>
+    ) -> Vec<Result<Handled<R>, IdempotencyError<E>>>
     where
         R: Serialize + DeserializeOwned,
         F: AsyncFn(&T) -> Result<R, E>,
     {
         let now = (self.clock)();
         let lease_until = self.lease_until(now, deadline);
-        let mut results: Vec<Option<Result<R, IdempotencyError<E>>>> =
+        let mut results: Vec<Option<Result<Handled<R>, IdempotencyError<E>>>> =
             events.iter().map(|_| None).collect();
         // The claims the store must be asked about, and the in-batch copies of their keys.
         let mut claims: Vec<(usize, IdempotencyKey, IdempotencyRecord)> = Vec::new();
@@ -579,7 +617,12 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
                 Ok(key) => key,
                 Err(_) if self.run_without_key => {
                     tracing::warn!(selector = %self.key.describe(), "the event has no idempotency key; running without idempotency");
-                    results[i] = Some(handler(event).await.map_err(IdempotencyError::Handler));
+                    results[i] = Some(
+                        handler(event)
+                            .await
+                            .map(Handled::fresh)
+                            .map_err(IdempotencyError::Handler),
+                    );
                     continue;
                 }
                 Err(missing) => {
@@ -656,7 +699,7 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
                     let record = self.completed(&key, claim, &response);
                     finals.insert(key, record.clone());
                     completed.push(record);
-                    results[i] = Some(Ok(response));
+                    results[i] = Some(Ok(Handled::fresh(response)));
                 }
                 Err(e) => {
                     self.forget(&key).await;
@@ -776,7 +819,7 @@ fn replay<R: DeserializeOwned, E>(
     key: &IdempotencyKey,
     existing: IdempotencyRecord,
     payload_hash: Option<&str>,
-) -> Result<R, IdempotencyError<E>> {
+) -> Result<Handled<R>, IdempotencyError<E>> {
     if let (Some(expected), Some(stored)) = (payload_hash, existing.payload_hash.as_deref())
         && expected != stored
     {
@@ -790,9 +833,12 @@ fn replay<R: DeserializeOwned, E>(
         (RecordStatus::Completed, None) => {
             Err(IdempotencyError::AlreadyCompleted { key: key.0.clone() })
         }
-        (RecordStatus::Completed, Some(json)) => {
-            serde_json::from_str(&json).map_err(|e| IdempotencyError::Store(corrupt(&key.0, e)))
-        }
+        (RecordStatus::Completed, Some(json)) => serde_json::from_str(&json)
+            .map(|response| Handled {
+                response,
+                replayed: true,
+            })
+            .map_err(|e| IdempotencyError::Store(corrupt(&key.0, e))),
     }
 }
 

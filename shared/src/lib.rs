@@ -4,12 +4,16 @@
 //!
 //! - [`envelope`]: the CloudEvents 1.0 envelope every event travels in, and its lossless mapping to and
 //!   from EventBridge;
-//! - [`bus`], [`dedupe`] and [`audit`]: ports (traits) for publishing events, recording deliveries
-//!   and keeping the audit trail, each with an AWS adapter and an in-memory twin for fast tests;
+//! - [`bus`] and [`audit`]: ports (traits) for publishing events and keeping the audit trail, each
+//!   with an AWS adapter and an in-memory twin for fast tests;
+//! - the reliability toolkit: [`idempotency`] (run a handler once per request however often it is
+//!   delivered), [`batch`] (partial batch responses for SQS, DynamoDB Streams and Kinesis, with
+//!   dead letters), [`checkpoint`] (a connector's cursor with optimistic concurrency) and [`retry`]
+//!   (backoff with full jitter that respects the invocation's deadline);
 //! - [`config`] and [`aws`]: configuration read once at cold start, and SDK clients built once;
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format metrics;
 //! - [`error`]: the retryable / permanent / duplicate taxonomy that becomes a Lambda `Diagnostic`;
-//! - [`signature`], [`schema`] and [`retry`]: webhook signatures, JSON Schema validation and backoff.
+//! - [`signature`] and [`schema`]: webhook signatures and JSON Schema validation.
 #![warn(missing_docs)]
 
 pub mod audit;
@@ -18,7 +22,6 @@ pub mod batch;
 pub mod bus;
 pub mod checkpoint;
 pub mod config;
-pub mod dedupe;
 pub mod envelope;
 pub mod error;
 pub mod idempotency;

@@ -57,8 +57,8 @@ async fn main() -> Result<()> {
     let ingest_env = [
         ("BUS_NAME", stack.output("EventBusName")?.to_owned()),
         (
-            "DEDUPE_TABLE",
-            stack.output("DeliveryLedgerTableName")?.to_owned(),
+            "IDEMPOTENCY_TABLE",
+            stack.output("IdempotencyTableName")?.to_owned(),
         ),
         (
             "WEBHOOK_SOURCES",
@@ -144,7 +144,7 @@ async fn warm_invokes(aws: &aws_config::SdkConfig, hello: &Path) -> Result<(Vec<
         "bench-hello-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    busline_tests::deploy_process_function(aws, &name, &hello.to_string_lossy(), 3).await?;
+    busline_tests::deploy_process_function(aws, &name, &hello.to_string_lossy(), 3, &[]).await?;
     let lambda = aws_sdk_lambda::Client::new(aws);
     let payload = aws_sdk_lambda::primitives::Blob::new(r#"{"hello":"world"}"#);
     lambda

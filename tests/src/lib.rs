@@ -1,11 +1,13 @@
 //! The kit busline's integration tests and demo share.
 //!
 //! - [`localstack`]: an SDK configuration pointed at LocalStack, failing loudly when it is not running;
-//! - [`IngestStack`]: the ingest path's resources (bus, rule, queue with DLQ, ledger table, secrets),
+//! - [`IngestStack`]: the ingest path's resources (bus, rule, queue with DLQ, idempotency table,
+//!   secrets),
 //!   created with the real SDK under a unique prefix, the way `template.yaml` declares them;
 //! - [`webhook_request`] and [`signed_headers`]: a Lambda Function URL request as AWS delivers it,
 //!   built from the real event fixture.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -16,6 +18,12 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_sqs::config::Credentials;
 use aws_sdk_sqs::types::QueueAttributeName;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use serde_json::{Value, json};
 
 /// LocalStack's default edge endpoint.
@@ -54,6 +62,149 @@ pub async fn localstack() -> Result<SdkConfig> {
     Ok(config)
 }
 
+/// Creates an on-demand table keyed by a string `pk`, the shape every busline store uses, with TTL on
+/// `ttl_attribute` if given.
+pub async fn create_key_table(
+    config: &SdkConfig,
+    table: &str,
+    ttl_attribute: Option<&str>,
+) -> Result<()> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    dynamodb
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()?,
+        )
+        .send()
+        .await
+        .with_context(|| format!("create table {table}"))?;
+    if let Some(attribute) = ttl_attribute {
+        dynamodb
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(attribute)
+                    .enabled(true)
+                    .build()?,
+            )
+            .send()
+            .await
+            .with_context(|| format!("enable TTL on {table}"))?;
+    }
+    Ok(())
+}
+
+/// Creates queue `name` with `attributes`, and returns its URL and ARN.
+pub async fn create_queue(
+    config: &SdkConfig,
+    name: &str,
+    attributes: &[(QueueAttributeName, String)],
+) -> Result<(String, String)> {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let mut create = sqs.create_queue().queue_name(name);
+    for (key, value) in attributes {
+        create = create.attributes(key.clone(), value);
+    }
+    let url = create
+        .send()
+        .await
+        .with_context(|| format!("create queue {name}"))?
+        .queue_url
+        .context("no queue URL")?;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .context("no queue ARN")?;
+    Ok((url, arn))
+}
+
+/// Every line function `name` has logged so far (its CloudWatch log group), oldest first.
+pub async fn function_log_lines(config: &SdkConfig, name: &str) -> Result<Vec<String>> {
+    let logs = aws_sdk_cloudwatchlogs::Client::new(config);
+    let mut lines = Vec::new();
+    let mut token = None;
+    loop {
+        let out = logs
+            .filter_log_events()
+            .log_group_name(format!("/aws/lambda/{name}"))
+            .set_next_token(token)
+            .send()
+            .await?;
+        lines.extend(
+            out.events()
+                .iter()
+                .filter_map(|e| e.message().map(str::to_owned)),
+        );
+        token = out.next_token;
+        if token.is_none() {
+            return Ok(lines);
+        }
+    }
+}
+
+/// Counts the requests an SDK client sends, by operation name: each attempt that reaches the wire
+/// counts, retries included.
+#[derive(Clone, Debug, Default)]
+pub struct CallCounter(Arc<Mutex<Vec<String>>>);
+
+impl CallCounter {
+    /// A DynamoDB client on `config` whose calls this counter sees.
+    pub fn dynamodb(&self, config: &SdkConfig) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(config)
+                .interceptor(self.clone())
+                .build(),
+        )
+    }
+
+    /// How many requests so far.
+    pub fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// The operations called so far, in order, and forgets them.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = cfg
+            .load::<Metadata>()
+            .map_or("unknown", |m| m.name())
+            .to_owned();
+        self.0.lock().unwrap().push(operation);
+        Ok(())
+    }
+}
+
 /// The ingest path's resources on LocalStack.
 #[derive(Clone, Debug)]
 pub struct IngestStack {
@@ -63,7 +214,7 @@ pub struct IngestStack {
     pub queue_url: String,
     /// Its dead-letter queue.
     pub dlq_url: String,
-    /// The delivery ledger table.
+    /// The idempotency table.
     pub table: String,
     /// `(source, secret id, secret value)` for each webhook source.
     pub secrets: Vec<(String, String, String)>,
@@ -74,7 +225,6 @@ impl IngestStack {
     pub async fn create(config: &SdkConfig, prefix: &str) -> Result<Self> {
         let events = aws_sdk_eventbridge::Client::new(config);
         let sqs = aws_sdk_sqs::Client::new(config);
-        let dynamodb = aws_sdk_dynamodb::Client::new(config);
         let secrets_client = aws_sdk_secretsmanager::Client::new(config);
 
         let bus_name = format!("{prefix}-bus");
@@ -85,12 +235,23 @@ impl IngestStack {
             .await
             .context("create event bus")?;
 
-        let dlq_url = create_queue(&sqs, &format!("{prefix}-placed-orders-dlq"), None).await?;
-        let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
+        let retention = (
+            QueueAttributeName::MessageRetentionPeriod,
+            "1209600".to_owned(),
+        );
+        let (dlq_url, dlq_arn) = create_queue(
+            config,
+            &format!("{prefix}-placed-orders-dlq"),
+            std::slice::from_ref(&retention),
+        )
+        .await?;
         let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}).to_string();
-        let queue_url =
-            create_queue(&sqs, &format!("{prefix}-placed-orders"), Some(redrive)).await?;
-        let queue_arn = queue_arn(&sqs, &queue_url).await?;
+        let (queue_url, queue_arn) = create_queue(
+            config,
+            &format!("{prefix}-placed-orders"),
+            &[retention, (QueueAttributeName::RedrivePolicy, redrive)],
+        )
+        .await?;
 
         let rule = format!("{prefix}-placed-orders");
         let rule_arn = events
@@ -134,37 +295,7 @@ impl IngestStack {
             .context("put targets")?;
 
         let table = format!("{prefix}-deliveries");
-        dynamodb
-            .create_table()
-            .table_name(&table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("pk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("pk")
-                    .key_type(KeyType::Hash)
-                    .build()?,
-            )
-            .send()
-            .await
-            .context("create ledger table")?;
-        dynamodb
-            .update_time_to_live()
-            .table_name(&table)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .attribute_name("expires_at")
-                    .enabled(true)
-                    .build()?,
-            )
-            .send()
-            .await
-            .context("enable TTL")?;
+        create_key_table(config, &table, Some("expires_at")).await?;
 
         let mut secrets = Vec::new();
         for source in ["shop", "crm"] {
@@ -206,38 +337,6 @@ impl IngestStack {
             .expect("stack has the source")
             .2
     }
-}
-
-async fn create_queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    redrive: Option<String>,
-) -> Result<String> {
-    let mut request = sqs
-        .create_queue()
-        .queue_name(name)
-        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600");
-    if let Some(redrive) = redrive {
-        request = request.attributes(QueueAttributeName::RedrivePolicy, redrive);
-    }
-    request
-        .send()
-        .await
-        .with_context(|| format!("create queue {name}"))?
-        .queue_url
-        .context("queue url")
-}
-
-async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
-    sqs.get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .context("get queue arn")?
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .context("queue has no ARN")
 }
 
 /// Receives messages from `queue_url` until `want` have arrived and then `settle` has passed with
@@ -361,12 +460,32 @@ pub async fn deploy_process_function(
     name: &str,
     binary: &str,
     timeout_secs: i32,
+    environment: &[(&str, &str)],
 ) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("busline-fn-{name}"));
     std::fs::create_dir_all(&dir)?;
     std::fs::copy(binary, dir.join("bootstrap")).with_context(|| format!("copy {binary}"))?;
     let runtime = aws_sdk_lambda::types::Runtime::Providedal2023;
     create_hot_reload_function(config, name, runtime, "bootstrap", &dir, timeout_secs).await?;
+    if !environment.is_empty() {
+        let variables = environment
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        settled_function(config, name).await?;
+        aws_sdk_lambda::Client::new(config)
+            .update_function_configuration()
+            .function_name(name)
+            .environment(
+                aws_sdk_lambda::types::Environment::builder()
+                    .set_variables(Some(variables))
+                    .build(),
+            )
+            .send()
+            .await
+            .with_context(|| format!("set the environment of {name}"))?;
+        wait_for_update(config, name).await?;
+    }
     let settled = settled_function(config, name).await?;
     match settled.state() {
         Some(aws_sdk_lambda::types::State::Active) => Ok(()),
@@ -404,6 +523,33 @@ pub async fn create_hot_reload_function(
         .await
         .with_context(|| format!("create function {name}"))?;
     Ok(())
+}
+
+/// Waits until the last configuration update of function `name` is done, within 30 s.
+pub async fn wait_for_update(config: &SdkConfig, name: &str) -> Result<()> {
+    use aws_sdk_lambda::types::LastUpdateStatus;
+    let lambda = aws_sdk_lambda::Client::new(config);
+    let started = Instant::now();
+    loop {
+        let out = lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await?;
+        match out.last_update_status() {
+            Some(LastUpdateStatus::InProgress) if started.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Some(LastUpdateStatus::Failed) => bail!(
+                "updating function {name} failed: {}",
+                out.last_update_status_reason().unwrap_or_default()
+            ),
+            Some(LastUpdateStatus::InProgress) => {
+                bail!("function {name} still updating after 30 s")
+            }
+            _ => return Ok(()),
+        }
+    }
 }
 
 /// The configuration of function `name` once it has left `Pending` (Active or Failed), within 30 s.

@@ -1,27 +1,12 @@
-//! busline's AWS adapters against LocalStack: the same contracts their in-memory twins keep.
+//! busline's AWS adapters against LocalStack: the same contracts their in-memory twins keep. The
+//! reliability toolkit's adapters have theirs in `reliability.rs`.
 
 use std::time::Duration;
 
 use busline::bus::{EventBridgePublisher, EventPublisher};
-use busline::dedupe::{DynamoDbLedger, contract};
 use busline::{Envelope, EventType};
 use busline_tests::{IngestStack, SHOP_ORDER_PLACED, localstack, receive};
 use serde_json::json;
-
-#[tokio::test]
-async fn the_dynamodb_ledger_keeps_the_ledger_contract() {
-    let aws = localstack().await.unwrap();
-    let prefix = format!(
-        "ledger-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    let stack = IngestStack::create(&aws, &prefix).await.unwrap();
-    contract(
-        &DynamoDbLedger::new(aws_sdk_dynamodb::Client::new(&aws), &stack.table),
-        "",
-    )
-    .await;
-}
 
 #[tokio::test]
 async fn the_eventbridge_publisher_batches_and_delivers_every_event() {

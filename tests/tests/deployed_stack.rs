@@ -1,12 +1,14 @@
 //! The stack deployed from `template.yaml` to LocalStack by `make deploy-local`, every function a
 //! real process: a signed webhook through the ingest function's URL, the bus and its rule, the
-//! placed-orders queue and its event-source mapping, to the audit-trail consumer; and a bad record
-//! redelivered until it lands in the dead-letter queue.
+//! placed-orders queue and its event-source mapping, to the audit-trail consumer; and a record that
+//! is not an envelope, dead-lettered by the consumer with its reason.
 
 use std::time::{Duration, Instant};
 
 use busline::audit::{AuditTrail, DynamoDbAuditTrail};
-use busline_tests::{DeployedStack, SAMPLE_SHOP_ORDER, localstack, signed_headers};
+use busline_tests::{
+    DeployedStack, SAMPLE_SHOP_ORDER, function_log_lines, localstack, signed_headers,
+};
 use serde_json::Value;
 
 #[tokio::test]
@@ -59,7 +61,7 @@ async fn a_signed_webhook_reaches_the_audit_trail_consumer_once() {
 }
 
 #[tokio::test]
-async fn a_record_the_consumer_cannot_keep_is_redelivered_then_dead_lettered() {
+async fn a_record_that_is_not_an_envelope_goes_to_the_dead_letter_queue_with_its_reason() {
     let aws = localstack().await.unwrap();
     let stack = DeployedStack::read(&aws).await.unwrap();
     let marker = format!("not-an-envelope-{}", uuid::Uuid::new_v4().simple());
@@ -73,46 +75,82 @@ async fn a_record_the_consumer_cannot_keep_is_redelivered_then_dead_lettered() {
         .unwrap();
     let message_id = sent.message_id().unwrap().to_owned();
 
-    // samconfig's localstack environment sets maxReceiveCount 2 and a 5 s visibility timeout.
     let dlq = stack.output("PlacedOrdersDeadLetterQueueUrl").unwrap();
     let started = Instant::now();
-    let mut found = false;
-    while !found && started.elapsed() < Duration::from_secs(60) {
-        found = raw_bodies(&sqs, dlq).await.contains(&marker);
-    }
-    assert!(found, "the bad record did not reach the DLQ within 60 s");
-
-    // Each delivery was refused by the consumer, with its reason, before SQS gave up on it.
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&aws)
-        .filter_log_events()
-        .log_group_name("/aws/lambda/busline-audit-trail")
-        .send()
-        .await
-        .unwrap();
-    let refusals = logs
-        .events()
-        .iter()
-        .filter_map(|e| e.message())
-        .filter(|m| m.contains(&message_id) && m.contains("not a busline envelope"))
-        .count();
+    let letter = loop {
+        if let Some(letter) = dead_letters(&sqs, dlq)
+            .await
+            .into_iter()
+            .find(|m| m.body() == Some(marker.as_str()))
+        {
+            break letter;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the bad record did not reach the DLQ within 30 s"
+        );
+    };
+    let attribute = |name: &str| {
+        letter
+            .message_attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(attribute("busline.error_type"), "NotAnEnvelope");
+    assert_eq!(attribute("busline.record_id"), message_id);
     assert!(
-        refusals >= 2,
-        "expected the record to be refused on each of its 2 deliveries, saw {refusals}"
+        attribute("busline.reason")
+            .starts_with("not a busline envelope: the body is not an EventBridge event"),
+        "{}",
+        attribute("busline.reason")
     );
+    let queue_name = stack
+        .output("PlacedOrdersQueueUrl")
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    assert_eq!(
+        attribute("busline.source").rsplit(':').next(),
+        Some(queue_name),
+        "the letter names the queue it came from"
+    );
+
+    // It was dead-lettered on its first delivery: a permanent failure is not retried. The
+    // invocation's logs reach CloudWatch when it ends, which can be after the letter arrived.
+    let started = Instant::now();
+    let refusals = loop {
+        let refusals = function_log_lines(&aws, "busline-audit-trail")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.contains(&message_id) && m.contains("sent to the dead-letter queue"))
+            .count();
+        if refusals > 0 || started.elapsed() > Duration::from_secs(10) {
+            break refusals;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(refusals, 1);
 }
 
-async fn raw_bodies(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<String> {
+/// Receives what is in the dead-letter queue now, with message attributes, deleting it.
+async fn dead_letters(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Vec<aws_sdk_sqs::types::Message> {
     let out = sqs
         .receive_message()
         .queue_url(queue_url)
         .max_number_of_messages(10)
+        .message_attribute_names("All")
         .wait_time_seconds(1)
         .send()
         .await
         .unwrap();
-    let mut bodies = Vec::new();
     for message in out.messages() {
-        bodies.push(message.body().unwrap_or_default().to_owned());
         sqs.delete_message()
             .queue_url(queue_url)
             .receipt_handle(message.receipt_handle().unwrap())
@@ -120,7 +158,7 @@ async fn raw_bodies(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<String> {
             .await
             .unwrap();
     }
-    bodies
+    out.messages.unwrap_or_default()
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! The ingest connector against LocalStack, with real SDK clients: Secrets Manager for the signing
-//! secrets, DynamoDB for the delivery ledger, EventBridge for the bus, and the rule's SQS queue as
+//! secrets, DynamoDB for the idempotency records, EventBridge for the bus, and the rule's SQS queue as
 //! the consumer.
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use aws_config::SdkConfig;
 use busline::Envelope;
 use busline::bus::EventBridgePublisher;
 use busline::config::ConfigError;
-use busline::dedupe::DynamoDbLedger;
+use busline::idempotency::DynamoDbIdempotencyStore;
 use busline::retry::Backoff;
 use busline_tests::{
     Headers, IngestStack, SAMPLE_CRM_CUSTOMER, SAMPLE_SHOP_ORDER, localstack, receive,
@@ -18,7 +18,7 @@ use ingest_webhook::{Config, Deps, StartupError, event_id, fetch_secrets, handle
 use lambda_http::http::StatusCode;
 use serde_json::{Value, json};
 
-type LiveDeps = Deps<EventBridgePublisher, DynamoDbLedger>;
+type LiveDeps = Deps<EventBridgePublisher, DynamoDbIdempotencyStore>;
 
 const SETTLE: Duration = Duration::from_secs(3);
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -36,7 +36,7 @@ async fn start(aws: &SdkConfig, stack: &IngestStack) -> LiveDeps {
 async fn start_with_bus_at(aws: &SdkConfig, stack: &IngestStack, bus_aws: &SdkConfig) -> LiveDeps {
     let env = [
         ("BUS_NAME", stack.bus_name.as_str()),
-        ("DEDUPE_TABLE", stack.table.as_str()),
+        ("IDEMPOTENCY_TABLE", stack.table.as_str()),
         ("WEBHOOK_SOURCES", &stack.webhook_sources()),
     ];
     let config = Config::from_env(&env).unwrap();
@@ -51,8 +51,11 @@ async fn start_with_bus_at(aws: &SdkConfig, stack: &IngestStack, bus_aws: &SdkCo
     let publisher =
         EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(bus_aws), &config.bus_name)
             .with_backoff(fast);
-    let ledger = DynamoDbLedger::new(aws_sdk_dynamodb::Client::new(aws), &config.dedupe_table);
-    Deps::new(publisher, ledger, &config, secrets).unwrap()
+    let store = DynamoDbIdempotencyStore::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        &config.idempotency_table,
+    );
+    Deps::new(publisher, store, &config, secrets).unwrap()
 }
 
 async fn post(
@@ -242,7 +245,7 @@ async fn a_missing_signing_secret_fails_the_start_naming_the_secret() {
     let aws = localstack().await.unwrap();
     let env = [
         ("BUS_NAME", "b"),
-        ("DEDUPE_TABLE", "t"),
+        ("IDEMPOTENCY_TABLE", "t"),
         ("WEBHOOK_SOURCES", "shop=it/does-not-exist"),
     ];
     let config = Config::from_env(&env).unwrap();
@@ -257,7 +260,7 @@ async fn a_missing_signing_secret_fails_the_start_naming_the_secret() {
 
     let unknown = Config::from_env(&[
         ("BUS_NAME", "b"),
-        ("DEDUPE_TABLE", "t"),
+        ("IDEMPOTENCY_TABLE", "t"),
         ("WEBHOOK_SOURCES", "erp=x"),
     ])
     .unwrap_err();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use aws_sdk_lambda::types::FunctionResponseType;
 use aws_sdk_sqs::types::QueueAttributeName;
-use busline_tests::{deploy_process_function, localstack, receive};
+use busline_tests::{create_queue, deploy_process_function, localstack, receive};
 use serde_json::{Value, json};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_probe-function");
@@ -24,31 +24,14 @@ async fn queue(
     name: &str,
     attributes: &[(QueueAttributeName, String)],
 ) -> (String, String) {
-    let sqs = aws_sdk_sqs::Client::new(aws);
-    let mut create = sqs.create_queue().queue_name(name);
-    for (key, value) in attributes {
-        create = create.attributes(key.clone(), value);
-    }
-    let url = create.send().await.unwrap().queue_url.unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()
-        .remove(&QueueAttributeName::QueueArn)
-        .unwrap();
-    (url, arn)
+    create_queue(aws, name, attributes).await.unwrap()
 }
 
 #[tokio::test]
 async fn an_sqs_mapping_redelivers_only_the_failed_record_until_it_lands_in_the_dlq() {
     let aws = localstack().await.unwrap();
     let name = unique("consumer");
-    deploy_process_function(&aws, &name, PROBE, 3)
+    deploy_process_function(&aws, &name, PROBE, 3, &[])
         .await
         .unwrap();
 
@@ -119,7 +102,7 @@ async fn an_sqs_mapping_redelivers_only_the_failed_record_until_it_lands_in_the_
 async fn a_step_functions_catch_on_the_functions_error_type_takes_its_branch() {
     let aws = localstack().await.unwrap();
     let name = unique("reserve");
-    deploy_process_function(&aws, &name, PROBE, 3)
+    deploy_process_function(&aws, &name, PROBE, 3, &[])
         .await
         .unwrap();
     let function_arn = format!("arn:aws:lambda:us-east-1:000000000000:function:{name}");
@@ -194,7 +177,7 @@ async fn a_dynamodb_stream_mapping_invokes_the_function_and_its_logs_reach_cloud
     };
     let aws = localstack().await.unwrap();
     let name = unique("cdc");
-    deploy_process_function(&aws, &name, PROBE, 3)
+    deploy_process_function(&aws, &name, PROBE, 3, &[])
         .await
         .unwrap();
 

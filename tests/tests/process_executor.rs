@@ -13,7 +13,7 @@ const PROBE: &str = env!("CARGO_BIN_EXE_probe-function");
 
 async fn deploy_probe(aws: &SdkConfig, timeout_secs: i32) -> String {
     let name = format!("probe-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    deploy_process_function(aws, &name, PROBE, timeout_secs)
+    deploy_process_function(aws, &name, PROBE, timeout_secs, &[])
         .await
         .unwrap();
     name

@@ -1,25 +1,33 @@
 //! The audit-trail consumer: the placed-orders queue's subscriber in the stack.
 //!
-//! Each SQS record holds an EventBridge event whose detail is a busline envelope. The handler keeps
-//! each envelope in the audit trail once (a redelivery is recognised and counted as done) and answers
-//! with an `SqsBatchResponse` naming exactly the records it could not keep, so one bad record never
-//! fails the batch: SQS redelivers only those, and after the queue's `maxReceiveCount` moves them to
-//! the dead-letter queue. Every failure is logged with the message id and its reason.
+//! Each SQS record holds an EventBridge event whose detail is a busline envelope. The handler runs
+//! on busline's [batch layer](busline::batch): it keeps each envelope in the audit trail once (a
+//! redelivery is recognised and counted as done) and answers with an `SqsBatchResponse` naming
+//! exactly the records that may succeed later, so one bad record never fails the batch. A record
+//! that can never succeed (not an envelope) goes straight to the dead-letter queue with its reason
+//! in message attributes; one that failed for a passing reason (the table is unavailable) is
+//! redelivered, and after the queue's `maxReceiveCount` the redrive policy moves it there too.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use busline::Envelope;
-use busline::audit::{AuditTrail, Recorded};
+use busline::audit::{AuditError, AuditTrail, Recorded};
+use busline::batch::{BatchError, BatchProcessor, DeadLetterQueue};
 use busline::config::{ConfigError, Env};
-use busline::error::Classify;
+use busline::error::{Classify, ErrorClass};
 use busline::telemetry::{Metrics, Unit};
 use serde_json::Value;
+
+/// How many records are kept at once; each is one DynamoDB round trip.
+pub const CONCURRENCY: usize = 4;
 
 /// The function's configuration, read once at cold start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// `AUDIT_TABLE`: the audit trail table.
     pub audit_table: String,
+    /// `DEAD_LETTER_QUEUE_URL`: where records that can never be kept go, with the reason.
+    pub dead_letter_queue_url: String,
 }
 
 impl Config {
@@ -28,68 +36,89 @@ impl Config {
         Ok(Self {
             audit_table: env
                 .require("AUDIT_TABLE", "the name of the DynamoDB audit trail table")?,
+            dead_letter_queue_url: env.require(
+                "DEAD_LETTER_QUEUE_URL",
+                "the URL of the SQS queue for records that can never be kept",
+            )?,
         })
     }
 }
 
 /// Why one record was not kept.
-#[derive(Debug)]
-enum RecordFailure {
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The body is not an EventBridge event carrying a busline envelope. Permanent.
+    #[error("not a busline envelope: {0}")]
     NotAnEnvelope(String),
-    Audit(busline::audit::AuditError),
+    /// The audit trail refused it.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
-/// The Lambda handler.
-pub async fn handle<A: AuditTrail>(event: SqsEvent, trail: &A) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    let (mut kept, mut redelivered) = (0u32, 0u32);
-    for message in &event.records {
-        match keep(message, trail).await {
-            Ok(Recorded::New) => kept += 1,
-            Ok(Recorded::AlreadyThere) => redelivered += 1,
-            Err(failure) => {
-                let id = message.message_id.clone().unwrap_or_default();
-                match &failure {
-                    RecordFailure::NotAnEnvelope(reason) => {
-                        tracing::warn!(message_id = %id, reason = %reason, "not a busline envelope; it goes to the DLQ after the queue's retries");
-                    }
-                    RecordFailure::Audit(e) => {
-                        tracing::warn!(message_id = %id, error = %e, error_type = e.error_type(), "could not keep the envelope; SQS will redeliver it");
-                    }
-                }
-                response.add_failure(id);
-            }
+impl Classify for RecordError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::NotAnEnvelope(_) => ErrorClass::Permanent,
+            Self::Audit(e) => e.class(),
         }
     }
-    Metrics::new("busline")
-        .dimension("Function", "audit-trail")
-        .metric("Kept", Unit::Count, f64::from(kept))
-        .metric("Redelivered", Unit::Count, f64::from(redelivered))
-        .metric(
-            "Failed",
-            Unit::Count,
-            response.batch_item_failures.len() as f64,
-        )
-        .emit();
-    response
+
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::NotAnEnvelope(_) => "NotAnEnvelope",
+            Self::Audit(e) => e.error_type(),
+        }
+    }
 }
 
-async fn keep<A: AuditTrail>(message: &SqsMessage, trail: &A) -> Result<Recorded, RecordFailure> {
+/// The Lambda handler. Fails as a whole only when every record failed.
+pub async fn handle<A: AuditTrail, Q: DeadLetterQueue>(
+    event: SqsEvent,
+    trail: &A,
+    processor: &BatchProcessor<Q>,
+) -> Result<SqsBatchResponse, BatchError> {
+    let redelivered = std::cell::Cell::new(0u32);
+    let report = processor
+        .sqs(&event, async |message| {
+            let recorded = keep(message, trail).await?;
+            if recorded == Recorded::AlreadyThere {
+                redelivered.set(redelivered.get() + 1);
+            }
+            Ok::<_, RecordError>(())
+        })
+        .await;
+    let failed = report.failures().count();
+    Metrics::new("busline")
+        .dimension("Function", "audit-trail")
+        .metric(
+            "Kept",
+            Unit::Count,
+            (report.succeeded() as u32 - redelivered.get()).into(),
+        )
+        .metric("Redelivered", Unit::Count, redelivered.get().into())
+        .metric("DeadLettered", Unit::Count, report.dead_lettered() as f64)
+        .metric("Failed", Unit::Count, failed as f64)
+        .emit();
+    report.into_result()
+}
+
+async fn keep<A: AuditTrail>(message: &SqsMessage, trail: &A) -> Result<Recorded, RecordError> {
     let body = message.body.as_deref().unwrap_or_default();
     let event: EventBridgeEvent<Value> = serde_json::from_str(body).map_err(|e| {
-        RecordFailure::NotAnEnvelope(format!("the body is not an EventBridge event: {e}"))
+        RecordError::NotAnEnvelope(format!("the body is not an EventBridge event: {e}"))
     })?;
     let envelope = Envelope::<Value>::from_eventbridge(event)
-        .map_err(|e| RecordFailure::NotAnEnvelope(e.to_string()))?;
+        .map_err(|e| RecordError::NotAnEnvelope(e.to_string()))?;
     let span = tracing::info_span!("audit", correlation_id = envelope.correlation_id(), event_id = %envelope.id);
     let _guard = span.enter();
-    trail.record(&envelope).await.map_err(RecordFailure::Audit)
+    Ok(trail.record(&envelope).await?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use busline::audit::InMemoryAuditTrail;
+    use busline::batch::InMemoryDeadLetterQueue;
     use serde_json::json;
 
     fn sqs_event(bodies: &[String]) -> SqsEvent {
@@ -111,27 +140,54 @@ mod tests {
     const ORDER_EVENT: &str = include_str!("../../../tests/fixtures/eventbridge-order-placed.json");
 
     #[tokio::test]
-    async fn keeps_each_envelope_once_and_names_only_the_bad_records() {
+    async fn keeps_each_envelope_once_and_dead_letters_what_is_not_an_envelope() {
         let trail = InMemoryAuditTrail::new();
+        let dlq = InMemoryDeadLetterQueue::new();
+        let processor = BatchProcessor::new().dead_letters(dlq.clone());
         let bodies = vec![
             ORDER_EVENT.to_owned(),
             "not json".to_owned(),
             ORDER_EVENT.to_owned(),
             json!({"detail-type": "x", "source": "y", "detail": {}}).to_string(),
         ];
-        let response = handle(sqs_event(&bodies), &trail).await;
+        let response = handle(sqs_event(&bodies), &trail, &processor)
+            .await
+            .unwrap();
 
-        let failed: Vec<&str> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.as_str())
+        assert!(response.batch_item_failures.is_empty());
+        let letters: Vec<(String, String, String)> = dlq
+            .letters()
+            .into_iter()
+            .map(|l| (l.record_id, l.error_type, l.body))
             .collect();
-        assert_eq!(failed, ["msg-1", "msg-3"]);
+        assert_eq!(
+            letters,
+            [
+                ("msg-1".into(), "NotAnEnvelope".into(), bodies[1].clone()),
+                ("msg-3".into(), "NotAnEnvelope".into(), bodies[3].clone())
+            ]
+        );
         let history = trail.history("corr-7f3a").await.unwrap();
         assert_eq!(history.len(), 1, "the redelivered envelope is kept once");
         assert_eq!(
             history[0].envelope.id,
             "6f0c6f8e-4a4b-5b7e-9d1c-2f1e0b7d9a10"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_trail_sends_records_back_and_a_batch_that_all_failed_is_an_error() {
+        let trail = InMemoryAuditTrail::new();
+        trail.set_unavailable(true);
+        let processor = BatchProcessor::new().dead_letters(InMemoryDeadLetterQueue::new());
+        let error = handle(sqs_event(&[ORDER_EVENT.to_owned()]), &trail, &processor)
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("msg-0, with AuditTrailUnavailable"),
+            "{error}"
         );
     }
 
@@ -143,11 +199,20 @@ mod tests {
                 .to_string()
                 .contains("AUDIT_TABLE")
         );
-        assert_eq!(
+        assert!(
             Config::from_env(&[("AUDIT_TABLE", "t")])
-                .unwrap()
-                .audit_table,
-            "t"
+                .unwrap_err()
+                .to_string()
+                .contains("DEAD_LETTER_QUEUE_URL")
+        );
+        let config =
+            Config::from_env(&[("AUDIT_TABLE", "t"), ("DEAD_LETTER_QUEUE_URL", "q")]).unwrap();
+        assert_eq!(
+            (
+                config.audit_table.as_str(),
+                config.dead_letter_queue_url.as_str()
+            ),
+            ("t", "q")
         );
     }
 }

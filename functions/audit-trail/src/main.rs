@@ -1,6 +1,7 @@
-use audit_trail::{Config, handle};
+use audit_trail::{CONCURRENCY, Config, handle};
 use aws_lambda_events::event::sqs::SqsEvent;
 use busline::audit::DynamoDbAuditTrail;
+use busline::batch::{BatchProcessor, SqsDeadLetterQueue};
 use busline::config::ProcessEnv;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -10,8 +11,15 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&ProcessEnv)?;
     let aws = busline::aws::load_config().await;
     let trail = DynamoDbAuditTrail::new(aws_sdk_dynamodb::Client::new(&aws), &config.audit_table);
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async {
-        Ok::<_, std::convert::Infallible>(handle(event.payload, &trail).await)
+    let dead_letters = SqsDeadLetterQueue::new(
+        aws_sdk_sqs::Client::new(&aws),
+        &config.dead_letter_queue_url,
+    );
+    let processor = BatchProcessor::new()
+        .concurrency(CONCURRENCY)
+        .dead_letters(dead_letters);
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
+        handle(event.payload, &trail, &processor)
     }))
     .await
 }

@@ -8,10 +8,12 @@
 //! 3. verifies the `X-Busline-Signature` header, `t=<unix seconds>,v1=<hex>` (401);
 //! 4. requires an `X-Delivery-Id` header (400), the sender's id for this delivery;
 //! 5. parses the body as JSON (400) and validates it against the source's schema (422);
-//! 6. claims the delivery id in the ledger: a delivery already handled answers 202 with the event id
-//!    it produced and publishes nothing; one being handled right now answers 409;
-//! 7. publishes the envelope, retrying rejected entries; if the bus still refuses, it releases the
-//!    claim and answers 503, so the sender's retry runs again.
+//! 6. runs the publish under busline's [idempotency](busline::idempotency) layer, keyed by the
+//!    envelope's source and id (both derived from the source and delivery id): a delivery already
+//!    handled answers 202 with the event id it produced and publishes nothing; one being handled
+//!    right now answers 409; the same delivery id with a different body answers 422;
+//! 7. publishes the envelope, retrying rejected entries; if the bus still refuses, the idempotency
+//!    record is deleted and it answers 503, so the sender's retry runs again.
 //!
 //! The envelope id is derived from the source and delivery id, so even a publish whose completion
 //! was never recorded republishes under the same id, and consumers deduplicate on it.
@@ -21,8 +23,9 @@ use std::time::Instant;
 
 use busline::bus::{EventPublisher, PublishError};
 use busline::config::{ConfigError, Env};
-use busline::dedupe::{Claim, DeliveryLedger};
 use busline::envelope::{EnvelopeError, MAX_ENTRY_BYTES, new_traceparent, xray_trace_header};
+use busline::idempotency::{Idempotency, IdempotencyError, IdempotencyStore, StoreError};
+use busline::retry::Deadline;
 use busline::schema::{Schema, SchemaError, Violation};
 use busline::signature::{self, SignatureError};
 use busline::telemetry::{Metrics, Unit};
@@ -82,15 +85,15 @@ pub const SOURCES: &[SourceSpec] = &[
 pub struct Config {
     /// `BUS_NAME`: the event bus to publish to.
     pub bus_name: String,
-    /// `DEDUPE_TABLE`: the delivery ledger table.
-    pub dedupe_table: String,
+    /// `IDEMPOTENCY_TABLE`: the idempotency records' table.
+    pub idempotency_table: String,
     /// `WEBHOOK_SOURCES`: `source=secret-id` pairs, comma separated.
     pub sources: Vec<(String, String)>,
     /// `SIGNATURE_TOLERANCE_SECONDS`, default 300.
     pub tolerance_secs: u64,
-    /// `DEDUPE_TTL_SECONDS`: how long a handled delivery id is remembered, default 72 h (senders such
-    /// as Stripe retry for up to three days).
-    pub dedupe_ttl_secs: i64,
+    /// `IDEMPOTENCY_TTL_SECONDS`: how long a handled delivery is remembered, default 72 h (senders
+    /// such as Stripe retry for up to three days).
+    pub idempotency_ttl_secs: u64,
 }
 
 impl Config {
@@ -115,9 +118,9 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             bus_name: env.require("BUS_NAME", "the name or ARN of the event bus to publish to")?,
-            dedupe_table: env.require(
-                "DEDUPE_TABLE",
-                "the name of the DynamoDB delivery ledger table",
+            idempotency_table: env.require(
+                "IDEMPOTENCY_TABLE",
+                "the name of the DynamoDB idempotency table",
             )?,
             sources,
             tolerance_secs: env.parse_or(
@@ -125,8 +128,8 @@ impl Config {
                 signature::DEFAULT_TOLERANCE_SECS,
                 "seconds, a whole number",
             )?,
-            dedupe_ttl_secs: env.parse_or(
-                "DEDUPE_TTL_SECONDS",
+            idempotency_ttl_secs: env.parse_or(
+                "IDEMPOTENCY_TTL_SECONDS",
                 72 * 3600,
                 "seconds, a whole number",
             )?,
@@ -191,27 +194,25 @@ pub enum StartupError {
 
 /// Everything the handler needs, built once per cold start.
 #[derive(Debug)]
-pub struct Deps<P, L> {
+pub struct Deps<P, S> {
     /// Where events go.
     pub publisher: P,
-    /// Which deliveries were handled.
-    pub ledger: L,
+    /// Which deliveries were handled, keyed by envelope source and id.
+    pub idempotency: Idempotency<S, Envelope<Value>>,
     /// Live sources by name.
     pub sources: HashMap<String, Source>,
     /// Signature tolerance, seconds.
     pub tolerance_secs: u64,
-    /// How long a handled delivery is remembered, seconds.
-    pub dedupe_ttl_secs: i64,
 }
 
-/// How long a claim lasts when the request carries no Lambda deadline (local runs, tests).
-const DEFAULT_LEASE_SECS: i64 = 30;
+/// How many handled deliveries a warm environment remembers without asking the store.
+const LOCAL_CACHE_ENTRIES: usize = 1024;
 
-impl<P: EventPublisher, L: DeliveryLedger> Deps<P, L> {
+impl<P: EventPublisher, S: IdempotencyStore> Deps<P, S> {
     /// Assembles the handler's dependencies from config and already-fetched secrets.
     pub fn new(
         publisher: P,
-        ledger: L,
+        store: S,
         config: &Config,
         secrets: Vec<(String, Vec<u8>)>,
     ) -> Result<Self, StartupError> {
@@ -221,10 +222,11 @@ impl<P: EventPublisher, L: DeliveryLedger> Deps<P, L> {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             publisher,
-            ledger,
+            idempotency: Idempotency::for_envelopes(store, "ingest-webhook")
+                .ttl(std::time::Duration::from_secs(config.idempotency_ttl_secs))
+                .local_cache(LOCAL_CACHE_ENTRIES),
             sources,
             tolerance_secs: config.tolerance_secs,
-            dedupe_ttl_secs: config.dedupe_ttl_secs,
         })
     }
 }
@@ -330,9 +332,9 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
 }
 
 /// The Lambda handler: every outcome is an HTTP response, never a function error.
-pub async fn handle<P: EventPublisher, L: DeliveryLedger>(
+pub async fn handle<P: EventPublisher, S: IdempotencyStore>(
     request: Request,
-    deps: &Deps<P, L>,
+    deps: &Deps<P, S>,
 ) -> Response<Body> {
     let span = tracing::info_span!(
         "webhook",
@@ -398,9 +400,9 @@ pub fn event_id(source: &str, delivery_id: &str) -> String {
     .to_string()
 }
 
-async fn ingest<P: EventPublisher, L: DeliveryLedger>(
+async fn ingest<P: EventPublisher, S: IdempotencyStore>(
     request: &Request,
-    deps: &Deps<P, L>,
+    deps: &Deps<P, S>,
     now: DateTime<Utc>,
 ) -> Result<Accepted, Rejection> {
     let span = tracing::Span::current();
@@ -473,75 +475,62 @@ async fn ingest<P: EventPublisher, L: DeliveryLedger>(
     span.record("event_id", envelope.id.as_str());
     span.record("correlation_id", envelope.correlation_id());
 
-    let key = format!("{name}#{delivery_id}");
-    let lease_until = request
+    let deadline = request
         .lambda_context_ref()
-        .map(|ctx| (ctx.deadline / 1000) as i64)
-        .filter(|deadline| *deadline > now.timestamp())
-        .unwrap_or(now.timestamp() + DEFAULT_LEASE_SECS);
-    match deps
-        .ledger
-        .claim(&key, &envelope.id, now.timestamp(), lease_until)
-        .await
-    {
-        Ok(Claim::Acquired) => {}
-        Ok(Claim::Completed { event_id }) => {
-            return Ok(Accepted {
-                event_id,
-                duplicate: true,
-            });
+        .map(|ctx| Deadline::from_epoch_millis(ctx.deadline as i64));
+    let handled = deps
+        .idempotency
+        .run_detailed(&envelope, deadline, || async {
+            deps.publisher
+                .publish(std::slice::from_ref(&envelope))
+                .await
+                .map(|()| envelope.id.clone())
+        })
+        .await;
+    match handled {
+        Ok(handled) => Ok(Accepted {
+            event_id: handled.response,
+            duplicate: handled.replayed,
+        }),
+        Err(IdempotencyError::AlreadyCompleted { .. }) => Ok(Accepted {
+            event_id: envelope.id,
+            duplicate: true,
+        }),
+        Err(IdempotencyError::AlreadyInProgress { .. }) => Err(Rejection::new(
+            StatusCode::CONFLICT,
+            "in_progress",
+            "this delivery is being handled right now; retry later",
+        )),
+        Err(IdempotencyError::PayloadMismatch { .. }) => Err(Rejection::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "delivery_id_reused",
+            "this X-Delivery-Id was delivered before with a different body; resend the same body, or send new content under a new delivery id",
+        )),
+        Err(IdempotencyError::Store(e @ StoreError::Unavailable(_))) => Err(Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "idempotency_unavailable",
+            format!("{e}; nothing was published, retry later"),
+        )),
+        Err(e @ (IdempotencyError::Store(_) | IdempotencyError::MissingKey { .. })) => {
+            tracing::error!(error = %e, "the idempotency layer failed");
+            Err(Rejection::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                format!("{e}; nothing was published"),
+            ))
         }
-        Ok(Claim::InProgress) => {
-            return Err(Rejection::new(
-                StatusCode::CONFLICT,
-                "in_progress",
-                "this delivery is being handled right now; retry later",
-            ));
-        }
-        Err(e) => {
-            return Err(Rejection::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ledger_unavailable",
-                format!("{e}; retry later"),
-            ));
-        }
+        Err(IdempotencyError::Handler(PublishError::Unpublishable {
+            source: EnvelopeError::TooLarge { size, limit },
+            ..
+        })) => Err(too_large(format!(
+            "with its envelope the event is {size} bytes, over EventBridge's {limit}-byte limit"
+        ))),
+        Err(IdempotencyError::Handler(e)) => Err(Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "bus_unavailable",
+            format!("{e}; nothing was published, retry later"),
+        )),
     }
-
-    if let Err(e) = deps
-        .publisher
-        .publish(std::slice::from_ref(&envelope))
-        .await
-    {
-        if let Err(release) = deps.ledger.release(&key).await {
-            tracing::error!(error = %release, "could not release the delivery claim; it lapses at the lease end");
-        }
-        return Err(match e {
-            PublishError::Unpublishable {
-                source: EnvelopeError::TooLarge { size, limit },
-                ..
-            } => too_large(format!(
-                "with its envelope the event is {size} bytes, over EventBridge's {limit}-byte limit"
-            )),
-            other => Rejection::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "bus_unavailable",
-                format!("{other}; nothing was published, retry later"),
-            ),
-        });
-    }
-    if let Err(e) = deps
-        .ledger
-        .complete(&key, now.timestamp() + deps.dedupe_ttl_secs)
-        .await
-    {
-        // The event is on the bus. A resend after the lease would publish it again under the same id,
-        // which consumers deduplicate; answering 503 now would only provoke that resend.
-        tracing::error!(error = %e, "published, but could not record the delivery as completed");
-    }
-    Ok(Accepted {
-        event_id: envelope.id,
-        duplicate: false,
-    })
 }
 
 fn too_large(reason: String) -> Rejection {

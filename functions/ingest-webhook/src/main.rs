@@ -1,6 +1,6 @@
 use busline::bus::EventBridgePublisher;
 use busline::config::ProcessEnv;
-use busline::dedupe::DynamoDbLedger;
+use busline::idempotency::DynamoDbIdempotencyStore;
 use ingest_webhook::{Config, Deps, fetch_secrets, handle};
 use lambda_http::{Error, service_fn};
 
@@ -12,8 +12,11 @@ async fn main() -> Result<(), Error> {
     let secrets = fetch_secrets(&aws_sdk_secretsmanager::Client::new(&aws), &config).await?;
     let publisher =
         EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), &config.bus_name);
-    let ledger = DynamoDbLedger::new(aws_sdk_dynamodb::Client::new(&aws), &config.dedupe_table);
-    let deps = Deps::new(publisher, ledger, &config, secrets)?;
+    let store = DynamoDbIdempotencyStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        &config.idempotency_table,
+    );
+    let deps = Deps::new(publisher, store, &config, secrets)?;
     lambda_http::run(service_fn(|request| async {
         Ok::<_, std::convert::Infallible>(handle(request, &deps).await)
     }))

@@ -1,36 +1,39 @@
-//! The handler against the in-memory bus and ledger: every answer it can give, and what it publishes.
+//! The handler against the in-memory bus and idempotency store: every answer it can give, and what
+//! it publishes.
 
 use super::*;
 use busline::bus::InMemoryBus;
 use busline::config::ConfigError;
-use busline::dedupe::InMemoryLedger;
+use busline::idempotency::{IdempotencyRecord, InMemoryIdempotencyStore};
 use busline_tests::{
     Headers, SAMPLE_CRM_CUSTOMER, SAMPLE_SHOP_ORDER, signed_headers, webhook_request,
 };
 
 const SHOP_SECRET: &str = "whsec_shop";
 
-fn deps() -> Deps<InMemoryBus, InMemoryLedger> {
+type TestDeps = Deps<InMemoryBus, InMemoryIdempotencyStore>;
+
+fn deps() -> TestDeps {
+    deps_on(InMemoryIdempotencyStore::new())
+}
+
+/// A warm environment of its own, sharing `store` with others.
+fn deps_on(store: InMemoryIdempotencyStore) -> TestDeps {
     let config = Config {
         bus_name: "bus".into(),
-        dedupe_table: "ledger".into(),
+        idempotency_table: "idempotency".into(),
         sources: vec![],
         tolerance_secs: 300,
-        dedupe_ttl_secs: 3600,
+        idempotency_ttl_secs: 3600,
     };
     let secrets = vec![
         ("shop".to_owned(), SHOP_SECRET.into()),
         ("crm".to_owned(), b"whsec_crm".to_vec()),
     ];
-    Deps::new(InMemoryBus::new(), InMemoryLedger::new(), &config, secrets).unwrap()
+    Deps::new(InMemoryBus::new(), store, &config, secrets).unwrap()
 }
 
-async fn post(
-    deps: &Deps<InMemoryBus, InMemoryLedger>,
-    path: &str,
-    body: &str,
-    headers: Headers,
-) -> (StatusCode, Value) {
+async fn post(deps: &TestDeps, path: &str, body: &str, headers: Headers) -> (StatusCode, Value) {
     let response = handle(webhook_request("POST", path, body, &headers), deps).await;
     let status = response.status();
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
@@ -40,11 +43,7 @@ async fn post(
     )
 }
 
-async fn post_signed(
-    deps: &Deps<InMemoryBus, InMemoryLedger>,
-    body: &str,
-    delivery_id: &str,
-) -> (StatusCode, Value) {
+async fn post_signed(deps: &TestDeps, body: &str, delivery_id: &str) -> (StatusCode, Value) {
     post(
         deps,
         "/webhooks/shop",
@@ -113,8 +112,9 @@ async fn the_senders_correlation_id_and_trace_context_are_kept() {
 #[tokio::test]
 async fn a_resent_delivery_is_answered_with_the_same_event_and_published_once() {
     let deps = deps();
+    let store = deps.idempotency.store().clone();
     let (_, first) = post_signed(&deps, SAMPLE_SHOP_ORDER, "dlv-3").await;
-    let ledger_calls = deps.ledger.calls();
+    assert_eq!(store.calls(), 2, "a first delivery: claim and complete");
     let (status, again) = post_signed(&deps, SAMPLE_SHOP_ORDER, "dlv-3").await;
 
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -124,10 +124,35 @@ async fn a_resent_delivery_is_answered_with_the_same_event_and_published_once() 
     );
     assert_eq!(deps.publisher.published().len(), 1);
     assert_eq!(
-        deps.ledger.calls() - ledger_calls,
-        1,
-        "a duplicate costs one ledger call"
+        store.calls(),
+        2,
+        "a duplicate in the same warm environment is answered from its cache"
     );
+
+    let elsewhere = deps_on(store.clone());
+    let (status, again) = post_signed(&elsewhere, SAMPLE_SHOP_ORDER, "dlv-3").await;
+    assert_eq!(
+        (status, again),
+        (
+            StatusCode::ACCEPTED,
+            json!({"eventId": first["eventId"], "duplicate": true})
+        )
+    );
+    assert!(elsewhere.publisher.published().is_empty());
+    assert_eq!(store.calls(), 3, "a duplicate elsewhere costs one call");
+}
+
+#[tokio::test]
+async fn a_delivery_id_resent_with_another_body_is_refused_422() {
+    let deps = deps();
+    post_signed(&deps, SAMPLE_SHOP_ORDER, "dlv-reused").await;
+    let other = SAMPLE_SHOP_ORDER.replace("SO-1001", "SO-2002");
+    let (status, body) = post_signed(&deps, &other, "dlv-reused").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("delivery_id_reused"))
+    );
+    assert_eq!(deps.publisher.published().len(), 1);
 }
 
 #[tokio::test]
@@ -190,13 +215,16 @@ async fn an_unreachable_bus_answers_503_and_the_resend_goes_through() {
 }
 
 #[tokio::test]
-async fn an_unreachable_ledger_answers_503_and_publishes_nothing() {
+async fn an_unreachable_idempotency_store_answers_503_and_publishes_nothing() {
     let deps = deps();
-    deps.ledger.set_unavailable(true);
+    deps.idempotency.store().set_unavailable(true);
     let (status, body) = post_signed(&deps, SAMPLE_SHOP_ORDER, "dlv-7").await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("ledger_unavailable"))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("idempotency_unavailable")
+        )
     );
     assert!(deps.publisher.published().is_empty());
 }
@@ -204,11 +232,16 @@ async fn an_unreachable_ledger_answers_503_and_publishes_nothing() {
 #[tokio::test]
 async fn a_delivery_being_handled_elsewhere_answers_409() {
     let deps = deps();
-    let now = Utc::now().timestamp();
-    deps.ledger
-        .claim("shop#dlv-8", "other", now, now + 30)
-        .await
-        .unwrap();
+    let elsewhere = Envelope::new(
+        event_id("shop", "dlv-8"),
+        "busline.webhook.shop",
+        EventType::parse(SOURCES[0].event_type).unwrap(),
+        Value::Null,
+    );
+    let key = deps.idempotency.key_of::<()>(&elsewhere).unwrap();
+    let now = busline::retry::now_millis();
+    let claim = IdempotencyRecord::in_progress(&key, now + 30_000, None);
+    deps.idempotency.store().claim(&claim, now).await.unwrap();
     let response = handle(
         webhook_request(
             "POST",
@@ -458,7 +491,7 @@ async fn schema_violations_are_listed_with_their_paths() {
 fn config_names_the_missing_or_malformed_variable() {
     let full = [
         ("BUS_NAME", "b"),
-        ("DEDUPE_TABLE", "t"),
+        ("IDEMPOTENCY_TABLE", "t"),
         ("WEBHOOK_SOURCES", "shop=s1, crm=s2"),
     ];
     let config = Config::from_env(&full).unwrap();
@@ -467,12 +500,12 @@ fn config_names_the_missing_or_malformed_variable() {
         vec![("shop".into(), "s1".into()), ("crm".into(), "s2".into())]
     );
     assert_eq!(
-        (config.tolerance_secs, config.dedupe_ttl_secs),
+        (config.tolerance_secs, config.idempotency_ttl_secs),
         (300, 72 * 3600)
     );
 
-    let missing =
-        Config::from_env(&[("DEDUPE_TABLE", "t"), ("WEBHOOK_SOURCES", "shop=s1")]).unwrap_err();
+    let missing = Config::from_env(&[("IDEMPOTENCY_TABLE", "t"), ("WEBHOOK_SOURCES", "shop=s1")])
+        .unwrap_err();
     assert!(
         matches!(
             missing,
@@ -487,7 +520,7 @@ fn config_names_the_missing_or_malformed_variable() {
     for bad in ["shop", "shop=", "erp=s1", "shop=s1,,crm=s2"] {
         let err = Config::from_env(&[
             ("BUS_NAME", "b"),
-            ("DEDUPE_TABLE", "t"),
+            ("IDEMPOTENCY_TABLE", "t"),
             ("WEBHOOK_SOURCES", bad),
         ])
         .unwrap_err();
@@ -504,14 +537,14 @@ fn config_names_the_missing_or_malformed_variable() {
     }
     let err = Config::from_env(&[
         ("BUS_NAME", "b"),
-        ("DEDUPE_TABLE", "t"),
+        ("IDEMPOTENCY_TABLE", "t"),
         ("WEBHOOK_SOURCES", "shop=s"),
-        ("DEDUPE_TTL_SECONDS", "1h"),
+        ("IDEMPOTENCY_TTL_SECONDS", "1h"),
     ])
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "environment variable DEDUPE_TTL_SECONDS=\"1h\" is invalid; expected seconds, a whole number"
+        "environment variable IDEMPOTENCY_TTL_SECONDS=\"1h\" is invalid; expected seconds, a whole number"
     );
 }
 

@@ -165,7 +165,7 @@ pub async fn contract<S: IdempotencyStore + Clone>(store: &S, namespace: &str) {
     let summary: Vec<String> = results
         .iter()
         .map(|r| match r {
-            Ok(response) => response.clone(),
+            Ok(handled) => handled.response.clone(),
             Err(e) => e.error_type().to_owned(),
         })
         .collect();
@@ -185,16 +185,20 @@ pub async fn contract<S: IdempotencyStore + Clone>(store: &S, namespace: &str) {
             Ok::<_, HandlerFailed>(format!("rerun-{}", event["id"].as_str().unwrap()))
         })
         .await;
-    let again: Vec<String> = again.into_iter().map(Result::unwrap).collect();
+    let again: Vec<(String, bool)> = again
+        .into_iter()
+        .map(|r| r.map(|h| (h.response, h.replayed)).unwrap())
+        .collect();
+    let replayed = |r: &str| (r.to_owned(), true);
     assert_eq!(
         again,
         [
-            "receipt-f1",
-            "receipt-f2",
-            "receipt-a2",
-            "receipt-f3",
-            "receipt-f1",
-            "rerun-fail"
+            replayed("receipt-f1"),
+            replayed("receipt-f2"),
+            replayed("receipt-a2"),
+            replayed("receipt-f3"),
+            replayed("receipt-f1"),
+            ("rerun-fail".to_owned(), false)
         ]
     );
 }
