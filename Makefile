@@ -68,8 +68,10 @@ localstack-stop: ## Stop LocalStack
 localstack-status: ## Is LocalStack up?
 	$(LOCALSTACK) status
 
-bench: deploy-local release ## Cold start, peak RSS and size of each function beside a hello-world (release builds, LocalStack)
+bench: deploy-local release ## Cold start, RSS and size beside a hello-world; the reliability toolkit's calls, latency and overhead per message
 	cargo bench --profile dev -p busline-tests --bench cold_start  # the harness itself needs no optimisation
+	cargo bench --profile dev -p busline-tests --bench idempotency_store  # LocalStack's latency dwarfs the client's
+	cargo bench -p busline --bench toolkit -- --warm-up-time 1 --measurement-time 3
 
 release: ## Release build of every function (LTO, stripped)
 	cargo build --release --workspace --bins

@@ -609,7 +609,8 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
         let mut results: Vec<Option<Result<Handled<R>, IdempotencyError<E>>>> =
             events.iter().map(|_| None).collect();
         // The claims the store must be asked about, and the in-batch copies of their keys.
-        let mut claims: Vec<(usize, IdempotencyKey, IdempotencyRecord)> = Vec::new();
+        let mut claims: Vec<(usize, IdempotencyKey)> = Vec::new();
+        let mut records: Vec<IdempotencyRecord> = Vec::new();
         let mut copies: Vec<(usize, IdempotencyKey, Option<String>)> = Vec::new();
         let mut seen = HashSet::new();
         for (i, event) in events.iter().enumerate() {
@@ -636,12 +637,15 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
             } else if !seen.insert(key.clone()) {
                 copies.push((i, key, payload_hash));
             } else {
-                let claim = IdempotencyRecord::in_progress(&key, lease_until, payload_hash);
-                claims.push((i, key, claim));
+                records.push(IdempotencyRecord::in_progress(
+                    &key,
+                    lease_until,
+                    payload_hash,
+                ));
+                claims.push((i, key));
             }
         }
 
-        let records: Vec<IdempotencyRecord> = claims.iter().map(|(_, _, c)| c.clone()).collect();
         let answers = if records.is_empty() {
             Ok(Vec::new())
         } else {
@@ -653,7 +657,7 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
                 let shared = Arc::new(e);
                 for i in claims
                     .iter()
-                    .map(|(i, ..)| *i)
+                    .map(|(i, _)| *i)
                     .chain(copies.iter().map(|(i, ..)| *i))
                 {
                     results[i] = Some(Err(IdempotencyError::Store(StoreError::Unavailable(
@@ -665,18 +669,17 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
         };
 
         // Each claimed key's final record: what blocked it, or what it completed as.
+        // Only needed, and only kept, when the batch repeats a key.
         let mut finals: HashMap<IdempotencyKey, IdempotencyRecord> = HashMap::new();
         let mut acquired = Vec::new();
-        for ((i, key, claim), answer) in claims.into_iter().zip(answers) {
+        for (((i, key), claim), answer) in claims.into_iter().zip(records).zip(answers) {
             match answer {
                 Some(existing) => {
                     self.remember(&existing);
-                    results[i] = Some(replay(
-                        &key,
-                        existing.clone(),
-                        claim.payload_hash.as_deref(),
-                    ));
-                    finals.insert(key, existing);
+                    if !copies.is_empty() {
+                        finals.insert(key.clone(), existing.clone());
+                    }
+                    results[i] = Some(replay(&key, existing, claim.payload_hash.as_deref()));
                 }
                 None => acquired.push((i, key, claim)),
             }
@@ -697,7 +700,9 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
             match outcome {
                 Ok(response) => {
                     let record = self.completed(&key, claim, &response);
-                    finals.insert(key, record.clone());
+                    if !copies.is_empty() {
+                        finals.insert(key, record.clone());
+                    }
                     completed.push(record);
                     results[i] = Some(Ok(Handled::fresh(response)));
                 }

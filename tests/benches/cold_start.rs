@@ -18,7 +18,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use busline_tests::{DeployedStack, SAMPLE_SHOP_ORDER, localstack, signed_headers, webhook_event};
+use busline_tests::{
+    DeployedStack, SAMPLE_SHOP_ORDER, localstack, percentile, signed_headers, webhook_event,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -195,12 +197,6 @@ async fn warm_invokes(aws: &aws_config::SdkConfig, hello: &Path) -> Result<(Vec<
     }
     child.kill().await?;
     Ok((through_localstack, direct))
-}
-
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// An SQS event of ten records, each holding `body`: a full batch for the consumer.

@@ -62,6 +62,13 @@ pub async fn localstack() -> Result<SdkConfig> {
     Ok(config)
 }
 
+/// The `p` quantile (0 to 1) of `values`, nearest rank.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
 /// Creates an on-demand table keyed by a string `pk`, the shape every busline store uses, with TTL on
 /// `ttl_attribute` if given.
 pub async fn create_key_table(
