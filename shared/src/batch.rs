@@ -481,33 +481,17 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
         E: Classify,
         F: AsyncFn(&EventRecord) -> Result<R, E>,
     {
-        let items: Vec<Item<'_, EventRecord>> = event
-            .records
-            .iter()
-            .map(|r| Item {
-                record: r,
-                id: r.change.sequence_number.clone().unwrap_or_default(),
-                body: |r| serde_json::to_string(r).unwrap_or_default(),
-            })
-            .collect();
-        let groups = groups_by(&items, |r| {
-            format!("{:?}", r.change.keys.iter().collect::<BTreeMap<_, _>>())
-        });
-        let source = event
-            .records
-            .first()
-            .and_then(|r| r.event_source_arn.clone());
-        let outcomes = self
-            .execute(
-                &items,
-                groups,
-                source,
-                |_| None,
-                async |r| handler(r).await.map(drop),
+        let (outcomes, checkpoint) = self
+            .stream(
+                &event.records,
+                |r| r.change.sequence_number.clone().unwrap_or_default(),
+                |r| format!("{:?}", r.change.keys.iter().collect::<BTreeMap<_, _>>()),
+                |r| r.event_source_arn.clone(),
+                handler,
             )
             .await;
         let mut response = DynamoDbEventResponse::default();
-        if let Some(checkpoint) = checkpoint(&items, &outcomes) {
+        if let Some(checkpoint) = checkpoint {
             let mut failure = DynamoDbBatchItemFailure::default();
             failure.item_identifier = Some(checkpoint);
             response.batch_item_failures.push(failure);
@@ -525,20 +509,46 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
         E: Classify,
         F: AsyncFn(&KinesisEventRecord) -> Result<R, E>,
     {
-        let items: Vec<Item<'_, KinesisEventRecord>> = event
-            .records
+        let (outcomes, checkpoint) = self
+            .stream(
+                &event.records,
+                |r| r.kinesis.sequence_number.clone(),
+                |r| r.kinesis.partition_key.clone(),
+                |r| r.event_source_arn.clone(),
+                handler,
+            )
+            .await;
+        let mut response = KinesisEventResponse::default();
+        if let Some(checkpoint) = checkpoint {
+            response.add_failure(checkpoint);
+        }
+        BatchReport { response, outcomes }
+    }
+
+    /// Runs a stream batch, one ordering group per `key`, and finds its checkpoint: the sequence
+    /// number of the first record, in batch order, that goes back to the stream.
+    async fn stream<Rec: Serialize, R, E, F>(
+        &self,
+        records: &[Rec],
+        sequence_number: fn(&Rec) -> String,
+        key: fn(&Rec) -> String,
+        source: fn(&Rec) -> Option<String>,
+        handler: F,
+    ) -> (Vec<RecordOutcome>, Option<String>)
+    where
+        E: Classify,
+        F: AsyncFn(&Rec) -> Result<R, E>,
+    {
+        let items: Vec<Item<'_, Rec>> = records
             .iter()
             .map(|r| Item {
                 record: r,
-                id: r.kinesis.sequence_number.clone(),
+                id: sequence_number(r),
                 body: |r| serde_json::to_string(r).unwrap_or_default(),
             })
             .collect();
-        let groups = groups_by(&items, |r| r.kinesis.partition_key.clone());
-        let source = event
-            .records
-            .first()
-            .and_then(|r| r.event_source_arn.clone());
+        let groups = groups_by(&items, key);
+        let source = records.first().and_then(source);
         let outcomes = self
             .execute(
                 &items,
@@ -548,11 +558,11 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
                 async |r| handler(r).await.map(drop),
             )
             .await;
-        let mut response = KinesisEventResponse::default();
-        if let Some(checkpoint) = checkpoint(&items, &outcomes) {
-            response.add_failure(checkpoint);
-        }
-        BatchReport { response, outcomes }
+        let checkpoint = outcomes
+            .iter()
+            .position(|o| !o.is_done())
+            .map(|i| items[i].id.clone());
+        (outcomes, checkpoint)
     }
 
     fn sqs_groups(&self, items: &[Item<'_, SqsMessage>]) -> Vec<Vec<usize>> {
@@ -713,14 +723,6 @@ fn groups_by<R>(items: &[Item<'_, R>], key: impl Fn(&R) -> String) -> Vec<Vec<us
         groups[slot].push(i);
     }
     groups
-}
-
-/// The first record, in batch order, that goes back to the stream.
-fn checkpoint<R>(items: &[Item<'_, R>], outcomes: &[RecordOutcome]) -> Option<String> {
-    outcomes
-        .iter()
-        .position(|o| !o.is_done())
-        .map(|i| items[i].id.clone())
 }
 
 #[cfg(test)]

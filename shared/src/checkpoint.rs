@@ -44,6 +44,18 @@ pub struct Checkpoint {
     pub updated_at_ms: i64,
 }
 
+impl Checkpoint {
+    /// The checkpoint that follows version `expected` of `name`, at `cursor`, stamped now.
+    fn after(name: &str, expected: u64, cursor: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            cursor: cursor.to_owned(),
+            version: expected + 1,
+            updated_at_ms: now_millis(),
+        }
+    }
+}
+
 /// A checkpoint call that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -160,12 +172,7 @@ impl CheckpointStore for DynamoDbCheckpointStore {
         expected: u64,
         cursor: &str,
     ) -> Result<Checkpoint, CheckpointError> {
-        let next = Checkpoint {
-            name: name.to_owned(),
-            cursor: cursor.to_owned(),
-            version: expected + 1,
-            updated_at_ms: now_millis(),
-        };
+        let next = Checkpoint::after(name, expected, cursor);
         let item = serde_dynamo::to_item(&next).map_err(|e| CheckpointError::Corrupt {
             name: name.to_owned(),
             source: Box::new(e),
@@ -235,12 +242,7 @@ impl CheckpointStore for InMemoryCheckpointStore {
                 current: current.cloned(),
             });
         }
-        let next = Checkpoint {
-            name: name.to_owned(),
-            cursor: cursor.to_owned(),
-            version: expected + 1,
-            updated_at_ms: now_millis(),
-        };
+        let next = Checkpoint::after(name, expected, cursor);
         checkpoints.insert(name.to_owned(), next.clone());
         Ok(next)
     }
