@@ -170,6 +170,20 @@ impl<T: Serialize> Selector<T> {
         }
     }
 
+    /// Every selected part, a missing one as `null`: what a repeat's payload must match.
+    fn select_all(&self, event: &T) -> Vec<String> {
+        match self {
+            Self::Function(f) => vec![f(event).unwrap_or_else(|| "null".to_owned())],
+            Self::Pointers(pointers) => {
+                let json = serde_json::to_value(event).unwrap_or_default();
+                pointers
+                    .iter()
+                    .map(|p| json.pointer(p).unwrap_or(&Value::Null).to_string())
+                    .collect()
+            }
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Self::Pointers(p) => p.join(", "),
@@ -519,8 +533,7 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
     }
 
     fn payload_hash(&self, event: &T) -> Option<String> {
-        let selector = self.payload.as_ref()?;
-        let parts = selector.select(event).unwrap_or_default();
+        let parts = self.payload.as_ref()?.select_all(event);
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         Some(digest(&parts))
     }

@@ -94,10 +94,16 @@ async fn main() -> Result<()> {
             env: aws_env
                 .iter()
                 .cloned()
-                .chain([(
-                    "AUDIT_TABLE".to_owned(),
-                    stack.output("AuditTrailTableName")?.to_owned(),
-                )])
+                .chain([
+                    (
+                        "AUDIT_TABLE".to_owned(),
+                        stack.output("AuditTrailTableName")?.to_owned(),
+                    ),
+                    (
+                        "DEAD_LETTER_QUEUE_URL".to_owned(),
+                        stack.output("PlacedOrdersDeadLetterQueueUrl")?.to_owned(),
+                    ),
+                ])
                 .collect(),
             event: sqs_event(include_str!("../fixtures/eventbridge-order-placed.json")),
         },
