@@ -24,6 +24,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod fulfillment;
 pub mod idempotency;
 pub mod retry;
 pub mod schema;

@@ -1,0 +1,357 @@
+//! Order fulfillment: the domain of the order saga and the ports of the systems it drives.
+//!
+//! An order goes through validate → check credit → reserve inventory → take payment → create
+//! shipment → post invoice. A step that fails with a business error (`InvalidOrder`,
+//! `CreditLimitExceeded`, `OutOfStock`, `PaymentDeclined`, `ShipmentRejected`) makes the state
+//! machine undo what was done, in reverse order: cancel the shipment, refund the payment, release the
+//! inventory.
+//!
+//! Every operation is idempotent on the order id: each system keeps one record per (order, step)
+//! and writes it conditionally, so a retried or redelivered step (a Step Functions retry, a crash
+//! after the side effect) finds its own record and answers as before instead of acting twice. The
+//! compensations are idempotent the same way and succeed when there is nothing (left) to undo.
+//!
+//! Each system sits behind a port: [`CustomerAccounts`], [`Inventory`], [`Payments`], [`Shipping`]
+//! and [`Invoicing`]. [`dynamodb::DynamoDbFulfillment`] is the reference implementation of all five
+//! on one DynamoDB table, so a deployed stack works end to end with real state.
+
+pub mod dynamodb;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Classify, ErrorClass};
+
+/// Currencies orders may be placed in.
+pub const CURRENCIES: &[&str] = &[
+    "EUR", "USD", "GBP", "CHF", "SEK", "DKK", "NOK", "PLN", "CZK",
+];
+
+/// An order as the web shop places it (`infra/schemas/webhooks/shop-order.v1.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// The shop's order id; the saga's key.
+    pub order_id: String,
+    /// Who ordered.
+    pub customer: Customer,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// What was ordered.
+    pub lines: Vec<OrderLine>,
+    /// The order total, in cents; must equal the sum of the lines.
+    pub total_cents: i64,
+    /// Where it goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<Address>,
+}
+
+/// The customer on an order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    /// The customer's id in the CRM.
+    pub id: String,
+    /// Where the customer is told about the order.
+    pub email: String,
+    /// The customer's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// One line of an order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// The stock keeping unit.
+    pub sku: String,
+    /// How many.
+    pub quantity: i64,
+    /// Price per unit, in cents.
+    pub unit_price_cents: i64,
+}
+
+/// A shipping address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    /// Street and number.
+    pub line1: String,
+    /// City.
+    pub city: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// ISO 3166 alpha-2 country code.
+    pub country: String,
+}
+
+impl Order {
+    /// Checks the order: lines present, quantities positive, prices not negative, the total equal to
+    /// the sum of the lines, a known currency. Returns every problem found.
+    pub fn validate(&self) -> Result<(), FulfillmentError> {
+        let mut problems = Vec::new();
+        if self.order_id.trim().is_empty() {
+            problems.push("the order has no id".to_owned());
+        }
+        if self.lines.is_empty() {
+            problems.push("the order has no lines".to_owned());
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            if line.quantity <= 0 {
+                problems.push(format!(
+                    "line {i} ({}) has quantity {}; quantities must be positive",
+                    line.sku, line.quantity
+                ));
+            }
+            if line.unit_price_cents < 0 {
+                problems.push(format!("line {i} ({}) has a negative price", line.sku));
+            }
+        }
+        let sum = self.lines.iter().try_fold(0i64, |sum, l| {
+            sum.checked_add(l.quantity.checked_mul(l.unit_price_cents)?)
+        });
+        match sum {
+            Some(sum) if sum != self.total_cents => problems.push(format!(
+                "the total is {} cents but the lines add up to {sum}",
+                self.total_cents
+            )),
+            None => problems.push("the line totals overflow".to_owned()),
+            Some(_) => {}
+        }
+        if !CURRENCIES.contains(&self.currency.as_str()) {
+            problems.push(format!(
+                "currency {:?} is not one of {}",
+                self.currency,
+                CURRENCIES.join(", ")
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(FulfillmentError::InvalidOrder {
+                order_id: self.order_id.clone(),
+                problems,
+            })
+        }
+    }
+
+    /// The quantity ordered per SKU, lines of the same SKU added up.
+    pub fn quantities(&self) -> BTreeMap<String, i64> {
+        let mut quantities = BTreeMap::new();
+        for line in &self.lines {
+            *quantities.entry(line.sku.clone()).or_default() += line.quantity;
+        }
+        quantities
+    }
+}
+
+/// Why a fulfillment step failed. The business failures are permanent and start the compensations;
+/// an unavailable system is retryable.
+#[derive(Debug, thiserror::Error)]
+pub enum FulfillmentError {
+    /// The order is malformed.
+    #[error("order {order_id} is invalid: {}", problems.join("; "))]
+    InvalidOrder {
+        /// The order.
+        order_id: String,
+        /// Every problem found.
+        problems: Vec<String>,
+    },
+    /// The order would take the customer over their credit limit.
+    #[error(
+        "customer {customer_id} has {available_cents} cents of credit left; the order needs {requested_cents}"
+    )]
+    CreditLimitExceeded {
+        /// The customer.
+        customer_id: String,
+        /// Limit minus what is owed.
+        available_cents: i64,
+        /// The order total.
+        requested_cents: i64,
+    },
+    /// A line cannot be reserved.
+    #[error("SKU {sku} is out of stock: {requested} requested, {available} available")]
+    OutOfStock {
+        /// The SKU.
+        sku: String,
+        /// How many were asked for.
+        requested: i64,
+        /// How many are left (0 when the SKU is unknown).
+        available: i64,
+    },
+    /// The payment was refused.
+    #[error("the payment for order {order_id} was declined: {reason}")]
+    PaymentDeclined {
+        /// The order.
+        order_id: String,
+        /// The provider's reason.
+        reason: String,
+    },
+    /// The carrier refused the shipment.
+    #[error("the shipment for order {order_id} was rejected: {reason}")]
+    ShipmentRejected {
+        /// The order.
+        order_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A repeat of a step carried different content than the first (another amount for the same
+    /// order's payment, say). Permanent: someone must look.
+    #[error("order {order_id}: {what} differs from what was recorded the first time")]
+    Conflict {
+        /// The order.
+        order_id: String,
+        /// What differs.
+        what: String,
+    },
+    /// A system could not be reached or refused the call. Retryable.
+    #[error("{system} is unavailable")]
+    Unavailable {
+        /// Which system, as its error type says (`InventoryUnavailable`).
+        system: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Classify for FulfillmentError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Unavailable { .. } => ErrorClass::Retryable,
+            _ => ErrorClass::Permanent,
+        }
+    }
+
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::InvalidOrder { .. } => "InvalidOrder",
+            Self::CreditLimitExceeded { .. } => "CreditLimitExceeded",
+            Self::OutOfStock { .. } => "OutOfStock",
+            Self::PaymentDeclined { .. } => "PaymentDeclined",
+            Self::ShipmentRejected { .. } => "ShipmentRejected",
+            Self::Conflict { .. } => "FulfillmentConflict",
+            Self::Unavailable { system, .. } => system,
+        }
+    }
+}
+
+/// A customer's credit: their limit and what they owe now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditStanding {
+    /// The credit limit, in cents.
+    pub limit_cents: i64,
+    /// What the customer owes, in cents.
+    pub owed_cents: i64,
+}
+
+impl CreditStanding {
+    /// Whether an order of `total_cents` fits: limit minus owed must cover it.
+    pub fn check(&self, customer_id: &str, total_cents: i64) -> Result<(), FulfillmentError> {
+        let available = self.limit_cents - self.owed_cents;
+        if total_cents > available {
+            return Err(FulfillmentError::CreditLimitExceeded {
+                customer_id: customer_id.to_owned(),
+                available_cents: available,
+                requested_cents: total_cents,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a reservation did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// The order.
+    pub order_id: String,
+    /// Quantity per SKU.
+    pub quantities: BTreeMap<String, i64>,
+    /// SKUs now under their reorder point: each needs a purchase order.
+    pub below_reorder_point: Vec<String>,
+}
+
+/// A captured payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    /// The provider's id.
+    pub payment_id: String,
+    /// What was captured, in cents.
+    pub amount_cents: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+/// A shipment created with the carrier.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipment {
+    /// The carrier's id.
+    pub shipment_id: String,
+    /// What the customer tracks.
+    pub tracking_number: String,
+    /// The warehouse's picking slip: one line per SKU.
+    pub picking_slip: Vec<String>,
+}
+
+/// A posted invoice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    /// The invoice number.
+    pub invoice_id: String,
+    /// The amount, in cents.
+    pub amount_cents: i64,
+}
+
+/// The CRM's view of customers' credit.
+pub trait CustomerAccounts: Send + Sync {
+    /// The customer's credit standing; an unknown customer has no credit.
+    fn credit(
+        &self,
+        customer_id: &str,
+    ) -> impl Future<Output = Result<CreditStanding, FulfillmentError>> + Send;
+}
+
+/// The warehouse's stock.
+pub trait Inventory: Send + Sync {
+    /// Reserves every line of `order`, all or nothing. A repeat for the same order returns the first
+    /// reservation.
+    fn reserve(
+        &self,
+        order: &Order,
+    ) -> impl Future<Output = Result<Reservation, FulfillmentError>> + Send;
+
+    /// Puts back what `order_id` reserved; nothing to release is success.
+    fn release(&self, order_id: &str) -> impl Future<Output = Result<(), FulfillmentError>> + Send;
+}
+
+/// The payment provider.
+pub trait Payments: Send + Sync {
+    /// Authorizes and captures the order's total. A repeat returns the first capture.
+    fn capture(
+        &self,
+        order: &Order,
+    ) -> impl Future<Output = Result<Payment, FulfillmentError>> + Send;
+
+    /// Refunds (or voids) the order's capture; nothing to refund is success.
+    fn refund(&self, order_id: &str) -> impl Future<Output = Result<(), FulfillmentError>> + Send;
+}
+
+/// The carrier.
+pub trait Shipping: Send + Sync {
+    /// Creates the shipment, its picking slip and tracking number. A repeat returns the first.
+    fn create(
+        &self,
+        order: &Order,
+    ) -> impl Future<Output = Result<Shipment, FulfillmentError>> + Send;
+
+    /// Cancels the order's shipment; nothing to cancel is success.
+    fn cancel(&self, order_id: &str) -> impl Future<Output = Result<(), FulfillmentError>> + Send;
+}
+
+/// Accounting.
+pub trait Invoicing: Send + Sync {
+    /// Posts the order's invoice. A repeat returns the first.
+    fn post(&self, order: &Order)
+    -> impl Future<Output = Result<Invoice, FulfillmentError>> + Send;
+}
+
+#[cfg(test)]
+mod tests;
