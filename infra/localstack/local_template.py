@@ -3,7 +3,8 @@ its hot-reload folder, as `sam build` would point it at a build artifact.
 
     python infra/localstack/local_template.py template.yaml .state/functions > .state/template.local.json
 
-Nothing else changes: the resources are the ones in `template.yaml`. A function built with
+Nothing else changes: the resources are the ones in `template.yaml` (a state machine's local
+`DefinitionUri` is made absolute, since the written template lives elsewhere). A function built with
 `BuildMethod: rust-cargolambda` gets `CodeUri: {Bucket: hot-reload, Key: <folder>/<binary>}`, the
 folder where `make deploy-local` puts its `bootstrap`; LocalStack runs the code in place and reloads
 it when the file changes, so a code change needs no redeploy.
@@ -21,6 +22,12 @@ def main(template_path: str, functions_dir: str) -> None:
     if matches:
         sys.exit("\n".join(str(m) for m in matches))
     functions = Path(functions_dir).resolve()
+    here = Path(template_path).resolve().parent
+    for resource in template["Resources"].values():
+        # The written template lives elsewhere: local files it names must not move with it.
+        uri = resource.get("Properties", {}).get("DefinitionUri")
+        if resource.get("Type") == "AWS::Serverless::StateMachine" and isinstance(uri, str):
+            resource["Properties"]["DefinitionUri"] = str(here / uri)
     for name, resource in template["Resources"].items():
         metadata = resource.get("Metadata") or {}
         if resource.get("Type") != "AWS::Serverless::Function" or metadata.get("BuildMethod") != "rust-cargolambda":

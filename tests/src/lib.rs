@@ -7,6 +7,8 @@
 //! - [`webhook_request`] and [`signed_headers`]: a Lambda Function URL request as AWS delivers it,
 //!   built from the real event fixture.
 
+pub mod saga;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

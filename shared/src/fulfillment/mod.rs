@@ -234,6 +234,14 @@ impl Classify for FulfillmentError {
     }
 }
 
+/// What the order-fulfillment state machine hands each step: the order, and what earlier steps
+/// answered (ignored by the steps, which act on the order alone).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaState {
+    /// The order being fulfilled.
+    pub order: Order,
+}
+
 /// A customer's credit: their limit and what they owe now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreditStanding {

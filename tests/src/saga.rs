@@ -1,0 +1,313 @@
+//! The order saga's test kit: an isolated scenario on the deployed stack (its own order id, SKUs and
+//! customer), a watch on the events the saga publishes for that order, and the invariant checker
+//! every saga test runs after its order has finished.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use aws_config::SdkConfig;
+use busline::bus::{EventBridgePublisher, EventPublisher};
+use busline::fulfillment::dynamodb::DynamoDbFulfillment;
+use busline::fulfillment::{CreditStanding, Order};
+use busline::{Envelope, EventType};
+use serde_json::{Value, json};
+
+use crate::{DeployedStack, SAMPLE_SHOP_ORDER, SHOP_ORDER_PLACED, create_queue};
+
+/// Stock each scenario starts with, per SKU.
+pub const INITIAL_STOCK: i64 = 10;
+
+/// One order on the deployed stack, with systems seeded for it alone.
+pub struct Scenario {
+    /// The order placed.
+    pub order: Order,
+    /// The fulfillment systems (the stack's reference implementation).
+    pub systems: DynamoDbFulfillment,
+    aws: SdkConfig,
+    stack: DeployedStack,
+    events_queue: String,
+}
+
+/// How an order's saga ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// The execution's status (`SUCCEEDED`, `FAILED`).
+    pub status: String,
+    /// Its output, for a succeeded one.
+    pub output: Value,
+    /// The states it entered, in order.
+    pub states: Vec<String>,
+}
+
+impl Scenario {
+    /// Seeds stock (10 of each SKU, reorder point `reorder_point`) and a customer with
+    /// `credit_limit_cents` whose card declines if `declines` is set, for a fresh copy of the sample
+    /// order; and watches the saga's events for it.
+    pub async fn new(
+        aws: &SdkConfig,
+        credit_limit_cents: i64,
+        declines: bool,
+        reorder_point: i64,
+    ) -> Result<Self> {
+        let stack = DeployedStack::read(aws).await?;
+        let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let mut order: Order = serde_json::from_str(SAMPLE_SHOP_ORDER)?;
+        order.order_id = format!("SO-{tag}");
+        order.customer.id = format!("C-{tag}");
+        for line in &mut order.lines {
+            line.sku = format!("{}-{tag}", line.sku);
+        }
+        let systems = DynamoDbFulfillment::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            stack.output("FulfillmentTableName")?,
+        );
+        for line in &order.lines {
+            systems
+                .put_stock(&line.sku, INITIAL_STOCK, reorder_point)
+                .await?;
+        }
+        let standing = CreditStanding {
+            limit_cents: credit_limit_cents,
+            owed_cents: 0,
+        };
+        systems
+            .put_customer(&order.customer.id, standing, declines)
+            .await?;
+
+        let (events_queue, queue_arn) =
+            create_queue(aws, &format!("saga-events-{tag}"), &[]).await?;
+        let sqs = aws_sdk_sqs::Client::new(aws);
+        let bus = stack.output("EventBusName")?;
+        let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": queue_arn}]});
+        sqs.set_queue_attributes()
+            .queue_url(&events_queue)
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::Policy,
+                policy.to_string(),
+            )
+            .send()
+            .await?;
+        let events = aws_sdk_eventbridge::Client::new(aws);
+        let rule = format!("saga-events-{tag}");
+        let pattern = json!({"$or": [
+            {"source": ["busline.saga.order-fulfillment"], "detail": {"data": {"order_id": [order.order_id]}}},
+            {"source": ["busline.saga.reserve-inventory"], "detail": {"data": {"triggered_by_order": [order.order_id]}}}
+        ]});
+        events
+            .put_rule()
+            .name(&rule)
+            .event_bus_name(bus)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .context("put the watch rule")?;
+        events
+            .put_targets()
+            .rule(&rule)
+            .event_bus_name(bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("watch")
+                    .arn(queue_arn)
+                    .build()?,
+            )
+            .send()
+            .await?;
+        Ok(Self {
+            order,
+            systems,
+            aws: aws.clone(),
+            stack,
+            events_queue,
+        })
+    }
+
+    /// Publishes the order's `order.placed` event, as the ingest function does.
+    pub async fn place(&self) -> Result<()> {
+        let envelope = Envelope::new(
+            uuid::Uuid::new_v4().to_string(),
+            "busline.webhook.shop",
+            EventType::parse(SHOP_ORDER_PLACED)?,
+            serde_json::to_value(&self.order)?,
+        )
+        .with_subject(self.order.order_id.clone())
+        .with_correlation_id(format!("corr-{}", self.order.order_id));
+        EventBridgePublisher::new(
+            aws_sdk_eventbridge::Client::new(&self.aws),
+            self.stack.output("EventBusName")?,
+        )
+        .publish(&[envelope])
+        .await?;
+        Ok(())
+    }
+
+    fn execution_arn(&self) -> Result<String> {
+        let machine = self.stack.output("OrderFulfillmentStateMachineArn")?;
+        Ok(format!(
+            "{}:{}",
+            machine.replacen(":stateMachine:", ":execution:", 1),
+            self.order.order_id
+        ))
+    }
+
+    /// Waits up to `within` for the order's execution to finish.
+    pub async fn finished(&self, within: Duration) -> Result<Finished> {
+        let sfn = aws_sdk_sfn::Client::new(&self.aws);
+        let arn = self.execution_arn()?;
+        let started = Instant::now();
+        loop {
+            if let Ok(execution) = sfn.describe_execution().execution_arn(&arn).send().await {
+                let status = execution.status().as_str().to_owned();
+                if status != "RUNNING" {
+                    let history = sfn
+                        .get_execution_history()
+                        .execution_arn(&arn)
+                        .max_results(1000)
+                        .send()
+                        .await?;
+                    let states = history
+                        .events()
+                        .iter()
+                        .filter_map(|e| e.state_entered_event_details())
+                        .map(|d| d.name().to_owned())
+                        .collect();
+                    let output = execution
+                        .output()
+                        .map(serde_json::from_str)
+                        .transpose()?
+                        .unwrap_or(Value::Null);
+                    return Ok(Finished {
+                        status,
+                        output,
+                        states,
+                    });
+                }
+            }
+            if started.elapsed() > within {
+                bail!(
+                    "order {} did not finish within {within:?}",
+                    self.order.order_id
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// How many executions the order started.
+    pub async fn executions(&self) -> Result<usize> {
+        let sfn = aws_sdk_sfn::Client::new(&self.aws);
+        let machine = self.stack.output("OrderFulfillmentStateMachineArn")?;
+        let listed = sfn
+            .list_executions()
+            .state_machine_arn(machine)
+            .max_results(1000)
+            .send()
+            .await?;
+        Ok(listed
+            .executions()
+            .iter()
+            .filter(|e| e.name() == self.order.order_id)
+            .count())
+    }
+
+    /// The saga's events for this order so far, as envelopes, waiting `settle` after the last.
+    pub async fn events(&self, settle: Duration) -> Result<Vec<Value>> {
+        let sqs = aws_sdk_sqs::Client::new(&self.aws);
+        let mut envelopes = Vec::new();
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < settle {
+            let out = sqs
+                .receive_message()
+                .queue_url(&self.events_queue)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await?;
+            for message in out.messages() {
+                let event: Value = serde_json::from_str(message.body().unwrap_or_default())?;
+                envelopes.push(event["detail"].clone());
+                quiet_since = Instant::now();
+                sqs.delete_message()
+                    .queue_url(&self.events_queue)
+                    .receipt_handle(message.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await?;
+            }
+        }
+        Ok(envelopes)
+    }
+
+    /// The invariants every finished order keeps, fulfilled or not: stock back where it was or
+    /// reduced by exactly this order; the payment ledger at zero or at exactly the order total; no
+    /// live shipment for a failed order; exactly one terminal event. Returns the terminal event.
+    pub async fn check_consistent(&self, fulfilled: bool, events: &[Value]) -> Result<Value> {
+        let id = &self.order.order_id;
+        for (sku, quantity) in self.order.quantities() {
+            let expected = if fulfilled {
+                INITIAL_STOCK - quantity
+            } else {
+                INITIAL_STOCK
+            };
+            let stock = self.systems.stock(&sku).await?;
+            ensure!(
+                stock == Some(expected),
+                "{id}: {sku} stock is {stock:?}, expected {expected}"
+            );
+        }
+        let reservation = self.systems.reservation(id).await?;
+        ensure!(
+            reservation.is_some() == fulfilled,
+            "{id}: reservation {reservation:?} for an order that is {}",
+            if fulfilled { "fulfilled" } else { "failed" }
+        );
+        let net = self.systems.payment(id).await?.map_or(0, |p| p.net_cents());
+        let expected = if fulfilled { self.order.total_cents } else { 0 };
+        ensure!(
+            net == expected,
+            "{id}: payment ledger nets {net}, expected {expected}"
+        );
+        let shipment = self.systems.shipment(id).await?;
+        let live = shipment.as_ref().is_some_and(|s| s.status == "CREATED");
+        ensure!(live == fulfilled, "{id}: shipment {shipment:?}");
+        let terminal: Vec<&Value> = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e["type"].as_str(),
+                    Some("io.busline.order.fulfilled.v1" | "io.busline.order.failed.v1")
+                )
+            })
+            .collect();
+        ensure!(terminal.len() == 1, "{id}: terminal events {terminal:?}");
+        let expected_type = if fulfilled {
+            "io.busline.order.fulfilled.v1"
+        } else {
+            "io.busline.order.failed.v1"
+        };
+        ensure!(
+            terminal[0]["type"] == expected_type,
+            "{id}: {}",
+            terminal[0]
+        );
+        Ok(terminal[0].clone())
+    }
+}
+
+impl Scenario {
+    /// The order as the web shop's webhook body (the sample, with this scenario's ids).
+    pub fn webhook_body(&self) -> Result<String> {
+        let mut body: Value = serde_json::from_str(SAMPLE_SHOP_ORDER)?;
+        body["order_id"] = json!(self.order.order_id);
+        body["customer"]["id"] = json!(self.order.customer.id);
+        for (i, line) in self.order.lines.iter().enumerate() {
+            body["lines"][i]["sku"] = json!(line.sku);
+        }
+        Ok(body.to_string())
+    }
+
+    /// The deployed stack.
+    pub fn stack(&self) -> &DeployedStack {
+        &self.stack
+    }
+}
