@@ -37,6 +37,8 @@ pub struct Finished {
     pub output: Value,
     /// The states it entered, in order.
     pub states: Vec<String>,
+    /// How many Lambda invocations failed along the way (retried or caught).
+    pub failed_invocations: usize,
 }
 
 impl Scenario {
@@ -172,6 +174,17 @@ impl Scenario {
                         .filter_map(|e| e.state_entered_event_details())
                         .map(|d| d.name().to_owned())
                         .collect();
+                    let failed_invocations = history
+                        .events()
+                        .iter()
+                        .filter(|e| {
+                            matches!(
+                                e.r#type(),
+                                aws_sdk_sfn::types::HistoryEventType::LambdaFunctionFailed
+                                    | aws_sdk_sfn::types::HistoryEventType::TaskFailed
+                            )
+                        })
+                        .count();
                     let output = execution
                         .output()
                         .map(serde_json::from_str)
@@ -181,6 +194,7 @@ impl Scenario {
                         status,
                         output,
                         states,
+                        failed_invocations,
                     });
                 }
             }
@@ -309,5 +323,36 @@ impl Scenario {
     /// The deployed stack.
     pub fn stack(&self) -> &DeployedStack {
         &self.stack
+    }
+}
+
+impl Scenario {
+    /// How many messages the finance queue holds for this order (it takes them off the queue).
+    pub async fn finance_flags(&self) -> Result<usize> {
+        let sqs = aws_sdk_sqs::Client::new(&self.aws);
+        let queue = self.stack.output("FinanceQueueUrl")?;
+        let mut count = 0;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(3) {
+            let out = sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await?;
+            for message in out.messages() {
+                let body: Value = serde_json::from_str(message.body().unwrap_or_default())?;
+                if body["order_id"] == self.order.order_id.as_str() {
+                    count += 1;
+                    sqs.delete_message()
+                        .queue_url(queue)
+                        .receipt_handle(message.receipt_handle().unwrap_or_default())
+                        .send()
+                        .await?;
+                }
+            }
+        }
+        Ok(count)
     }
 }
