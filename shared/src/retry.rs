@@ -18,7 +18,7 @@
 //! # }
 //! # async fn example() -> Result<u32, Throttled> {
 //! let deadline = Deadline::after(std::time::Duration::from_secs(3)); // Deadline::of(&context) in a handler
-//! retry(&Backoff::default(), Some(deadline), async |attempt| {
+//! retry(&Backoff::default(), Some(deadline), |attempt| async move {
 //!     if attempt < 2 { Err(Throttled) } else { Ok(attempt) }
 //! })
 //! .await
@@ -110,14 +110,15 @@ pub fn now_millis() -> i64 {
 /// Calls `attempt` (with the attempt number, from 1) until it succeeds, fails with an error that is
 /// not retryable, runs out of attempts, or would have to sleep past `deadline`. Returns the last
 /// result.
-pub async fn retry<T, E, F>(
+pub async fn retry<T, E, F, Fut>(
     backoff: &Backoff,
     deadline: Option<Deadline>,
     mut attempt: F,
 ) -> Result<T, E>
 where
     E: Classify,
-    F: AsyncFnMut(u32) -> Result<T, E>,
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let mut number = 1;
     loop {
@@ -181,8 +182,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn retryable_errors_are_retried_until_success() {
-        let calls = Cell::new(0);
-        let result = retry(&fast(), None, async |n| {
+        let calls = &Cell::new(0);
+        let result = retry(&fast(), None, |n| async move {
             calls.set(n);
             if n < 3 {
                 Err(Failure(ErrorClass::Retryable))
@@ -197,8 +198,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn permanent_and_duplicate_errors_are_not_retried() {
         for class in [ErrorClass::Permanent, ErrorClass::Duplicate] {
-            let calls = Cell::new(0);
-            let result: Result<(), _> = retry(&fast(), None, async |n| {
+            let calls = &Cell::new(0);
+            let result: Result<(), _> = retry(&fast(), None, |n| async move {
                 calls.set(n);
                 Err(Failure(class))
             })
@@ -209,8 +210,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn attempts_are_capped() {
-        let calls = Cell::new(0);
-        let result: Result<(), _> = retry(&fast(), None, async |n| {
+        let calls = &Cell::new(0);
+        let result: Result<(), _> = retry(&fast(), None, |n| async move {
             calls.set(n);
             Err(Failure(ErrorClass::Retryable))
         })
@@ -221,9 +222,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn never_sleeps_past_the_deadline() {
-        let calls = Cell::new(0);
+        let calls = &Cell::new(0);
         let far = Deadline::after(Duration::from_secs(600));
-        let _: Result<(), _> = retry(&fast(), Some(far), async |n| {
+        let _: Result<(), _> = retry(&fast(), Some(far), |n| async move {
             calls.set(n);
             Err(Failure(ErrorClass::Retryable))
         })
@@ -236,8 +237,8 @@ mod tests {
 
         let past = Deadline::from_epoch_millis(now_millis() - 1);
         assert_eq!(past.remaining(), Duration::ZERO);
-        let calls = Cell::new(0);
-        let _: Result<(), _> = retry(&fast(), Some(past), async |n| {
+        let calls = &Cell::new(0);
+        let _: Result<(), _> = retry(&fast(), Some(past), |n| async move {
             calls.set(n);
             Err(Failure(ErrorClass::Retryable))
         })
@@ -249,8 +250,8 @@ mod tests {
         );
 
         let close = Deadline::after(DEADLINE_RESERVE);
-        let calls = Cell::new(0);
-        let _: Result<(), _> = retry(&fast(), Some(close), async |n| {
+        let calls = &Cell::new(0);
+        let _: Result<(), _> = retry(&fast(), Some(close), |n| async move {
             calls.set(n);
             Err(Failure(ErrorClass::Retryable))
         })

@@ -13,9 +13,12 @@
 //!
 //! Each system sits behind a port: [`CustomerAccounts`], [`Inventory`], [`Payments`], [`Shipping`]
 //! and [`Invoicing`]. [`dynamodb::DynamoDbFulfillment`] is the reference implementation of all five
-//! on one DynamoDB table, so a deployed stack works end to end with real state.
+//! on one DynamoDB table, so a deployed stack works end to end with real state; `http::HttpSystem`
+//! (feature `http`) talks to a real external system, with an `Idempotency-Key` on every change.
 
 pub mod dynamodb;
+#[cfg(feature = "http")]
+pub mod http;
 
 use std::collections::BTreeMap;
 use std::future::Future;
