@@ -7,13 +7,9 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
-    let table = ProcessEnv.require(
-        "FULFILLMENT_TABLE",
-        "the fulfillment systems' DynamoDB table",
-    )?;
     let bus = ProcessEnv.require("BUS_NAME", "the event bus purchase-order requests go to")?;
     let aws = busline::aws::load_config().await;
-    let inventory = DynamoDbFulfillment::new(aws_sdk_dynamodb::Client::new(&aws), table);
+    let inventory = DynamoDbFulfillment::from_env(&ProcessEnv, &aws)?;
     let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), bus);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SagaState>| async {
         reserve_inventory::handle(event.payload, &inventory, &publisher)

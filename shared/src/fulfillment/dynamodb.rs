@@ -156,6 +156,18 @@ impl DynamoDbFulfillment {
         }
     }
 
+    /// The systems on the table named by `FULFILLMENT_TABLE`, with a client from `aws`.
+    pub fn from_env(
+        env: &impl crate::config::Env,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let table = env.require(
+            "FULFILLMENT_TABLE",
+            "the name of the fulfillment systems' DynamoDB table",
+        )?;
+        Ok(Self::new(Client::new(aws), table))
+    }
+
     async fn get<T: DeserializeOwned>(
         &self,
         system: &'static str,
@@ -343,6 +355,29 @@ impl DynamoDbFulfillment {
             .map(|i| i.invoice_id))
     }
 
+    /// A transaction item that changes `sku`'s stock by `delta`. Taking stock is conditional on the
+    /// SKU existing with enough available, and returns the stock record when it fails.
+    fn stock_change(&self, sku: &str, delta: i64) -> Result<TransactWriteItem, FulfillmentError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("stock#{sku}"))))
+            .expression_attribute_values(":q", AttributeValue::N(delta.abs().to_string()));
+        let update = if delta < 0 {
+            update
+                .update_expression("SET available = available - :q")
+                .condition_expression("attribute_exists(pk) AND available >= :q")
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+        } else {
+            update.update_expression("ADD available :q")
+        };
+        let update = update
+            .build()
+            .map_err(unavailable("InventoryUnavailable"))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
     /// The SKUs of `quantities` now under their reorder point.
     async fn below_reorder_point(
         &self,
@@ -429,26 +464,7 @@ impl Inventory for DynamoDbFulfillment {
             .build();
         let mut items = vec![reservation];
         for (sku, quantity) in &quantities {
-            items.push(
-                TransactWriteItem::builder()
-                    .update(
-                        Update::builder()
-                            .table_name(&self.table)
-                            .set_key(Some(key(format!("stock#{sku}"))))
-                            .update_expression("SET available = available - :q")
-                            .condition_expression("attribute_exists(pk) AND available >= :q")
-                            .expression_attribute_values(
-                                ":q",
-                                AttributeValue::N(quantity.to_string()),
-                            )
-                            .return_values_on_condition_check_failure(
-                                ReturnValuesOnConditionCheckFailure::AllOld,
-                            )
-                            .build()
-                            .map_err(unavailable(SYSTEM))?,
-                    )
-                    .build(),
-            );
+            items.push(self.stock_change(sku, -quantity)?);
         }
         let result = self
             .client
@@ -526,22 +542,7 @@ impl Inventory for DynamoDbFulfillment {
                 .build(),
         ];
         for (sku, quantity) in &quantities {
-            items.push(
-                TransactWriteItem::builder()
-                    .update(
-                        Update::builder()
-                            .table_name(&self.table)
-                            .set_key(Some(key(format!("stock#{sku}"))))
-                            .update_expression("ADD available :q")
-                            .expression_attribute_values(
-                                ":q",
-                                AttributeValue::N(quantity.to_string()),
-                            )
-                            .build()
-                            .map_err(unavailable(SYSTEM))?,
-                    )
-                    .build(),
-            );
+            items.push(self.stock_change(sku, *quantity)?);
         }
         let result = self
             .client
