@@ -12,7 +12,7 @@ use busline::fulfillment::{CreditStanding, Order};
 use busline::{Envelope, EventType};
 use serde_json::{Value, json};
 
-use crate::{DeployedStack, SAMPLE_SHOP_ORDER, SHOP_ORDER_PLACED, create_queue};
+use crate::{DeployedStack, SAMPLE_SHOP_ORDER, SHOP_ORDER_PLACED, create_queue, receive};
 
 /// Stock each scenario starts with, per SKU.
 pub const INITIAL_STOCK: i64 = 10;
@@ -227,29 +227,8 @@ impl Scenario {
 
     /// The saga's events for this order so far, as envelopes, waiting `settle` after the last.
     pub async fn events(&self, settle: Duration) -> Result<Vec<Value>> {
-        let sqs = aws_sdk_sqs::Client::new(&self.aws);
-        let mut envelopes = Vec::new();
-        let mut quiet_since = Instant::now();
-        while quiet_since.elapsed() < settle {
-            let out = sqs
-                .receive_message()
-                .queue_url(&self.events_queue)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await?;
-            for message in out.messages() {
-                let event: Value = serde_json::from_str(message.body().unwrap_or_default())?;
-                envelopes.push(event["detail"].clone());
-                quiet_since = Instant::now();
-                sqs.delete_message()
-                    .queue_url(&self.events_queue)
-                    .receipt_handle(message.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await?;
-            }
-        }
-        Ok(envelopes)
+        let events = receive(&self.aws, &self.events_queue, 0, settle, settle * 10).await?;
+        Ok(events.into_iter().map(|e| e["detail"].clone()).collect())
     }
 
     /// The invariants every finished order keeps, fulfilled or not: stock back where it was or

@@ -10,9 +10,9 @@ use aws_sdk_lambda::types::FunctionResponseType;
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use busline_tests::{
     create_key_table, create_queue, deploy_process_function, function_log_lines, localstack,
-    queue_faults,
+    queue_faults, receive,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 const ORDER_EFFECTS: &str = env!("CARGO_BIN_EXE_order-effects");
 
@@ -138,32 +138,18 @@ impl Consumer {
             .collect()
     }
 
-    /// The bodies in the dead-letter queue, waiting up to `within` for at least `expected`.
+    /// The orders in the dead-letter queue: at least `expected`, waiting up to `within`, then
+    /// whatever else arrives within `settle`.
     async fn dead_letters(
         &self,
         aws: &SdkConfig,
         expected: usize,
+        settle: Duration,
         within: Duration,
-    ) -> Vec<String> {
-        let sqs = aws_sdk_sqs::Client::new(aws);
-        let started = Instant::now();
-        let mut bodies = Vec::new();
-        while bodies.len() < expected && started.elapsed() < within {
-            let out = sqs
-                .receive_message()
-                .queue_url(&self.dlq_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            bodies.extend(
-                out.messages()
-                    .iter()
-                    .filter_map(|m| m.body().map(str::to_owned)),
-            );
-        }
-        bodies
+    ) -> Vec<Value> {
+        receive(aws, &self.dlq_url, expected, settle, within)
+            .await
+            .unwrap()
     }
 }
 
@@ -189,10 +175,10 @@ async fn a_poison_message_is_dead_lettered_after_max_receive_count_without_block
     consumer.send(&aws, &batch).await;
 
     let letters = consumer
-        .dead_letters(&aws, 1, Duration::from_secs(60))
+        .dead_letters(&aws, 1, Duration::ZERO, Duration::from_secs(60))
         .await;
     assert_eq!(letters.len(), 1, "{letters:?}");
-    assert!(letters[0].contains("SO-POISON"), "{letters:?}");
+    assert_eq!(letters[0]["order_id"], "SO-POISON", "{letters:?}");
 
     assert_eq!(
         consumer.outcomes(&aws, "SO-POISON").await,
@@ -235,7 +221,7 @@ async fn a_crash_after_the_side_effect_is_redelivered_and_the_effect_happens_onc
     );
     assert!(
         consumer
-            .dead_letters(&aws, 1, Duration::from_secs(2))
+            .dead_letters(&aws, 0, Duration::from_secs(2), Duration::from_secs(3))
             .await
             .is_empty()
     );

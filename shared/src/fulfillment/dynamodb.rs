@@ -228,14 +228,14 @@ impl DynamoDbFulfillment {
         }
     }
 
-    /// Sets `status` to `to` where it is `from`; `Ok(false)` when the record is absent or not `from`.
+    /// Sets `status` to `to` where it is `from`; a record that is absent or not `from` is left alone.
     async fn transition(
         &self,
         system: &'static str,
         pk: String,
         from: &str,
         to: &str,
-    ) -> Result<bool, FulfillmentError> {
+    ) -> Result<(), FulfillmentError> {
         let result = self
             .client
             .update_item()
@@ -249,11 +249,11 @@ impl DynamoDbFulfillment {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e))
                 if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
             {
-                Ok(false)
+                Ok(())
             }
             Err(e) => Err(unavailable(system)(e)),
         }
@@ -622,7 +622,6 @@ impl Payments for DynamoDbFulfillment {
             "REFUNDED",
         )
         .await
-        .map(drop)
     }
 }
 
@@ -682,7 +681,6 @@ impl Shipping for DynamoDbFulfillment {
             "CANCELLED",
         )
         .await
-        .map(drop)
     }
 }
 
