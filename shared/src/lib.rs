@@ -13,9 +13,12 @@
 //! - [`config`] and [`aws`]: configuration read once at cold start, and SDK clients built once;
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format metrics;
 //! - [`error`]: the retryable / permanent / duplicate taxonomy that becomes a Lambda `Diagnostic`;
-//! - [`signature`] and [`schema`]: webhook signatures and JSON Schema validation.
+//! - [`signature`] and [`schema`]: webhook signatures and JSON Schema validation;
+//! - `api` (feature `api`): JSON answers and refusals for functions behind an HTTP endpoint.
 #![warn(missing_docs)]
 
+#[cfg(feature = "api")]
+pub mod api;
 pub mod audit;
 pub mod aws;
 pub mod batch;

@@ -623,27 +623,53 @@ impl DeployedStack {
             .with_context(|| format!("the stack has no output {key}"))
     }
 
-    /// POSTs `body` to the deployed ingest function's URL at `path`, through LocalStack's gateway
-    /// (the Function URL's host is named in the `Host` header, as DNS would route it).
+    /// POSTs `body` to the deployed ingest function's URL at `path`.
     pub async fn post_webhook(
         &self,
         path: &str,
         body: &str,
         headers: &Headers,
     ) -> Result<(u16, Value)> {
-        let url = self.output("WebhookUrl")?;
+        self.call(
+            "WebhookUrl",
+            reqwest::Method::POST,
+            path,
+            Some(body),
+            headers,
+        )
+        .await
+    }
+
+    /// Calls the Function URL in output `url_output` at `path`, through LocalStack's gateway (the
+    /// Function URL's host is named in the `Host` header, as DNS would route it), and returns the
+    /// status and the JSON body (or the text as a JSON string).
+    pub async fn call(
+        &self,
+        url_output: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+        headers: &Headers,
+    ) -> Result<(u16, Value)> {
+        let url = self.output(url_output)?;
         let host = url.trim_start_matches("http://").trim_end_matches('/');
         let endpoint =
             std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| DEFAULT_ENDPOINT.to_owned());
         let mut request = reqwest::Client::new()
-            .post(format!("{endpoint}{path}"))
-            .header("host", host)
-            .header("content-type", "application/json")
-            .body(body.to_owned());
+            .request(method.clone(), format!("{endpoint}{path}"))
+            .header("host", host);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let response = request.send().await.context("POST to the Function URL")?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {path} on {url_output}"))?;
         let status = response.status().as_u16();
         let text = response.text().await?;
         Ok((

@@ -283,11 +283,82 @@ impl Scenario {
             "{id}: {}",
             terminal[0]
         );
+        self.check_status(
+            fulfilled,
+            shipment.as_ref().map(|s| s.tracking_number.as_str()),
+        )
+        .await?;
         Ok(terminal[0].clone())
     }
 }
 
 impl Scenario {
+    /// Where the order stands, as `GET /orders/{id}` on the deployed stack answers: the status and
+    /// the body.
+    pub async fn status(&self) -> Result<(u16, Value)> {
+        let path = format!("/orders/{}", self.order.order_id);
+        self.stack
+            .call(
+                "OrderStatusUrl",
+                reqwest::Method::GET,
+                &path,
+                None,
+                &Vec::new(),
+            )
+            .await
+    }
+
+    /// The status API agrees with how the saga ended: the status, the tracking number or the
+    /// failure reason, and a history that ends with the end.
+    async fn check_status(&self, fulfilled: bool, tracking_number: Option<&str>) -> Result<()> {
+        let id = &self.order.order_id;
+        let (code, view) = self.status().await?;
+        ensure!(
+            code == 200,
+            "{id}: GET /orders/{id} answered {code}: {view}"
+        );
+        let history: Vec<&str> = view["history"]
+            .as_array()
+            .context("a history")?
+            .iter()
+            .filter_map(|e| e["step"].as_str())
+            .collect();
+        if fulfilled {
+            ensure!(view["status"] == "FULFILLED", "{id}: status {view}");
+            ensure!(
+                view["tracking_number"].as_str() == tracking_number,
+                "{id}: tracking number {view}"
+            );
+            ensure!(
+                history.last() == Some(&"order-fulfilled"),
+                "{id}: history {history:?}"
+            );
+        } else {
+            ensure!(view["status"] == "FAILED", "{id}: status {view}");
+            ensure!(
+                view["failure_reason"]
+                    .as_str()
+                    .is_some_and(|r| !r.is_empty()),
+                "{id}: no failure reason: {view}"
+            );
+            ensure!(
+                history.last() == Some(&"order-failed"),
+                "{id}: history {history:?}"
+            );
+        }
+        let times: Vec<&str> = view["history"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["at"].as_str())
+            .collect();
+        ensure!(
+            times.iter().all(|t| !t.is_empty()),
+            "{id}: history without times: {view}"
+        );
+        Ok(())
+    }
+
     /// The order as the web shop's webhook body (the sample, with this scenario's ids).
     pub fn webhook_body(&self) -> Result<String> {
         let mut body: Value = serde_json::from_str(SAMPLE_SHOP_ORDER)?;

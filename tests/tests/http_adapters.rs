@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use busline::Classify;
 use busline::fulfillment::http::{HttpSystem, IDEMPOTENCY_KEY_HEADER};
-use busline::fulfillment::{CustomerAccounts, Inventory, Invoicing, Order, Payments, Shipping};
+use busline::fulfillment::{
+    CustomerAccounts, CustomerNotifications, FulfilledNotice, Inventory, Invoicing, Order,
+    Payments, Shipping,
+};
 use busline::retry::Backoff;
 use busline_tests::SAMPLE_SHOP_ORDER;
 use serde_json::json;
@@ -192,4 +195,49 @@ async fn credit_and_invoices_are_read_from_their_systems() {
         .await
         .unwrap();
     assert_eq!(invoice.invoice_id, "INV-9");
+}
+
+#[tokio::test]
+async fn a_fulfilled_notice_is_one_email_with_its_key_and_a_refused_one_says_why() {
+    let server = MockServer::start().await;
+    let order = order();
+    Mock::given(method("POST"))
+        .and(path("/emails"))
+        .and(header(IDEMPOTENCY_KEY_HEADER, "SO-1001:notify-fulfilled"))
+        .and(body_partial_json(json!({
+            "to": order.customer.email,
+            "template": "order-fulfilled",
+            "tracking_number": "TRK-42",
+        })))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let notice = FulfilledNotice {
+        order_id: order.order_id.clone(),
+        customer: order.customer.clone(),
+        tracking_number: "TRK-42".to_owned(),
+    };
+    let emails = system(&server, "EmailUnavailable");
+    emails.order_fulfilled(&notice).await.unwrap();
+
+    let refused = FulfilledNotice {
+        order_id: "SO-2".to_owned(),
+        ..notice
+    };
+    Mock::given(method("POST"))
+        .and(path("/emails"))
+        .and(header(IDEMPOTENCY_KEY_HEADER, "SO-2:notify-fulfilled"))
+        .respond_with(
+            ResponseTemplate::new(422).set_body_json(json!({"reason": "mailbox does not exist"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let error = emails.order_fulfilled(&refused).await.unwrap_err();
+    assert_eq!(error.error_type(), "NotificationRejected");
+    assert!(
+        error.to_string().contains("mailbox does not exist"),
+        "{error}"
+    );
 }

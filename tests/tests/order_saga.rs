@@ -39,17 +39,33 @@ async fn an_order_posted_to_the_webhook_is_fulfilled_and_low_stock_is_reordered(
         [
             "ValidateOrder",
             "CheckCredit",
+            "NeedsApproval",
             "ReserveInventory",
             "TakePayment",
             "CreateShipment",
             "PostInvoice",
             "PublishOrderFulfilled",
+            "RecordOrderFulfilled",
             "Fulfilled"
         ]
     );
 
     let events = scenario.events(SETTLE).await.unwrap();
     let fulfilled = scenario.check_consistent(true, &events).await.unwrap();
+    let (_, status) = scenario.status().await.unwrap();
+    assert_eq!(
+        history(&status),
+        [
+            "validate-order",
+            "check-credit",
+            "reserve-inventory",
+            "take-payment",
+            "create-shipment",
+            "post-invoice",
+            "order-fulfilled"
+        ],
+        "{status}"
+    );
     let shipment = scenario
         .systems
         .shipment(&scenario.order.order_id)
@@ -80,9 +96,19 @@ async fn an_order_posted_to_the_webhook_is_fulfilled_and_low_stock_is_reordered(
     assert_eq!(reorders, [scenario.order.lines[0].sku.as_str()]);
 }
 
+/// The names of the entries in an order's status history, oldest first.
+fn history(status: &serde_json::Value) -> Vec<&str> {
+    status["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry["name"].as_str())
+        .collect()
+}
+
 /// Places `scenario`'s order, waits for it, and checks it failed with `reason` after entering
 /// exactly `states`, with everything undone.
-async fn fails_with(scenario: Scenario, reason: &str, states: &[&str]) {
+async fn fails_with(scenario: Scenario, reason: &str, states: &[&str]) -> Scenario {
     scenario.place().await.unwrap();
     let finished = scenario.finished(FINISH).await.unwrap();
     assert_eq!(
@@ -106,6 +132,7 @@ async fn fails_with(scenario: Scenario, reason: &str, states: &[&str]) {
             .is_some_and(|c| !c.is_empty()),
         "the event carries the reason's detail: {failed}"
     );
+    scenario
 }
 
 #[tokio::test]
@@ -116,7 +143,12 @@ async fn an_invalid_order_fails_before_anything_is_done() {
     fails_with(
         scenario,
         "InvalidOrder",
-        &["ValidateOrder", "PublishOrderFailed", "OrderFailed"],
+        &[
+            "ValidateOrder",
+            "PublishOrderFailed",
+            "RecordOrderFailed",
+            "OrderFailed",
+        ],
     )
     .await;
 }
@@ -132,6 +164,7 @@ async fn an_order_over_the_credit_limit_fails_before_anything_is_reserved() {
             "ValidateOrder",
             "CheckCredit",
             "PublishOrderFailed",
+            "RecordOrderFailed",
             "OrderFailed",
         ],
     )
@@ -150,9 +183,11 @@ async fn an_order_out_of_stock_reserves_nothing() {
         &[
             "ValidateOrder",
             "CheckCredit",
+            "NeedsApproval",
             "ReserveInventory",
             "ReleaseInventory",
             "PublishOrderFailed",
+            "RecordOrderFailed",
             "OrderFailed",
         ],
     )
@@ -163,21 +198,43 @@ async fn an_order_out_of_stock_reserves_nothing() {
 async fn a_declined_payment_releases_the_inventory() {
     let aws = localstack().await.unwrap();
     let scenario = Scenario::new(&aws, PLENTY, true, 0).await.unwrap();
-    fails_with(
+    let scenario = fails_with(
         scenario,
         "PaymentDeclined",
         &[
             "ValidateOrder",
             "CheckCredit",
+            "NeedsApproval",
             "ReserveInventory",
             "TakePayment",
             "RefundPayment",
             "ReleaseInventory",
             "PublishOrderFailed",
+            "RecordOrderFailed",
             "OrderFailed",
         ],
     )
     .await;
+    let (_, status) = scenario.status().await.unwrap();
+    assert_eq!(
+        history(&status),
+        [
+            "validate-order",
+            "check-credit",
+            "reserve-inventory",
+            "take-payment:failed",
+            "refund-payment",
+            "release-inventory",
+            "order-failed"
+        ],
+        "the status shows the failure and each compensation: {status}"
+    );
+    assert!(
+        status["failure_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("declined")),
+        "{status}"
+    );
 }
 
 #[tokio::test]
@@ -191,6 +248,7 @@ async fn a_rejected_shipment_refunds_the_payment_and_releases_the_inventory() {
         &[
             "ValidateOrder",
             "CheckCredit",
+            "NeedsApproval",
             "ReserveInventory",
             "TakePayment",
             "CreateShipment",
@@ -198,6 +256,7 @@ async fn a_rejected_shipment_refunds_the_payment_and_releases_the_inventory() {
             "RefundPayment",
             "ReleaseInventory",
             "PublishOrderFailed",
+            "RecordOrderFailed",
             "OrderFailed",
         ],
     )

@@ -1,17 +1,18 @@
 use busline::config::ProcessEnv;
-use busline::fulfillment::SagaState;
+use busline::fulfillment::ApprovalPolicy;
 use busline::fulfillment::dynamodb::DynamoDbFulfillment;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use busline::fulfillment::status::{DynamoDbOrderTracker, Step, serve_step};
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
+    let policy = ApprovalPolicy::from_env(&ProcessEnv)?;
     let aws = busline::aws::load_config().await;
     let systems = DynamoDbFulfillment::from_env(&ProcessEnv, &aws)?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SagaState>| async {
-        check_credit::handle(event.payload, &systems)
-            .await
-            .map_err(|e| busline::error::diagnostic(&e))
-    }))
+    let tracker = DynamoDbOrderTracker::from_env(&ProcessEnv, &aws)?;
+    serve_step(&tracker, Step::CheckCredit, |state| {
+        check_credit::handle(state, &systems, &policy)
+    })
     .await
 }

@@ -1,17 +1,16 @@
 use busline::config::ProcessEnv;
-use busline::fulfillment::SagaState;
 use busline::fulfillment::dynamodb::DynamoDbFulfillment;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use busline::fulfillment::status::{DynamoDbOrderTracker, Step, serve_step};
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
     let aws = busline::aws::load_config().await;
     let systems = DynamoDbFulfillment::from_env(&ProcessEnv, &aws)?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SagaState>| async {
-        refund_payment::handle(event.payload, &systems)
-            .await
-            .map_err(|e| busline::error::diagnostic(&e))
-    }))
+    let tracker = DynamoDbOrderTracker::from_env(&ProcessEnv, &aws)?;
+    serve_step(&tracker, Step::RefundPayment, |state| {
+        refund_payment::handle(state, &systems)
+    })
     .await
 }

@@ -1,8 +1,8 @@
 use busline::bus::EventBridgePublisher;
 use busline::config::{Env, ProcessEnv};
-use busline::fulfillment::SagaState;
 use busline::fulfillment::dynamodb::DynamoDbFulfillment;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use busline::fulfillment::status::{DynamoDbOrderTracker, Step, serve_step};
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -10,11 +10,10 @@ async fn main() -> Result<(), Error> {
     let bus = ProcessEnv.require("BUS_NAME", "the event bus purchase-order requests go to")?;
     let aws = busline::aws::load_config().await;
     let inventory = DynamoDbFulfillment::from_env(&ProcessEnv, &aws)?;
+    let tracker = DynamoDbOrderTracker::from_env(&ProcessEnv, &aws)?;
     let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), bus);
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SagaState>| async {
-        reserve_inventory::handle(event.payload, &inventory, &publisher)
-            .await
-            .map_err(|e| busline::error::diagnostic(&e))
-    }))
+    serve_step(&tracker, Step::ReserveInventory, |state| {
+        reserve_inventory::handle(state, &inventory, &publisher)
+    })
     .await
 }

@@ -1,13 +1,11 @@
-use busline::fulfillment::SagaState;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use busline::config::ProcessEnv;
+use busline::fulfillment::status::{DynamoDbOrderTracker, Step, serve_step};
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SagaState>| async {
-        validate_order::handle(event.payload)
-            .await
-            .map_err(|e| busline::error::diagnostic(&e))
-    }))
-    .await
+    let aws = busline::aws::load_config().await;
+    let tracker = DynamoDbOrderTracker::from_env(&ProcessEnv, &aws)?;
+    serve_step(&tracker, Step::ValidateOrder, validate_order::handle).await
 }

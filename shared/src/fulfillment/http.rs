@@ -16,6 +16,7 @@
 //! | [`Payments`] | `POST /payments` (the order) → `{payment_id, amount_cents, currency}`; `POST /payments/{order}/refund` |
 //! | [`Shipping`] | `POST /shipments` (the order) → `{shipment_id, tracking_number, picking_slip}`; `POST /shipments/{order}/cancel` |
 //! | [`Invoicing`] | `POST /invoices` (the order) → `{invoice_id, amount_cents}` |
+//! | [`CustomerNotifications`] | `POST /emails` → any `2xx`; another `4xx` is `NotificationRejected` |
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -287,5 +288,37 @@ impl Invoicing for HttpSystem {
             )
             .await?;
         self.parse("/invoices", answer)
+    }
+}
+
+impl CustomerNotifications for HttpSystem {
+    async fn order_fulfilled(&self, notice: &FulfilledNotice) -> Result<(), FulfillmentError> {
+        let key = format!("{}:notify-fulfilled", notice.order_id);
+        let email = serde_json::json!({
+            "to": notice.customer.email,
+            "name": notice.customer.name,
+            "template": "order-fulfilled",
+            "subject": format!("Your order {} is on its way", notice.order_id),
+            "text": format!(
+                "Your order {} has shipped. Track it with {}.",
+                notice.order_id, notice.tracking_number
+            ),
+            "order_id": notice.order_id,
+            "tracking_number": notice.tracking_number,
+        });
+        let answer = self
+            .call(Method::POST, "/emails", Some(key), Some(&email))
+            .await?;
+        if answer.status.is_success() {
+            return Ok(());
+        }
+        Err(FulfillmentError::NotificationRejected {
+            order_id: notice.order_id.clone(),
+            reason: format!(
+                "POST /emails answered {}: {}",
+                answer.status,
+                reason(&answer.body)
+            ),
+        })
     }
 }

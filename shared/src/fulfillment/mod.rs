@@ -19,6 +19,7 @@
 pub mod dynamodb;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -205,6 +206,15 @@ pub enum FulfillmentError {
         /// What differs.
         what: String,
     },
+    /// The customer could not be told (the email API refused the message: a bad address, say).
+    /// Permanent: the notice goes to the dead-letter queue with the reason.
+    #[error("the notice for order {order_id} was refused: {reason}")]
+    NotificationRejected {
+        /// The order.
+        order_id: String,
+        /// Why.
+        reason: String,
+    },
     /// A system could not be reached or refused the call. Retryable.
     #[error("{system} is unavailable")]
     Unavailable {
@@ -232,6 +242,7 @@ impl Classify for FulfillmentError {
             Self::PaymentDeclined { .. } => "PaymentDeclined",
             Self::ShipmentRejected { .. } => "ShipmentRejected",
             Self::Conflict { .. } => "FulfillmentConflict",
+            Self::NotificationRejected { .. } => "NotificationRejected",
             Self::Unavailable { system, .. } => system,
         }
     }
@@ -267,6 +278,72 @@ impl CreditStanding {
         }
         Ok(())
     }
+}
+
+/// When an order needs a person's approval before anything is reserved or charged: above
+/// `threshold_cents`, and the person has `timeout_seconds` to decide, after which the order is
+/// rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApprovalPolicy {
+    /// Orders with a total above this, in cents, wait for a person.
+    pub threshold_cents: i64,
+    /// How long the person has.
+    pub timeout_seconds: u64,
+}
+
+impl Default for ApprovalPolicy {
+    /// 5,000.00 in the order's currency, and a day to decide.
+    fn default() -> Self {
+        Self {
+            threshold_cents: 500_000,
+            timeout_seconds: 86_400,
+        }
+    }
+}
+
+impl ApprovalPolicy {
+    /// The policy from `APPROVAL_THRESHOLD_CENTS` and `APPROVAL_TIMEOUT_SECONDS`, each defaulting
+    /// as [`ApprovalPolicy::default`] does.
+    pub fn from_env(env: &impl crate::config::Env) -> Result<Self, crate::config::ConfigError> {
+        let default = Self::default();
+        Ok(Self {
+            threshold_cents: env.parse_or(
+                "APPROVAL_THRESHOLD_CENTS",
+                default.threshold_cents,
+                "an order total in cents above which a person must approve",
+            )?,
+            timeout_seconds: env.parse_or(
+                "APPROVAL_TIMEOUT_SECONDS",
+                default.timeout_seconds,
+                "the seconds a person has to approve an order",
+            )?,
+        })
+    }
+
+    /// Checks `order` against `standing` and says whether it needs approval.
+    pub fn decide(
+        &self,
+        order: &Order,
+        standing: &CreditStanding,
+    ) -> Result<CreditDecision, FulfillmentError> {
+        standing.check(&order.customer.id, order.total_cents)?;
+        Ok(CreditDecision {
+            available_cents: standing.limit_cents - standing.owed_cents,
+            approval_required: order.total_cents > self.threshold_cents,
+            approval_timeout_seconds: self.timeout_seconds,
+        })
+    }
+}
+
+/// What the credit check decided: the order fits, and whether a person must approve it first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditDecision {
+    /// Limit minus owed, before this order.
+    pub available_cents: i64,
+    /// The order is above the approval threshold.
+    pub approval_required: bool,
+    /// How long the person has to decide (the state machine's `TimeoutSecondsPath`).
+    pub approval_timeout_seconds: u64,
 }
 
 /// What a reservation did.
@@ -355,6 +432,26 @@ pub trait Shipping: Send + Sync {
 
     /// Cancels the order's shipment; nothing to cancel is success.
     fn cancel(&self, order_id: &str) -> impl Future<Output = Result<(), FulfillmentError>> + Send;
+}
+
+/// A fulfilled order, as the customer is told about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FulfilledNotice {
+    /// The order.
+    pub order_id: String,
+    /// Who is told.
+    pub customer: Customer,
+    /// What they track.
+    pub tracking_number: String,
+}
+
+/// Telling customers (an email API).
+pub trait CustomerNotifications: Send + Sync {
+    /// Tells the customer their order is on its way. A repeat for the same order sends nothing new.
+    fn order_fulfilled(
+        &self,
+        notice: &FulfilledNotice,
+    ) -> impl Future<Output = Result<(), FulfillmentError>> + Send;
 }
 
 /// Accounting.

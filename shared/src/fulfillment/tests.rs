@@ -60,3 +60,53 @@ fn quantities_add_up_lines_of_the_same_sku() {
     order.lines.push(order.lines[0].clone());
     assert_eq!(order.quantities()["KB-RED-01"], 4);
 }
+
+#[test]
+fn orders_above_the_threshold_need_approval_and_the_credit_check_still_applies() {
+    let policy = ApprovalPolicy {
+        threshold_cents: 4_000,
+        timeout_seconds: 30,
+    };
+    let order = sample();
+    let plenty = CreditStanding {
+        limit_cents: 100_000,
+        owed_cents: 1_000,
+    };
+    let decision = policy.decide(&order, &plenty).unwrap();
+    assert!(decision.approval_required, "4598 > 4000");
+    assert_eq!(decision.available_cents, 99_000);
+    assert_eq!(decision.approval_timeout_seconds, 30);
+
+    let lenient = ApprovalPolicy {
+        threshold_cents: order.total_cents,
+        ..policy
+    };
+    assert!(
+        !lenient.decide(&order, &plenty).unwrap().approval_required,
+        "at the threshold is not above it"
+    );
+
+    let short = CreditStanding {
+        limit_cents: 5_000,
+        owed_cents: 1_000,
+    };
+    assert_eq!(
+        policy.decide(&order, &short).unwrap_err().error_type(),
+        "CreditLimitExceeded"
+    );
+}
+
+#[test]
+fn the_approval_policy_reads_its_variables_and_defaults_to_a_day() {
+    let env = [("APPROVAL_THRESHOLD_CENTS", "100")];
+    let policy = ApprovalPolicy::from_env(&env).unwrap();
+    assert_eq!(policy.threshold_cents, 100);
+    assert_eq!(policy.timeout_seconds, 86_400);
+    let bad = [("APPROVAL_TIMEOUT_SECONDS", "soon")];
+    assert!(
+        ApprovalPolicy::from_env(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("APPROVAL_TIMEOUT_SECONDS")
+    );
+}

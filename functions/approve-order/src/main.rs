@@ -1,0 +1,40 @@
+use approve_order::{Deps, StepFunctionsCallbacks, handle};
+use busline::config::{Env, ProcessEnv};
+use busline::fulfillment::status::DynamoDbOrderTracker;
+use lambda_http::{Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    busline::telemetry::init_tracing();
+    let secret_id = ProcessEnv.require(
+        "APPROVERS_SECRET",
+        "the Secrets Manager id of the approvers' signing secret",
+    )?;
+    let tolerance_secs = ProcessEnv.parse_or(
+        "SIGNATURE_TOLERANCE_SECONDS",
+        busline::signature::DEFAULT_TOLERANCE_SECS,
+        "seconds a signature's timestamp may be away from now",
+    )?;
+    let aws = busline::aws::load_config().await;
+    let secret = aws_sdk_secretsmanager::Client::new(&aws)
+        .get_secret_value()
+        .secret_id(&secret_id)
+        .send()
+        .await?
+        .secret_string()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("secret {secret_id} has no string value"))?
+        .as_bytes()
+        .to_vec();
+    let deps = Deps {
+        tracker: DynamoDbOrderTracker::from_env(&ProcessEnv, &aws)?,
+        callbacks: StepFunctionsCallbacks::new(aws_sdk_sfn::Client::new(&aws)),
+        secret,
+        tolerance_secs,
+    };
+    lambda_http::run(service_fn(|request| async {
+        Ok::<_, std::convert::Infallible>(handle(request, &deps).await)
+    }))
+    .await
+}
