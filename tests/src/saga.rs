@@ -308,6 +308,25 @@ impl Scenario {
             .await
     }
 
+    /// Polls `GET /orders/{id}` until the order's status is `status`, for up to `within`; returns
+    /// the body.
+    pub async fn wait_for_status(&self, status: &str, within: Duration) -> Result<Value> {
+        let started = Instant::now();
+        loop {
+            let (code, view) = self.status().await?;
+            if code == 200 && view["status"] == status {
+                return Ok(view);
+            }
+            if started.elapsed() > within {
+                bail!(
+                    "order {} is not {status} after {within:?}: {code} {view}",
+                    self.order.order_id
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The status API agrees with how the saga ended: the status, the tracking number or the
     /// failure reason, and a history that ends with the end.
     async fn check_status(&self, fulfilled: bool, tracking_number: Option<&str>) -> Result<()> {
