@@ -1,7 +1,7 @@
 use busline::config::ProcessEnv;
 use busline::fulfillment::ApprovalPolicy;
-use busline::fulfillment::dynamodb::DynamoDbFulfillment;
 use busline::fulfillment::status::{DynamoDbOrderTracker, Step, serve_step};
+use busline::fulfillment::system::{Kind, System};
 use lambda_runtime::Error;
 
 #[tokio::main]
@@ -9,7 +9,7 @@ async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
     let policy = ApprovalPolicy::from_env(&ProcessEnv)?;
     let aws = busline::aws::load_config().await;
-    let systems = DynamoDbFulfillment::from_env(&ProcessEnv, &aws)?;
+    let systems = System::from_env(Kind::CustomerAccounts, &ProcessEnv, &aws)?;
     let tracker = DynamoDbOrderTracker::from_env(&ProcessEnv, &aws)?;
     serve_step(&tracker, Step::CheckCredit, |state| {
         check_credit::handle(state, &systems, &policy)

@@ -1,7 +1,7 @@
 use busline::bus::EventBridgePublisher;
 use busline::config::{Env, ProcessEnv};
-use busline::fulfillment::dynamodb::DynamoDbFulfillment;
 use busline::fulfillment::status::{DynamoDbOrderTracker, Step, serve_step};
+use busline::fulfillment::system::{Kind, System};
 use lambda_runtime::Error;
 
 #[tokio::main]
@@ -9,7 +9,7 @@ async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
     let bus = ProcessEnv.require("BUS_NAME", "the event bus purchase-order requests go to")?;
     let aws = busline::aws::load_config().await;
-    let inventory = DynamoDbFulfillment::from_env(&ProcessEnv, &aws)?;
+    let inventory = System::from_env(Kind::Inventory, &ProcessEnv, &aws)?;
     let tracker = DynamoDbOrderTracker::from_env(&ProcessEnv, &aws)?;
     let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), bus);
     serve_step(&tracker, Step::ReserveInventory, |state| {

@@ -14,12 +14,15 @@
 //! Each system sits behind a port: [`CustomerAccounts`], [`Inventory`], [`Payments`], [`Shipping`]
 //! and [`Invoicing`]. [`dynamodb::DynamoDbFulfillment`] is the reference implementation of all five
 //! on one DynamoDB table, so a deployed stack works end to end with real state; `http::HttpSystem`
-//! (feature `http`) talks to a real external system, with an `Idempotency-Key` on every change.
+//! (feature `http`) talks to a real external system, with an `Idempotency-Key` on every change;
+//! `system::System` chooses between them per deployment, from each system's URL variable.
 
 pub mod dynamodb;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod status;
+#[cfg(feature = "http")]
+pub mod system;
 
 use std::collections::BTreeMap;
 use std::future::Future;
