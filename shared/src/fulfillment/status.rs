@@ -400,9 +400,13 @@ where
             let work = handler(event.payload);
             // Boxed: nesting the handler's future in the runtime's makes a type too deep to lay out.
             Box::pin(async move {
-                track(tracker, step, &order_id, work)
-                    .await
-                    .map_err(|e| crate::error::diagnostic(&e))
+                let started = std::time::Instant::now();
+                let result = track(tracker, step, &order_id, work).await;
+                // The handler's own time, for the saga benchmark and for anyone reading the logs.
+                let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let outcome = result.as_ref().map_or_else(|e| e.error_type(), |_| "done");
+                tracing::info!(order_id, step = step.name(), outcome, duration_ms, "step finished");
+                result.map_err(|e| crate::error::diagnostic(&e))
             })
         },
     ))

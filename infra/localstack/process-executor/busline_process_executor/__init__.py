@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import signal
@@ -94,13 +95,34 @@ class _Invocation:
         self.done = threading.Event()
         self.result: bytes = b""
         self.is_error = False
+        self.delivered_at: float | None = None  # monotonic: handed to the function by /next
+        self.finished_at: float | None = None  # and answered
 
     def finish(self, result: bytes, is_error: bool) -> bool:
         if self.done.is_set():
             return False
         self.result, self.is_error = result, is_error
+        self.finished_at = time.monotonic()
         self.done.set()
         return True
+
+    def report(self, memory_mb: int, pid: int | None) -> str:
+        """Lambda's REPORT line: the function's own duration, from /next to its answer, and the
+        process's peak resident memory (VmHWM)."""
+        duration = ((self.finished_at or 0) - (self.delivered_at or 0)) * 1000
+        used = "?"
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        used = str(max(1, round(int(line.split()[1]) / 1024)))
+        except (OSError, ValueError, TypeError):
+            pass
+        return (
+            f"REPORT RequestId: {self.request_id}\tDuration: {duration:.2f} ms\t"
+            f"Billed Duration: {max(1, math.ceil(duration))} ms\tMemory Size: {memory_mb} MB\t"
+            f"Max Memory Used: {used} MB\n"
+        )
 
 
 class RuntimeApi:
@@ -145,6 +167,7 @@ class RuntimeApi:
                     except queue.Empty:
                         continue
                     api.in_flight[invocation.request_id] = invocation
+                    invocation.delivered_at = time.monotonic()
                     return self._reply(
                         200,
                         invocation.body,
@@ -342,7 +365,9 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             self._kill()
             message = f"RequestId: {request_id} Error: Runtime exited with error: signal: killed (injected after the function's side effects)"
             return InvocationResult(request_id, _error_payload("Runtime.ExitError", message), True, self._take_logs())
-        return InvocationResult(request_id, invocation.result, invocation.is_error, self._take_logs())
+        memory = int(self.function_version.config.memory_size or 128)
+        report = invocation.report(memory, self.process.pid if self.process else None)
+        return InvocationResult(request_id, invocation.result, invocation.is_error, self._take_logs() + report)
 
     def _take_logs(self) -> str:
         time.sleep(0.002)  # let the pump thread catch the lines printed just before the response
