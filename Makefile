@@ -24,7 +24,7 @@ TARGET_DIR  = $${CARGO_TARGET_DIR:-target}
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-demo: deploy-local ## Start LocalStack, build and deploy the stack, post a signed order, follow it hop by hop (STOP=1 stops LocalStack after)
+demo: deploy-local ## Start LocalStack, build and deploy the stack, run two orders through the saga and print their timelines (STOP=1 stops LocalStack after)
 	cargo run --quiet -p busline-tests --example demo
 	@if [ -n "$${STOP:-}" ]; then $(LOCALSTACK) stop; else echo "LocalStack is still running: 'make localstack-stop' stops it (or run 'make demo STOP=1')."; fi
 
@@ -68,9 +68,10 @@ localstack-stop: ## Stop LocalStack
 localstack-status: ## Is LocalStack up?
 	$(LOCALSTACK) status
 
-bench: deploy-local release ## Cold start, RSS and size beside a hello-world; the reliability toolkit's calls, latency and overhead per message
+bench: deploy-local release ## Cold start, RSS and size beside a hello-world; the reliability toolkit's calls, latency and overhead per message; the saga end to end
 	cargo bench --profile dev -p busline-tests --bench cold_start  # the harness itself needs no optimisation
 	cargo bench --profile dev -p busline-tests --bench idempotency_store  # LocalStack's latency dwarfs the client's
+	cargo bench --profile dev -p busline-tests --bench saga  # 50 orders end to end, and where the time goes
 	cargo bench -p busline --bench toolkit -- --warm-up-time 1 --measurement-time 3
 
 release: ## Release build of every function (LTO, stripped)

@@ -38,7 +38,9 @@ async fn main() -> Result<()> {
         }
     };
 
-    println!("\n==> Seeding the reference systems (the fulfillment table): two customers, 10 of each SKU");
+    println!(
+        "\n==> Seeding the reference systems (the fulfillment table): two customers, 10 of each SKU"
+    );
     let fulfilled = Scenario::new(&aws, 1_000_000, false, 9).await?;
     let declined = Scenario::new(&aws, 1_000_000, true, 0).await?;
     println!(
@@ -53,7 +55,9 @@ async fn main() -> Result<()> {
         let body = scenario.webhook_body()?;
         let headers = signed_headers(&secret, &body, &format!("demo-{}", scenario.order.order_id));
         let at = Utc::now();
-        let (status, answer) = stack.post_webhook("/webhooks/shop", &body, &headers).await?;
+        let (status, answer) = stack
+            .post_webhook("/webhooks/shop", &body, &headers)
+            .await?;
         println!(
             "\n==> POST {}webhooks/shop  order {} ({} lines, {} cents)\n<== {status} {answer}",
             stack.output("WebhookUrl")?,
@@ -62,13 +66,19 @@ async fn main() -> Result<()> {
             scenario.order.total_cents
         );
         if status != 202 {
-            bail!("the ingest function refused order {}", scenario.order.order_id);
+            bail!(
+                "the ingest function refused order {}",
+                scenario.order.order_id
+            );
         }
         let event_id = answer["eventId"].as_str().context("no eventId")?.to_owned();
         sent.push((at, event_id));
     }
 
-    println!("\n==> Following both sagas through GET {}orders/{{id}} ...", stack.output("OrderStatusUrl")?);
+    println!(
+        "\n==> Following both sagas through GET {}orders/{{id}} ...",
+        stack.output("OrderStatusUrl")?
+    );
     for (scenario, (at, event_id)) in [&fulfilled, &declined].into_iter().zip(&sent) {
         let finished = scenario.finished(FINISH).await?;
         let (_, view) = scenario.status().await?;
@@ -97,7 +107,10 @@ async fn main() -> Result<()> {
         .iter()
         .find(|e| e["type"] == "io.busline.order.failed.v1")
         .context("no order.failed event for the declined order")?;
-    println!("\n==> order.failed on the bus:\n{}", serde_json::to_string_pretty(failed)?);
+    println!(
+        "\n==> order.failed on the bus:\n{}",
+        serde_json::to_string_pretty(failed)?
+    );
     declined.check_consistent(false, &events).await?;
     let events = fulfilled.events(Duration::from_secs(1)).await?;
     fulfilled.check_consistent(true, &events).await?;
@@ -109,9 +122,9 @@ async fn main() -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let requests = server.received_requests().await.unwrap_or_default();
-            let ours = requests.iter().find(|r| {
-                String::from_utf8_lossy(&r.body).contains(&fulfilled.order.order_id)
-            });
+            let ours = requests
+                .iter()
+                .find(|r| String::from_utf8_lossy(&r.body).contains(&fulfilled.order.order_id));
             if let Some(request) = ours {
                 let email: Value = serde_json::from_slice(&request.body)?;
                 println!(
@@ -139,7 +152,10 @@ async fn main() -> Result<()> {
 
 /// Prints an order's status and its history, each entry's time since the webhook was sent.
 fn print_timeline(view: &Value, sent: DateTime<Utc>) {
-    let outcome = match (view["tracking_number"].as_str(), view["failure_reason"].as_str()) {
+    let outcome = match (
+        view["tracking_number"].as_str(),
+        view["failure_reason"].as_str(),
+    ) {
         (Some(tracking), _) => format!("tracking number {tracking}"),
         (None, Some(reason)) => reason.to_owned(),
         (None, None) => String::new(),
@@ -149,13 +165,14 @@ fn print_timeline(view: &Value, sent: DateTime<Utc>) {
         view["order_id"].as_str().unwrap_or("?"),
         view["status"].as_str().unwrap_or("?")
     );
+    println!("    {:>10}  {:<20} what", "since POST", "step");
     for entry in view["history"].as_array().into_iter().flatten() {
         let at = entry["at"]
             .as_str()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| (t.with_timezone(&Utc) - sent).num_milliseconds());
         println!(
-            "    {:>+7} ms  {:<20} {}",
+            "    {:>7} ms  {:<20} {}",
             at.map_or("?".to_owned(), |ms| ms.to_string()),
             entry["step"].as_str().unwrap_or("?"),
             entry["description"].as_str().unwrap_or("?")

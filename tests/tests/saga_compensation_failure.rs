@@ -37,7 +37,11 @@ async fn a_compensation_that_outlasts_its_retries_is_escalated_never_dropped() {
             "CompensationFailed"
         ]
     );
-    assert_eq!(finished.failed_invocations, 1 + 7, "the decline and 7 refund attempts");
+    assert_eq!(
+        finished.failed_invocations,
+        1 + 7,
+        "the decline and 7 refund attempts"
+    );
 
     let events = scenario.events(Duration::from_secs(3)).await.unwrap();
     let types: Vec<&str> = events
@@ -45,7 +49,11 @@ async fn a_compensation_that_outlasts_its_retries_is_escalated_never_dropped() {
         .filter_map(|e| e["type"].as_str())
         .filter(|t| t.starts_with("io.busline.order."))
         .collect();
-    assert_eq!(types, ["io.busline.order.compensation-failed.v1"], "{events:?}");
+    assert_eq!(
+        types,
+        ["io.busline.order.compensation-failed.v1"],
+        "{events:?}"
+    );
 
     let (_, status) = scenario.status().await.unwrap();
     assert_eq!(status["status"], "COMPENSATION_FAILED", "{status}");
@@ -68,6 +76,10 @@ async fn a_compensation_that_outlasts_its_retries_is_escalated_never_dropped() {
             .unwrap()
             .is_some()
     );
-    let payment = scenario.systems.payment(&scenario.order.order_id).await.unwrap();
+    let payment = scenario
+        .systems
+        .payment(&scenario.order.order_id)
+        .await
+        .unwrap();
     assert_eq!(payment.map_or(0, |p| p.net_cents()), 0);
 }

@@ -405,7 +405,13 @@ where
                 // The handler's own time, for the saga benchmark and for anyone reading the logs.
                 let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
                 let outcome = result.as_ref().map_or_else(|e| e.error_type(), |_| "done");
-                tracing::info!(order_id, step = step.name(), outcome, duration_ms, "step finished");
+                tracing::info!(
+                    order_id,
+                    step = step.name(),
+                    outcome,
+                    duration_ms,
+                    "step finished"
+                );
                 result.map_err(|e| crate::error::diagnostic(&e))
             })
         },
