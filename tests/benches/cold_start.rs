@@ -107,6 +107,36 @@ async fn main() -> Result<()> {
                 .collect(),
             event: sqs_event(include_str!("../fixtures/eventbridge-order-placed.json")),
         },
+        Subject {
+            name: "take-payment",
+            env: aws_env
+                .iter()
+                .cloned()
+                .chain([
+                    (
+                        "FULFILLMENT_TABLE".to_owned(),
+                        stack.output("FulfillmentTableName")?.to_owned(),
+                    ),
+                    (
+                        "ORDER_STATUS_TABLE".to_owned(),
+                        stack.output("OrderStatusTableName")?.to_owned(),
+                    ),
+                ])
+                .collect(),
+            event: json!({"order": serde_json::from_str::<Value>(SAMPLE_SHOP_ORDER)?}),
+        },
+        Subject {
+            name: "order-status",
+            env: aws_env
+                .iter()
+                .cloned()
+                .chain([(
+                    "ORDER_STATUS_TABLE".to_owned(),
+                    stack.output("OrderStatusTableName")?.to_owned(),
+                )])
+                .collect(),
+            event: webhook_event("GET", "/orders/SO-1001", "", &Vec::new()),
+        },
     ];
 
     let mut results = Vec::new();
