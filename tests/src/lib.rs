@@ -396,6 +396,72 @@ pub async fn receive(
     )
 }
 
+/// A message found in a dead-letter queue: its body and its message attributes.
+#[derive(Clone, Debug)]
+pub struct Letter {
+    /// The body, as sent.
+    pub body: String,
+    /// The string message attributes (`busline.error_type`, `busline.reason`, ...).
+    pub attributes: std::collections::HashMap<String, String>,
+}
+
+impl Letter {
+    /// An attribute's value, empty when absent.
+    pub fn attribute(&self, name: &str) -> &str {
+        self.attributes.get(name).map_or("", String::as_str)
+    }
+}
+
+/// Receives from `queue_url` until a message whose body `matches` arrives, for up to `within`, and
+/// returns it. Every message received is deleted: dead-letter queues are shared by the tests, and
+/// each looks only for its own letter.
+pub async fn find_letter(
+    config: &SdkConfig,
+    queue_url: &str,
+    matches: impl Fn(&str) -> bool,
+    within: Duration,
+) -> Result<Letter> {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let started = Instant::now();
+    while started.elapsed() < within {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        let mut found = None;
+        for message in out.messages() {
+            if let Some(handle) = message.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await?;
+            }
+            let body = message.body().unwrap_or_default();
+            if found.is_none() && matches(body) {
+                let attributes = message
+                    .message_attributes()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
+                    .collect();
+                found = Some(Letter {
+                    body: body.to_owned(),
+                    attributes,
+                });
+            }
+        }
+        if let Some(letter) = found {
+            return Ok(letter);
+        }
+    }
+    bail!("no matching message reached {queue_url} within {within:?}")
+}
+
 /// HTTP headers as name/value pairs.
 pub type Headers = Vec<(String, String)>;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use busline::audit::{AuditTrail, DynamoDbAuditTrail};
 use busline_tests::{
-    DeployedStack, SAMPLE_SHOP_ORDER, function_log_lines, localstack, signed_headers,
+    DeployedStack, SAMPLE_SHOP_ORDER, find_letter, function_log_lines, localstack, signed_headers,
 };
 use serde_json::Value;
 
@@ -76,28 +76,10 @@ async fn a_record_that_is_not_an_envelope_goes_to_the_dead_letter_queue_with_its
     let message_id = sent.message_id().unwrap().to_owned();
 
     let dlq = stack.output("PlacedOrdersDeadLetterQueueUrl").unwrap();
-    let started = Instant::now();
-    let letter = loop {
-        if let Some(letter) = dead_letters(&sqs, dlq)
-            .await
-            .into_iter()
-            .find(|m| m.body() == Some(marker.as_str()))
-        {
-            break letter;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the bad record did not reach the DLQ within 30 s"
-        );
-    };
-    let attribute = |name: &str| {
-        letter
-            .message_attributes()
-            .and_then(|a| a.get(name))
-            .and_then(|v| v.string_value())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let letter = find_letter(&aws, dlq, |body| body == marker, Duration::from_secs(30))
+        .await
+        .expect("the bad record reaches the DLQ within 30 s");
+    let attribute = |name: &str| letter.attribute(name).to_owned();
     assert_eq!(attribute("busline.error_type"), "NotAnEnvelope");
     assert_eq!(attribute("busline.record_id"), message_id);
     assert!(
@@ -137,30 +119,6 @@ async fn a_record_that_is_not_an_envelope_goes_to_the_dead_letter_queue_with_its
 }
 
 /// Receives what is in the dead-letter queue now, with message attributes, deleting it.
-async fn dead_letters(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-) -> Vec<aws_sdk_sqs::types::Message> {
-    let out = sqs
-        .receive_message()
-        .queue_url(queue_url)
-        .max_number_of_messages(10)
-        .message_attribute_names("All")
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap();
-    for message in out.messages() {
-        sqs.delete_message()
-            .queue_url(queue_url)
-            .receipt_handle(message.receipt_handle().unwrap())
-            .send()
-            .await
-            .unwrap();
-    }
-    out.messages.unwrap_or_default()
-}
-
 #[tokio::test]
 async fn a_bad_signature_at_the_function_url_is_refused_with_401() {
     let aws = localstack().await.unwrap();

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use busline_tests::localstack;
 use busline_tests::saga::Scenario;
+use busline_tests::{find_letter, localstack};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -87,50 +87,23 @@ async fn a_fulfilled_order_is_emailed_once_and_a_refused_notice_is_dead_lettered
     assert_eq!(emails[0]["template"], "order-fulfilled");
 
     // The refused notice: in the dead-letter queue, the whole event with the reason beside it.
-    let sqs = aws_sdk_sqs::Client::new(&aws);
     let dlq = told
         .stack()
         .output("NotificationsDeadLetterQueueUrl")
         .unwrap()
         .to_owned();
-    let started = Instant::now();
-    let letter = loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(&dlq)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        let found = out.messages().iter().find(|m| {
-            m.body()
-                .is_some_and(|b| b.contains(&format!("\"{}\"", refused.order.order_id)))
-        });
-        if let Some(message) = found {
-            break message.clone();
-        }
-        assert!(
-            started.elapsed() < FINISH,
-            "the refused notice never reached the dead-letter queue"
-        );
-    };
-    let attribute = |name: &str| {
-        letter
-            .message_attributes()
-            .and_then(|a| a.get(name))
-            .and_then(|v| v.string_value())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let order = format!("\"{}\"", refused.order.order_id);
+    let letter = find_letter(&aws, &dlq, |body| body.contains(&order), FINISH)
+        .await
+        .expect("the refused notice reaches the dead-letter queue");
+    let attribute = |name: &str| letter.attribute(name).to_owned();
     assert_eq!(attribute("busline.error_type"), "NotificationRejected");
     assert!(
         attribute("busline.reason").contains("mailbox does not exist"),
         "{}",
         attribute("busline.reason")
     );
-    let body: Value = serde_json::from_str(letter.body().unwrap()).unwrap();
+    let body: Value = serde_json::from_str(&letter.body).unwrap();
     assert_eq!(body["detail-type"], "io.busline.order.fulfilled.v1");
     assert_eq!(
         emails_for(&server, &refused.order.order_id).await.len(),

@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use busline::api::{header_str, json_response, path};
 use busline::bus::{EventPublisher, PublishError};
 use busline::config::{ConfigError, Env};
 use busline::envelope::{EnvelopeError, MAX_ENTRY_BYTES, new_traceparent, xray_trace_header};
@@ -321,16 +322,6 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::Text(
-            serde_json::to_string(body).expect("response bodies serialise"),
-        ))
-        .expect("static response parts are valid")
-}
-
 /// The Lambda handler: every outcome is an HTTP response, never a function error.
 pub async fn handle<P: EventPublisher, S: IdempotencyStore>(
     request: Request,
@@ -371,24 +362,10 @@ pub async fn handle<P: EventPublisher, S: IdempotencyStore>(
 }
 
 fn request_source(request: &Request) -> Option<&str> {
-    let path = request.raw_http_path();
-    let path = if path.is_empty() {
-        request.uri().path()
-    } else {
-        path
-    };
-    path.strip_prefix("/webhooks/")
+    path(request)
+        .strip_prefix("/webhooks/")
         .map(|s| s.trim_end_matches('/'))
         .filter(|s| !s.is_empty() && !s.contains('/'))
-}
-
-fn header_str<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
-    request
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
 }
 
 /// The envelope id for a delivery: the same delivery always gets the same id.
