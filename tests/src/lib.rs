@@ -396,6 +396,50 @@ pub async fn receive(
     )
 }
 
+/// Routes the events on `bus` that match `pattern` to a new queue named `name` (through a rule of
+/// the same name), and returns the queue's URL: a test's window onto the bus.
+pub async fn watch_bus(
+    config: &SdkConfig,
+    bus: &str,
+    name: &str,
+    pattern: &Value,
+) -> Result<String> {
+    let (queue_url, queue_arn) = create_queue(config, name, &[]).await?;
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": queue_arn}]});
+    aws_sdk_sqs::Client::new(config)
+        .set_queue_attributes()
+        .queue_url(&queue_url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::Policy,
+            policy.to_string(),
+        )
+        .send()
+        .await?;
+    let events = aws_sdk_eventbridge::Client::new(config);
+    events
+        .put_rule()
+        .name(name)
+        .event_bus_name(bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .context("put the watch rule")?;
+    events
+        .put_targets()
+        .rule(name)
+        .event_bus_name(bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("watch")
+                .arn(queue_arn)
+                .build()?,
+        )
+        .send()
+        .await?;
+    Ok(queue_url)
+}
+
 /// A message found in a dead-letter queue: its body and its message attributes.
 #[derive(Clone, Debug)]
 pub struct Letter {

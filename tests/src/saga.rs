@@ -12,7 +12,7 @@ use busline::fulfillment::{CreditStanding, Order};
 use busline::{Envelope, EventType};
 use serde_json::{Value, json};
 
-use crate::{DeployedStack, SAMPLE_SHOP_ORDER, SHOP_ORDER_PLACED, create_queue, receive};
+use crate::{DeployedStack, SAMPLE_SHOP_ORDER, SHOP_ORDER_PLACED, receive, watch_bus};
 
 /// Stock each scenario starts with, per SKU.
 pub const INITIAL_STOCK: i64 = 10;
@@ -99,49 +99,14 @@ impl Scenario {
 
     /// Routes the saga's events for this order to a queue of its own, for [`Scenario::events`].
     async fn watch(&mut self) -> Result<()> {
-        let (aws, order, stack) = (&self.aws, &self.order, &self.stack);
-        let tag = &order.order_id[3..];
-        let (events_queue, queue_arn) =
-            create_queue(aws, &format!("saga-events-{tag}"), &[]).await?;
-        let sqs = aws_sdk_sqs::Client::new(aws);
-        let bus = stack.output("EventBusName")?;
-        let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-            "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": queue_arn}]});
-        sqs.set_queue_attributes()
-            .queue_url(&events_queue)
-            .attributes(
-                aws_sdk_sqs::types::QueueAttributeName::Policy,
-                policy.to_string(),
-            )
-            .send()
-            .await?;
-        let events = aws_sdk_eventbridge::Client::new(aws);
-        let rule = format!("saga-events-{tag}");
+        let order_id = &self.order.order_id;
         let pattern = json!({"$or": [
-            {"source": ["busline.saga.order-fulfillment"], "detail": {"data": {"order_id": [order.order_id]}}},
-            {"source": ["busline.saga.reserve-inventory"], "detail": {"data": {"triggered_by_order": [order.order_id]}}}
+            {"source": ["busline.saga.order-fulfillment"], "detail": {"data": {"order_id": [order_id]}}},
+            {"source": ["busline.saga.reserve-inventory"], "detail": {"data": {"triggered_by_order": [order_id]}}}
         ]});
-        events
-            .put_rule()
-            .name(&rule)
-            .event_bus_name(bus)
-            .event_pattern(pattern.to_string())
-            .send()
-            .await
-            .context("put the watch rule")?;
-        events
-            .put_targets()
-            .rule(&rule)
-            .event_bus_name(bus)
-            .targets(
-                aws_sdk_eventbridge::types::Target::builder()
-                    .id("watch")
-                    .arn(queue_arn)
-                    .build()?,
-            )
-            .send()
-            .await?;
-        self.events_queue = Some(events_queue);
+        let name = format!("saga-events-{}", &order_id[3..]);
+        let bus = self.stack.output("EventBusName")?;
+        self.events_queue = Some(watch_bus(&self.aws, bus, &name, &pattern).await?);
         Ok(())
     }
 

@@ -1,0 +1,140 @@
+//! The CDC handler's throughput in-process, beside the cost of just parsing and re-serialising the
+//! same stream records (the limit any connector works under). Goal: at least 0.5× that limit.
+//!
+//! - `baseline: parse + re-serialise`: a batch of 100 `MODIFY` records read from JSON into
+//!   `EventRecord`s, each written back out as JSON;
+//! - `cdc handler`: the same batch through [`cdc_stream::handle`], each change built, its field
+//!   filter applied and serialised as the EventBridge entry it would be published as (a publisher
+//!   that stops short of the network).
+
+use std::hint::black_box;
+
+use aws_lambda_events::event::dynamodb::EventRecord;
+use busline::Envelope;
+use busline::batch::NoDeadLetterQueue;
+use busline::bus::{EventPublisher, PublishError};
+use cdc_stream::{CdcConfig, handle, parse_fields};
+use criterion::{Criterion, Throughput, criterion_group};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+const RECORDS: usize = 100;
+
+/// Serialises each envelope to its EventBridge entry, as the real publisher does, and drops it.
+struct Serialising;
+
+impl EventPublisher for Serialising {
+    async fn publish<T: Serialize + Sync>(
+        &self,
+        events: &[Envelope<T>],
+    ) -> Result<(), PublishError> {
+        for event in events {
+            let entry = event.to_eventbridge_entry("bench").map_err(|source| {
+                PublishError::Unpublishable {
+                    event_id: event.id.clone(),
+                    source,
+                }
+            })?;
+            black_box(entry);
+        }
+        Ok(())
+    }
+}
+
+fn batch() -> Value {
+    let fixture: Value = serde_json::from_str(include_str!(
+        "../../../tests/fixtures/dynamodb-stream-event.json"
+    ))
+    .unwrap();
+    let template = fixture["Records"][1].clone();
+    let records: Vec<Value> = (0..RECORDS)
+        .map(|i| {
+            let mut record = template.clone();
+            record["dynamodb"]["Keys"]["customer_id"] = json!({"S": format!("C-{}", i % 17)});
+            record["dynamodb"]["NewImage"]["customer_id"] = json!({"S": format!("C-{}", i % 17)});
+            record["dynamodb"]["OldImage"]["customer_id"] = json!({"S": format!("C-{}", i % 17)});
+            record["dynamodb"]["NewImage"]["phone"] = json!({"S": "+44 20 7946 0000"});
+            record["dynamodb"]["SequenceNumber"] =
+                json!(format!("{}", 4_421_584_600_000_u64 + i as u64));
+            record
+        })
+        .collect();
+    json!({"Records": records})
+}
+
+fn cdc(c: &mut Criterion) {
+    let event = batch();
+    let text = event.to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let config = CdcConfig {
+        drop_fields: parse_fields("phone"),
+        ..CdcConfig::default()
+    };
+    let mut group = c.benchmark_group("cdc");
+    group.throughput(Throughput::Elements(RECORDS as u64));
+    group.bench_function("baseline: parse + re-serialise", |b| {
+        b.iter(|| {
+            let event: Value = serde_json::from_str(black_box(&text)).unwrap();
+            for record in event["Records"].as_array().unwrap() {
+                let record: EventRecord = serde_json::from_value(record.clone()).unwrap();
+                black_box(serde_json::to_string(&record).unwrap());
+            }
+        })
+    });
+    group.bench_function("cdc handler", |b| {
+        b.iter(|| {
+            let event: Value = serde_json::from_str(black_box(&text)).unwrap();
+            let outcome = runtime
+                .block_on(handle(event, &config, &Serialising, &NoDeadLetterQueue))
+                .unwrap();
+            assert_eq!(outcome.published, RECORDS);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, cdc);
+
+fn main() {
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+    summarize();
+}
+
+/// Prints records per second for both, and the handler's share of the limit.
+fn summarize() {
+    let root = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+        .join("criterion/cdc");
+    let median_ns = |function: &str| -> Option<f64> {
+        let path = root
+            .join(function.replace(':', "_"))
+            .join("new/estimates.json");
+        let text = std::fs::read_to_string(path).ok()?;
+        serde_json::from_str::<Value>(&text).ok()?["median"]["point_estimate"].as_f64()
+    };
+    let (Some(baseline), Some(handler)) = (
+        median_ns("baseline: parse + re-serialise"),
+        median_ns("cdc handler"),
+    ) else {
+        println!("(no criterion estimates to summarise)");
+        return;
+    };
+    let per_second = |ns: f64| RECORDS as f64 / (ns / 1e9);
+    println!("\n| CDC, batch of {RECORDS} records | records / s | vs the limit |");
+    println!("|---|---:|---:|");
+    println!(
+        "| baseline: parse + re-serialise | {:.0} | 1.00× |",
+        per_second(baseline)
+    );
+    println!(
+        "| cdc handler (change, filter, EventBridge entry) | {:.0} | {:.2}× |",
+        per_second(handler),
+        baseline / handler
+    );
+}

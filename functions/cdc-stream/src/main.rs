@@ -1,0 +1,33 @@
+use busline::batch::SqsDeadLetterQueue;
+use busline::bus::EventBridgePublisher;
+use busline::config::{Env, ProcessEnv};
+use cdc_stream::{CdcConfig, handle};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    busline::telemetry::init_tracing();
+    let config = CdcConfig::from_env(&ProcessEnv)?;
+    let bus = ProcessEnv.require("BUS_NAME", "the event bus changes are published to")?;
+    let dlq = ProcessEnv.require(
+        "DEAD_LETTER_QUEUE_URL",
+        "the queue stream records that are not changes go to",
+    )?;
+    let aws = busline::aws::load_config().await;
+    let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), bus);
+    let dead_letters = SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), dlq);
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async {
+        let outcome = handle(event.payload, &config, &publisher, &dead_letters)
+            .await
+            .map_err(|e| busline::error::diagnostic(&e))?;
+        tracing::info!(
+            published = outcome.published,
+            dead_lettered = outcome.dead_lettered,
+            resume_at = ?outcome.resume_at,
+            "batch handled"
+        );
+        Ok::<_, lambda_runtime::Diagnostic>(outcome.response())
+    }))
+    .await
+}
