@@ -11,7 +11,7 @@
 //! | Answer | When |
 //! |---|---|
 //! | 200 `{order_id, decision, duplicate}` | done; `duplicate: true` when the same decision was already made |
-//! | 400 `malformed_json`, 422 `invalid_decision` | the body is not a decision |
+//! | 400 `empty_body` / `malformed_json`, 422 `invalid_decision` | the body is not a decision |
 //! | 401 `bad_signature` | not signed with the approvers' secret |
 //! | 404 `order_not_found` / `unknown_route`, 405 | no such order, path or method |
 //! | 409 `not_awaiting_approval` | the order does not wait (never did, was decided otherwise, or timed out) |
@@ -195,6 +195,13 @@ async fn decide<T: OrderTracker, C: TaskCallbacks>(
         return Err(Problem::method_not_allowed("POST"));
     }
     let body = request.body().as_ref();
+    if body.is_empty() {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            "the body is empty; send the decision as JSON, with Content-Type: application/json",
+        ));
+    }
     signature::verify(
         header_str(request, SIGNATURE_HEADER),
         &deps.secret,
