@@ -74,6 +74,7 @@ bench: deploy-local release ## Cold start, RSS and size beside a hello-world; th
 	cargo bench --profile dev -p busline-tests --bench saga  # 50 orders end to end, and where the time goes
 	cargo bench -p busline --bench toolkit -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p cdc-stream --bench cdc -- --warm-up-time 1 --measurement-time 3
+	cargo bench -p mdm-customer --bench merge -- --warm-up-time 1 --measurement-time 3
 
 release: ## Release build of every function (LTO, stripped)
 	cargo build --release --workspace --bins

@@ -1,0 +1,32 @@
+use aws_lambda_events::event::sqs::SqsEvent;
+use busline::batch::{BatchProcessor, SqsDeadLetterQueue};
+use busline::bus::EventBridgePublisher;
+use busline::config::{Env, ProcessEnv};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use mdm_customer::store::DynamoDbMasterStore;
+use mdm_customer::{CustomerMaster, handle, rules_from_env};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    busline::telemetry::init_tracing();
+    let rules = rules_from_env(&ProcessEnv)?;
+    let table = ProcessEnv.require("MASTER_TABLE", "the customer master's DynamoDB table")?;
+    let bus = ProcessEnv.require("BUS_NAME", "the event bus master changes are published to")?;
+    let dlq = ProcessEnv.require(
+        "DEAD_LETTER_QUEUE_URL",
+        "the queue changes that can never be merged go to",
+    )?;
+    let aws = busline::aws::load_config().await;
+    let master = CustomerMaster {
+        store: DynamoDbMasterStore::new(aws_sdk_dynamodb::Client::new(&aws), table),
+        publisher: EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), bus),
+        rules,
+    };
+    // One at a time: messages of one customer would only race each other's versions.
+    let processor = BatchProcessor::new()
+        .dead_letters(SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), dlq));
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
+        handle(event.payload, &master, &processor)
+    }))
+    .await
+}
