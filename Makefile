@@ -72,6 +72,7 @@ bench: deploy-local release ## Cold start, RSS and size beside a hello-world; th
 	cargo bench --profile dev -p busline-tests --bench cold_start  # the harness itself needs no optimisation
 	cargo bench --profile dev -p busline-tests --bench idempotency_store  # LocalStack's latency dwarfs the client's
 	cargo bench --profile dev -p busline-tests --bench saga  # 50 orders end to end, and where the time goes
+	cargo bench --profile dev -p busline-tests --bench batch_sync  # 10,000 records from a stub source to the bus
 	cargo bench -p busline --bench toolkit -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p cdc-stream --bench cdc -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p mdm-customer --bench merge -- --warm-up-time 1 --measurement-time 3

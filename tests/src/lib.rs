@@ -8,6 +8,7 @@
 //!   built from the real event fixture.
 
 pub mod saga;
+pub mod source_stub;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -178,6 +179,15 @@ impl CallCounter {
     pub fn dynamodb(&self, config: &SdkConfig) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(config)
+                .interceptor(self.clone())
+                .build(),
+        )
+    }
+
+    /// An EventBridge client on `config` whose calls this counter sees.
+    pub fn eventbridge(&self, config: &SdkConfig) -> aws_sdk_eventbridge::Client {
+        aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::config::Builder::from(config)
                 .interceptor(self.clone())
                 .build(),
         )
@@ -372,19 +382,28 @@ pub async fn receive(
             .wait_time_seconds(1)
             .send()
             .await?;
-        for message in out.messages() {
+        let mut deletes = Vec::new();
+        for (i, message) in out.messages().iter().enumerate() {
             bodies.push(
                 serde_json::from_str(message.body().unwrap_or_default())
                     .context("message body is JSON")?,
             );
             last_arrival = Instant::now();
             if let Some(handle) = message.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(queue_url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await?;
+                deletes.push(
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .build()?,
+                );
             }
+        }
+        if !deletes.is_empty() {
+            sqs.delete_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(deletes))
+                .send()
+                .await?;
         }
     }
     if bodies.len() >= want {

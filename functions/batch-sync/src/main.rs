@@ -1,0 +1,46 @@
+use batch_sync::{Sync, SyncConfig, SyncError};
+use busline::Classify;
+use busline::batch::SqsDeadLetterQueue;
+use busline::bus::EventBridgePublisher;
+use busline::checkpoint::DynamoDbCheckpointStore;
+use busline::config::{Env, ProcessEnv};
+use busline::retry::{Backoff, Deadline};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    busline::telemetry::init_tracing();
+    let config = SyncConfig::from_env(&ProcessEnv)?;
+    let table = ProcessEnv.require("CHECKPOINT_TABLE", "the checkpoint store's DynamoDB table")?;
+    let bus = ProcessEnv.require("BUS_NAME", "the event bus records are published to")?;
+    let dlq = ProcessEnv.require("DEAD_LETTER_QUEUE_URL", "the queue malformed records go to")?;
+    let aws = busline::aws::load_config().await;
+    let sync = Sync {
+        config,
+        http: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?,
+        checkpoints: DynamoDbCheckpointStore::new(aws_sdk_dynamodb::Client::new(&aws), table),
+        publisher: EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), bus),
+        dead_letters: SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), dlq),
+        backoff: Backoff::default(),
+    };
+    let sync = &sync;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+        let run_id = event.context.request_id.clone();
+        match sync.run(&run_id, Deadline::of(&event.context)).await {
+            Ok(report) => Ok(serde_json::to_value(report).expect("a report serialises")),
+            // Another run has it: this one has nothing to do, and that is not a failure.
+            Err(SyncError::Refused(why)) => {
+                tracing::info!(reason = %why, "refused");
+                Ok(serde_json::json!({"refused": why}))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, error_type = e.error_type(), "the sync failed; the checkpoint stands at the last published page");
+                Err(busline::error::diagnostic(&e))
+            }
+        }
+    }))
+    .await
+}
