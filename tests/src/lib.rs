@@ -415,6 +415,27 @@ pub async fn receive(
     )
 }
 
+/// Invokes function `name` synchronously with `event`; returns the function error type (if any) and
+/// the payload as JSON (`null` when empty or not JSON).
+pub async fn invoke(
+    config: &SdkConfig,
+    name: &str,
+    event: &Value,
+) -> Result<(Option<String>, Value)> {
+    let out = aws_sdk_lambda::Client::new(config)
+        .invoke()
+        .function_name(name)
+        .payload(aws_smithy_types::Blob::new(event.to_string()))
+        .send()
+        .await
+        .with_context(|| format!("invoke {name}"))?;
+    let payload = out
+        .payload()
+        .and_then(|p| serde_json::from_slice(p.as_ref()).ok())
+        .unwrap_or(Value::Null);
+    Ok((out.function_error().map(str::to_owned), payload))
+}
+
 /// Routes the events on `bus` that match `pattern` to a new queue named `name` (through a rule of
 /// the same name), and returns the queue's URL: a test's window onto the bus.
 pub async fn watch_bus(

@@ -7,7 +7,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use busline_tests::source_stub::SourceStub;
-use busline_tests::{DeployedStack, deploy_process_function, localstack, receive, watch_bus};
+use busline_tests::{
+    DeployedStack, deploy_process_function, invoke, localstack, receive, watch_bus,
+};
 use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 use wiremock::MockServer;
@@ -81,24 +83,9 @@ async fn harness(records: usize, timeout_secs: i32) -> Harness {
 impl Harness {
     /// Invokes the function as the schedule would; returns its answer or error payload.
     async fn invoke(&self) -> (Option<String>, Value) {
-        let out = aws_sdk_lambda::Client::new(&self.aws)
-            .invoke()
-            .function_name(&self.function)
-            .payload(aws_smithy_types::Blob::new(
-                json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
-                    .to_string(),
-            ))
-            .send()
-            .await
-            .unwrap();
-        let body = out
-            .payload()
-            .map(|p| p.as_ref().to_vec())
-            .unwrap_or_default();
-        (
-            out.function_error().map(str::to_owned),
-            serde_json::from_slice(&body).unwrap_or(Value::Null),
-        )
+        let scheduled =
+            json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+        invoke(&self.aws, &self.function, &scheduled).await.unwrap()
     }
 
     /// Runs until a run completes, taking over after refusals (a lease still held) and early stops.

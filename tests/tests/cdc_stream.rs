@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use busline_tests::{DeployedStack, localstack, receive, watch_bus};
+use busline_tests::{DeployedStack, invoke, localstack, receive, watch_bus};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -110,15 +110,10 @@ async fn a_malformed_stream_record_reaches_the_dead_letter_queue_with_its_reason
     let marker = format!("bad-{}", uuid::Uuid::new_v4().simple());
     event["Records"][1]["eventName"] = json!("TRUNCATE");
     event["Records"][1]["eventID"] = json!(marker);
-    let out = aws_sdk_lambda::Client::new(&aws)
-        .invoke()
-        .function_name(format!("{}-cdc-stream", DeployedStack::NAME))
-        .payload(aws_smithy_types::Blob::new(event.to_string()))
-        .send()
+    let (error, answer) = invoke(&aws, &format!("{}-cdc-stream", DeployedStack::NAME), &event)
         .await
         .unwrap();
-    assert_eq!(out.function_error(), None);
-    let answer: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(error, None, "{answer}");
     assert_eq!(
         answer["batchItemFailures"],
         json!([]),

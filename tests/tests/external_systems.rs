@@ -5,8 +5,8 @@
 
 use busline::fulfillment::http::IDEMPOTENCY_KEY_HEADER;
 use busline_tests::saga::Scenario;
-use busline_tests::{DeployedStack, deploy_process_function, localstack};
-use serde_json::{Value, json};
+use busline_tests::{DeployedStack, deploy_process_function, invoke, localstack};
+use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -15,28 +15,6 @@ fn take_payment_binary() -> String {
     format!(
         "{}/../.state/functions/take-payment/bootstrap",
         env!("CARGO_MANIFEST_DIR")
-    )
-}
-
-async fn invoke(
-    aws: &aws_config::SdkConfig,
-    function: &str,
-    payload: &Value,
-) -> (Option<String>, Value) {
-    let out = aws_sdk_lambda::Client::new(aws)
-        .invoke()
-        .function_name(function)
-        .payload(aws_smithy_types::Blob::new(payload.to_string()))
-        .send()
-        .await
-        .unwrap();
-    let body = out
-        .payload()
-        .map(|p| p.as_ref().to_vec())
-        .unwrap_or_default();
-    (
-        out.function_error().map(str::to_owned),
-        serde_json::from_slice(&body).unwrap_or(Value::Null),
     )
 }
 
@@ -93,7 +71,9 @@ async fn take_payment_uses_the_payment_provider_its_url_names() {
     .await
     .unwrap();
 
-    let (error, answer) = invoke(&aws, &function, &json!({"order": paid.order})).await;
+    let (error, answer) = invoke(&aws, &function, &json!({"order": paid.order}))
+        .await
+        .unwrap();
     assert_eq!(error, None, "{answer}");
     assert_eq!(answer["payment_id"], "psp-1");
     assert!(
@@ -104,7 +84,9 @@ async fn take_payment_uses_the_payment_provider_its_url_names() {
             .is_none(),
         "the reference ledger is not touched"
     );
-    let (error, answer) = invoke(&aws, &function, &json!({"order": declined.order})).await;
+    let (error, answer) = invoke(&aws, &function, &json!({"order": declined.order}))
+        .await
+        .unwrap();
     assert!(error.is_some());
     assert_eq!(answer["errorType"], "PaymentDeclined", "{answer}");
     assert!(

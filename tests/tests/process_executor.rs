@@ -3,7 +3,6 @@
 //! crashes, and injected faults.
 
 use aws_config::SdkConfig;
-use aws_sdk_lambda::primitives::Blob;
 use busline_tests::{
     create_hot_reload_function, deploy_process_function, localstack, queue_faults, settled_function,
 };
@@ -21,18 +20,7 @@ async fn deploy_probe(aws: &SdkConfig, timeout_secs: i32) -> String {
 
 /// Invokes synchronously; returns the function error (if any) and the payload.
 async fn invoke(aws: &SdkConfig, name: &str, event: Value) -> (Option<String>, Value) {
-    let out = aws_sdk_lambda::Client::new(aws)
-        .invoke()
-        .function_name(name)
-        .payload(Blob::new(event.to_string()))
-        .send()
-        .await
-        .unwrap();
-    let payload = out
-        .payload()
-        .map(|p| serde_json::from_slice(p.as_ref()).unwrap())
-        .unwrap_or(Value::Null);
-    (out.function_error().map(str::to_owned), payload)
+    busline_tests::invoke(aws, name, &event).await.unwrap()
 }
 
 #[tokio::test]

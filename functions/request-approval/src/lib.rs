@@ -47,8 +47,11 @@ pub async fn handle<T: OrderTracker, P: EventPublisher>(
 ) -> Result<(), FulfillmentError> {
     let order = &request.order;
     let now = Utc::now();
-    let decide_by =
-        now + TimeDelta::seconds(i64::try_from(request.timeout_seconds).unwrap_or(i64::MAX / 1000));
+    // Whatever the timeout, never a panic: an absurd one just has no date to show.
+    let decide_by = i64::try_from(request.timeout_seconds)
+        .ok()
+        .and_then(TimeDelta::try_seconds)
+        .and_then(|timeout| now.checked_add_signed(timeout));
     let waiting = Transition::new(
         &order.order_id,
         "approval",
@@ -79,7 +82,7 @@ pub async fn handle<T: OrderTracker, P: EventPublisher>(
             "customer_id": order.customer.id,
             "total_cents": order.total_cents,
             "currency": order.currency,
-            "decide_by": decide_by.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "decide_by": decide_by.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             "task_token": request.task_token,
         }),
     )
@@ -92,7 +95,7 @@ pub async fn handle<T: OrderTracker, P: EventPublisher>(
             system: "BusUnavailable",
             source: Box::new(e),
         })?;
-    tracing::info!(order_id = %order.order_id, total_cents = order.total_cents, %decide_by, "approval requested");
+    tracing::info!(order_id = %order.order_id, total_cents = order.total_cents, ?decide_by, "approval requested");
     Ok(())
 }
 
@@ -147,6 +150,18 @@ mod tests {
         assert_eq!(view.history.len(), 1, "one wait in the history");
         let published = publisher.published();
         assert_ne!(published[0]["id"], published[1]["id"]);
+    }
+
+    #[tokio::test]
+    async fn an_absurd_timeout_is_no_panic_just_no_date() {
+        let (tracker, publisher) = (InMemoryOrderTracker::new(), InMemoryBus::new());
+        let mut request = request("token-1");
+        request.timeout_seconds = u64::MAX;
+        handle(request, &tracker, &publisher).await.unwrap();
+        assert_eq!(
+            publisher.published()[0]["data"]["decide_by"],
+            serde_json::Value::Null
+        );
     }
 
     #[tokio::test]
