@@ -1,0 +1,53 @@
+use aws_lambda_events::event::sqs::SqsEvent;
+use busline::batch::{BatchProcessor, SqsDeadLetterQueue};
+use busline::config::{Env, ProcessEnv};
+use busline::retry::Deadline;
+use deliver_webhook::circuit::DynamoDbCircuitStore;
+use deliver_webhook::{Config, Deliverer, SqsVisibility, handle};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    busline::telemetry::init_tracing();
+    let config = Config::from_env(&ProcessEnv)?;
+    let queue = ProcessEnv.require("QUEUE_URL", "the queue the function consumes (for backoff)")?;
+    let dlq = ProcessEnv.require("DEAD_LETTER_QUEUE_URL", "the queue refused events go to")?;
+    let table = ProcessEnv.require("CIRCUIT_TABLE", "the DynamoDB table circuits are kept in")?;
+    let secret_id = ProcessEnv.require(
+        "SIGNING_SECRET",
+        "the Secrets Manager id of the outbound signing secret",
+    )?;
+    let aws = busline::aws::load_config().await;
+    let secret = aws_sdk_secretsmanager::Client::new(&aws)
+        .get_secret_value()
+        .secret_id(&secret_id)
+        .send()
+        .await?
+        .secret_string()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("secret {secret_id} has no string value"))?
+        .as_bytes()
+        .to_vec();
+    let deliverer = Deliverer {
+        config,
+        secret,
+        http: reqwest::Client::new(),
+        circuits: DynamoDbCircuitStore::new(aws_sdk_dynamodb::Client::new(&aws), table),
+        visibility: SqsVisibility::new(aws_sdk_sqs::Client::new(&aws), queue),
+    };
+    let processor = BatchProcessor::new()
+        .concurrency(4)
+        .dead_letters(SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), dlq));
+    let (deliverer, processor) = (&deliverer, &processor);
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
+        handle(
+            event.payload,
+            deliverer,
+            processor,
+            Deadline::of(&event.context),
+        )
+        .await
+    }))
+    .await
+}

@@ -1,0 +1,330 @@
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use busline::batch::InMemoryDeadLetterQueue;
+use serde_json::json;
+use wiremock::matchers::{header_exists, method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use super::*;
+use crate::circuit::InMemoryCircuitStore;
+
+const FULFILLED: &str = include_str!("../../../tests/fixtures/eventbridge-order-fulfilled.json");
+const SECRET: &[u8] = b"outbound-secret";
+
+/// Visibility changes, recorded.
+#[derive(Clone, Default)]
+struct Recorded(Arc<Mutex<Vec<(String, Duration)>>>);
+
+impl Visibility for Recorded {
+    async fn delay(
+        &self,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((receipt_handle.to_owned(), delay));
+        Ok(())
+    }
+}
+
+fn deliverer(server: &MockServer) -> Deliverer<InMemoryCircuitStore, Recorded> {
+    let subscriptions = json!({"io.busline.order.fulfilled.v1": [{"name": "warehouse", "url": format!("{}/hooks", server.uri())}]});
+    Deliverer {
+        config: Config::from_env(&[
+            ("SUBSCRIPTIONS", subscriptions.to_string().as_str()),
+            ("REQUEST_TIMEOUT_MS", "500"),
+            ("CIRCUIT_THRESHOLD", "3"),
+            ("CIRCUIT_OPEN_SECONDS", "1"),
+        ])
+        .unwrap(),
+        secret: SECRET.to_vec(),
+        http: reqwest::Client::new(),
+        circuits: InMemoryCircuitStore::new(),
+        visibility: Recorded::default(),
+    }
+}
+
+/// An order.fulfilled event with its own id, as the SQS message of attempt `attempt`.
+fn message(id: &str, attempt: u32) -> Value {
+    copy_of(id, "", attempt)
+}
+
+/// The same event as another SQS message (the bus delivered it twice): its own message id.
+fn copy_of(id: &str, copy: &str, attempt: u32) -> Value {
+    let mut event: Value = serde_json::from_str(FULFILLED).unwrap();
+    event["detail"]["id"] = json!(id);
+    json!({
+        "messageId": format!("msg-{id}{copy}"), "receiptHandle": format!("rh-{id}-{attempt}"), "body": event.to_string(),
+        "attributes": {"ApproximateReceiveCount": attempt.to_string(), "SentTimestamp": "1795564530000", "SenderId": "AIDA", "ApproximateFirstReceiveTimestamp": "1795564530001"},
+        "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:deliveries", "awsRegion": "us-east-1"
+    })
+}
+
+fn batch(messages: Vec<Value>) -> SqsEvent {
+    serde_json::from_value(json!({"Records": messages})).unwrap()
+}
+
+async fn run(
+    deliverer: &Deliverer<InMemoryCircuitStore, Recorded>,
+    messages: Vec<Value>,
+) -> (Vec<String>, InMemoryDeadLetterQueue) {
+    let dlq = InMemoryDeadLetterQueue::new();
+    let processor = BatchProcessor::new().dead_letters(dlq.clone());
+    let ids: Vec<String> = messages
+        .iter()
+        .map(|m| m["messageId"].as_str().unwrap().to_owned())
+        .collect();
+    let failures = match handle(
+        batch(messages),
+        deliverer,
+        &processor,
+        Deadline::after(Duration::from_secs(30)),
+    )
+    .await
+    {
+        Ok(response) => response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect(),
+        // Every message failed: the invocation fails, and Lambda retries them all.
+        Err(_) => ids,
+    };
+    (failures, dlq)
+}
+
+#[tokio::test]
+async fn an_event_is_posted_signed_with_its_idempotency_key() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hooks"))
+        .and(header_exists(SIGNATURE_HEADER))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let deliverer = deliverer(&server);
+    let (failures, dlq) = run(&deliverer, vec![message("e-1", 1)]).await;
+    assert!(failures.is_empty() && dlq.letters().is_empty());
+    let request = &server.received_requests().await.unwrap()[0];
+    assert_eq!(
+        request.headers[IDEMPOTENCY_KEY_HEADER],
+        "busline.saga.order-fulfillment:e-1"
+    );
+    let signature = request.headers[SIGNATURE_HEADER].to_str().unwrap();
+    let now = chrono::Utc::now().timestamp() as u64;
+    busline::signature::verify(Some(signature), SECRET, &request.body, now, 300)
+        .expect("a valid signature");
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(
+        (body["id"].as_str(), body["type"].as_str()),
+        (Some("e-1"), Some("io.busline.order.fulfilled.v1"))
+    );
+}
+
+#[tokio::test]
+async fn failures_wait_by_visibility_with_a_growing_backoff() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let mut deliverer = deliverer(&server);
+    deliverer.config.circuit.threshold = 100; // this test is about the backoff alone
+    let mut caps = Vec::new();
+    for attempt in 1..=6 {
+        let (failures, dlq) = run(&deliverer, vec![message("e-1", attempt)]).await;
+        assert_eq!(failures, ["msg-e-1"], "attempt {attempt} is retried");
+        assert!(dlq.letters().is_empty());
+        caps.push(deliverer.config.backoff.cap(attempt));
+    }
+    let delays: Vec<Duration> = deliverer
+        .visibility
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, d)| *d)
+        .collect();
+    println!(
+        "backoff schedule (attempt: visibility, cap): {:?}",
+        delays.iter().zip(&caps).collect::<Vec<_>>()
+    );
+    for (delay, cap) in delays.iter().zip(&caps) {
+        assert!(
+            *delay >= Duration::from_secs(1) && *delay <= (*cap).max(Duration::from_secs(1)),
+            "{delay:?} within {cap:?}"
+        );
+    }
+    assert!(
+        caps.windows(2).all(|w| w[1] >= w[0]) && caps[5] > caps[0],
+        "{caps:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_waits_at_least_its_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "120"))
+        .mount(&server)
+        .await;
+    let deliverer = deliverer(&server);
+    run(&deliverer, vec![message("e-1", 1)]).await;
+    assert!(deliverer.visibility.0.lock().unwrap()[0].1 >= Duration::from_secs(120));
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_goes_to_the_dead_letter_queue_with_status_and_excerpt() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(422).set_body_string("unknown tracking carrier"))
+        .mount(&server)
+        .await;
+    let deliverer = deliverer(&server);
+    let (failures, dlq) = run(&deliverer, vec![message("e-1", 1)]).await;
+    assert!(failures.is_empty(), "not retried");
+    let letters = dlq.letters();
+    assert_eq!(letters[0].error_type, "DeliveryRefused");
+    assert!(
+        letters[0].reason.contains("422") && letters[0].reason.contains("unknown tracking carrier"),
+        "{}",
+        letters[0].reason
+    );
+    assert!(deliverer.visibility.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_failures_stops_calls_and_closes_after_a_good_trial() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(3)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let deliverer = deliverer(&server);
+    for i in 0..3 {
+        run(&deliverer, vec![message(&format!("e-{i}"), 1)]).await;
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    // Open: the next message is not sent, and waits out the open time.
+    let (failures, _) = run(&deliverer, vec![message("e-3", 1)]).await;
+    assert_eq!(failures, ["msg-e-3"]);
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        3,
+        "no call while open"
+    );
+    let last = deliverer.visibility.0.lock().unwrap().last().unwrap().1;
+    assert!(last >= Duration::from_secs(1));
+    // After the open time, a trial goes through and closes it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (failures, _) = run(&deliverer, vec![message("e-3", 2)]).await;
+    assert!(failures.is_empty());
+    assert_eq!(
+        deliverer.circuits.get("warehouse").await.unwrap(),
+        circuit::Circuit::default()
+    );
+}
+
+/// A receiver that fails every other request with 503 and keeps each Idempotency-Key once.
+#[derive(Clone, Default)]
+struct Deduplicating {
+    seen: Arc<Mutex<(u32, HashSet<String>, u32)>>,
+}
+
+impl Respond for Deduplicating {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let mut seen = self.seen.lock().unwrap();
+        seen.0 += 1;
+        if seen.0 % 2 == 1 {
+            return ResponseTemplate::new(503);
+        }
+        let key = request.headers[IDEMPOTENCY_KEY_HEADER]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        if !seen.1.insert(key) {
+            seen.2 += 1; // a copy, dropped
+        }
+        ResponseTemplate::new(200)
+    }
+}
+
+#[tokio::test]
+async fn every_event_reaches_a_deduplicating_receiver_exactly_once() {
+    let server = MockServer::start().await;
+    let receiver = Deduplicating::default();
+    Mock::given(method("POST"))
+        .respond_with(receiver.clone())
+        .mount(&server)
+        .await;
+    let mut deliverer = deliverer(&server);
+    deliverer.config.circuit.threshold = 1000;
+    // Twenty events; each batch is redelivered (as SQS would after the visibility) until done, and
+    // some deliveries are duplicated on purpose, as at-least-once delivery allows.
+    let mut pending: Vec<(String, String, u32)> = (0..20)
+        .map(|i| (format!("e-{i}"), String::new(), 1))
+        .collect();
+    pending.extend((0..5).map(|i| (format!("e-{i}"), "-copy".to_owned(), 1)));
+    let mut rounds = 0;
+    while !pending.is_empty() {
+        rounds += 1;
+        assert!(rounds < 20, "never drained");
+        let messages = pending
+            .iter()
+            .map(|(id, copy, n)| copy_of(id, copy, *n))
+            .collect();
+        let (failures, dlq) = run(&deliverer, messages).await;
+        assert!(dlq.letters().is_empty());
+        pending = pending
+            .into_iter()
+            .filter(|(id, copy, _)| failures.contains(&format!("msg-{id}{copy}")))
+            .map(|(id, copy, n)| (id, copy, n + 1))
+            .collect();
+    }
+    let (requests, keys, copies) = receiver.seen.lock().unwrap().clone();
+    assert_eq!(keys.len(), 20, "every event accepted once");
+    println!(
+        "{requests} requests, {} accepted events, {copies} copies dropped by the receiver",
+        keys.len()
+    );
+}
+
+#[tokio::test]
+async fn what_is_not_an_event_or_has_no_subscriber_is_dead_lettered() {
+    let server = MockServer::start().await;
+    let deliverer = deliverer(&server);
+    let mut other = message("e-1", 1);
+    let mut event: Value = serde_json::from_str(FULFILLED).unwrap();
+    event["detail-type"] = json!("io.busline.order.failed.v1");
+    event["detail"]["type"] = json!("io.busline.order.failed.v1");
+    other["body"] = json!(event.to_string());
+    let mut garbage = message("e-2", 1);
+    garbage["body"] = json!("{\"truncated\": ");
+    let (failures, dlq) = run(&deliverer, vec![other, garbage]).await;
+    assert!(failures.is_empty());
+    let types: Vec<String> = dlq.letters().into_iter().map(|l| l.error_type).collect();
+    assert_eq!(types, ["NoSubscriber", "NotAnEvent"]);
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[test]
+fn subscriptions_are_read_and_checked() {
+    let config = Config::from_env(&[(
+        "SUBSCRIPTIONS",
+        r#"{"t.v1": [{"url": "https://erp.example/hooks"}]}"#,
+    )])
+    .unwrap();
+    assert_eq!(config.subscriptions["t.v1"][0].name, "erp.example");
+    assert!(Config::from_env(&[("SUBSCRIPTIONS", r#"{"t.v1": [{"url": "ftp://x"}]}"#)]).is_err());
+    assert!(Config::from_env(&[("SUBSCRIPTIONS", "[]")]).is_err());
+}
