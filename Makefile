@@ -19,7 +19,8 @@ export SAM_CLI_TELEMETRY     := 0
 FUNCTIONS  := $(notdir $(wildcard functions/*))
 TARGET_DIR  = $${CARGO_TARGET_DIR:-target}
 
-.PHONY: help demo test bench lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
+
+.PHONY: help demo test bench redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -84,6 +85,9 @@ sizes: release ## Release binary sizes (goal: at most 8 MB each)
 	@for bin in $$(ls functions); do \
 	  printf '%-24s %s bytes\n' $$bin $$(stat -c %s $${CARGO_TARGET_DIR:-target}/release/$$bin); \
 	done
+
+redrive: localstack-start ## List each dead-letter queue's letters with their reasons; ARGS="move <queue> --error-type T" redrives chosen ones
+	cargo run --quiet -p busline --features redrive --bin redrive -- $(ARGS)
 
 clean: localstack-stop ## Stop LocalStack and remove build output and local state
 	cargo clean

@@ -14,7 +14,8 @@
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format metrics;
 //! - [`error`]: the retryable / permanent / duplicate taxonomy that becomes a Lambda `Diagnostic`;
 //! - [`signature`] and [`schema`]: webhook signatures and JSON Schema validation;
-//! - `api` (feature `api`): JSON answers and refusals for functions behind an HTTP endpoint.
+//! - `api` (feature `api`): JSON answers and refusals for functions behind an HTTP endpoint;
+//! - [`redrive`]: what sits in a dead-letter queue, and moving chosen letters back (`make redrive`).
 #![warn(missing_docs)]
 
 #[cfg(feature = "api")]
@@ -29,6 +30,7 @@ pub mod envelope;
 pub mod error;
 pub mod fulfillment;
 pub mod idempotency;
+pub mod redrive;
 pub mod retry;
 pub mod schema;
 pub mod signature;
