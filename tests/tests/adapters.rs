@@ -86,3 +86,42 @@ async fn the_dynamodb_audit_trail_keeps_the_audit_contract() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_dynamodb_order_tracker_keeps_the_status_contract() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let aws = localstack().await.unwrap();
+    let table = format!(
+        "status-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    dynamodb
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("order_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("order_id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    busline::fulfillment::status::contract(
+        &busline::fulfillment::status::DynamoDbOrderTracker::new(dynamodb, &table),
+        "",
+    )
+    .await;
+}
