@@ -74,16 +74,13 @@ fn text(attributes: &HashMap<String, MessageAttributeValue>, name: &str) -> Opti
         .map(str::to_owned)
 }
 
-async fn receive(
-    client: &Client,
-    dlq_url: &str,
-    visibility_secs: i32,
-) -> Result<Vec<Letter>, Error> {
+/// Receives up to ten letters, hidden for 30 s while this run decides on them.
+async fn receive(client: &Client, dlq_url: &str) -> Result<Vec<Letter>, Error> {
     let out = client
         .receive_message()
         .queue_url(dlq_url)
         .max_number_of_messages(10)
-        .visibility_timeout(visibility_secs)
+        .visibility_timeout(30)
         .wait_time_seconds(1)
         .message_attribute_names("All")
         .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
@@ -126,19 +123,30 @@ async fn release(client: &Client, dlq_url: &str, letter: &Letter) -> Result<(), 
     Ok(())
 }
 
+/// The next letters this run has not seen; those it has are made visible again at once, so
+/// looking twice never hides anything. Empty when the queue holds nothing new.
+async fn receive_fresh(
+    client: &Client,
+    dlq_url: &str,
+    seen: &mut HashSet<String>,
+) -> Result<Vec<Letter>, Error> {
+    let mut fresh = Vec::new();
+    for letter in receive(client, dlq_url).await? {
+        if seen.insert(letter.message_id.clone()) {
+            fresh.push(letter);
+        } else {
+            release(client, dlq_url, &letter).await?;
+        }
+    }
+    Ok(fresh)
+}
+
 /// Up to `max` letters, without taking them: each is visible again when this returns.
 pub async fn peek(client: &Client, dlq_url: &str, max: usize) -> Result<Vec<Letter>, Error> {
     let mut seen = HashSet::new();
     let mut letters = Vec::new();
     while letters.len() < max {
-        let mut fresh = Vec::new();
-        for letter in receive(client, dlq_url, 30).await? {
-            if seen.insert(letter.message_id.clone()) {
-                fresh.push(letter);
-            } else {
-                release(client, dlq_url, &letter).await?;
-            }
-        }
+        let fresh = receive_fresh(client, dlq_url, &mut seen).await?;
         if fresh.is_empty() {
             break;
         }
@@ -225,15 +233,7 @@ pub async fn redrive(
     let mut done = Redriven::default();
     let mut seen = HashSet::new();
     loop {
-        let mut fresh = Vec::new();
-        for letter in receive(client, dlq_url, 30).await? {
-            if seen.insert(letter.message_id.clone()) {
-                fresh.push(letter);
-            } else {
-                // Looked at already in this run: leave it visible for the next.
-                release(client, dlq_url, &letter).await?;
-            }
-        }
+        let fresh = receive_fresh(client, dlq_url, &mut seen).await?;
         if fresh.is_empty() {
             return Ok(done);
         }

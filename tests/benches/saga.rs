@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use aws_sdk_sfn::types::HistoryEventType;
 use busline_tests::saga::Scenario;
 use busline_tests::{DeployedStack, function_log_lines, localstack, percentile};
 use chrono::Utc;
@@ -47,13 +46,9 @@ struct Timing {
     handlers: f64,
 }
 
-fn millis(t: &aws_smithy_types::DateTime) -> f64 {
-    t.to_millis().unwrap_or_default() as f64
-}
-
 /// Runs one order and times it from the outside: placed → started → stopped, and the Lambda tasks'
 /// time as Step Functions saw it (scheduled → succeeded).
-async fn run(aws: &aws_config::SdkConfig, scenario: &Scenario) -> Result<Timing> {
+async fn run(scenario: &Scenario) -> Result<Timing> {
     let placed = Utc::now().timestamp_micros() as f64 / 1000.0;
     scenario.place().await?;
     let finished = scenario.finished(Duration::from_secs(60)).await?;
@@ -62,42 +57,12 @@ async fn run(aws: &aws_config::SdkConfig, scenario: &Scenario) -> Result<Timing>
         "order {} did not fulfil: {finished:?}",
         scenario.order.order_id
     );
-    let sfn = aws_sdk_sfn::Client::new(aws);
-    let arn = scenario.execution_arn()?;
-    let execution = sfn.describe_execution().execution_arn(&arn).send().await?;
-    let started = millis(execution.start_date());
-    let stopped = millis(execution.stop_date().context("a stop date")?);
-    let history = sfn
-        .get_execution_history()
-        .execution_arn(&arn)
-        .max_results(1000)
-        .send()
-        .await?;
-    let mut scheduled = None;
-    let mut lambda_tasks = 0.0;
-    for event in history.events() {
-        match event.r#type() {
-            HistoryEventType::LambdaFunctionScheduled | HistoryEventType::TaskScheduled
-                if event
-                    .task_scheduled_event_details()
-                    .is_none_or(|d| d.resource_type() == "lambda") =>
-            {
-                scheduled = Some(millis(event.timestamp()));
-            }
-            HistoryEventType::LambdaFunctionSucceeded | HistoryEventType::TaskSucceeded => {
-                if let Some(at) = scheduled.take() {
-                    lambda_tasks += millis(event.timestamp()) - at;
-                }
-            }
-            _ => {}
-        }
-    }
     Ok(Timing {
         order_id: scenario.order.order_id.clone(),
-        end_to_end: stopped - placed,
-        start: started - placed,
-        execution: stopped - started,
-        lambda_tasks,
+        end_to_end: finished.stopped_ms - placed,
+        start: finished.started_ms - placed,
+        execution: finished.stopped_ms - finished.started_ms,
+        lambda_tasks: finished.lambda_task_ms,
         ..Timing::default()
     })
 }
@@ -148,7 +113,7 @@ async fn main() -> Result<()> {
     }
     let mut timings = Vec::new();
     for (i, scenario) in scenarios.iter().enumerate() {
-        let timing = run(&aws, scenario).await?;
+        let timing = run(scenario).await?;
         if i >= WARM_UP {
             timings.push(timing);
         }

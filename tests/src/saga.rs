@@ -39,6 +39,39 @@ pub struct Finished {
     pub states: Vec<String>,
     /// How many Lambda invocations failed along the way (retried or caught).
     pub failed_invocations: usize,
+    /// When the execution started and stopped, Unix ms (Step Functions' clock).
+    pub started_ms: f64,
+    /// See `started_ms`.
+    pub stopped_ms: f64,
+    /// Time the Lambda tasks took as Step Functions saw them (scheduled → succeeded), ms.
+    pub lambda_task_ms: f64,
+}
+
+/// The Lambda tasks' time in an execution's history, scheduled → succeeded, ms.
+fn lambda_task_ms(events: &[aws_sdk_sfn::types::HistoryEvent]) -> f64 {
+    use aws_sdk_sfn::types::HistoryEventType;
+    let millis =
+        |e: &aws_sdk_sfn::types::HistoryEvent| e.timestamp().to_millis().unwrap_or_default() as f64;
+    let mut scheduled = None;
+    let mut total = 0.0;
+    for event in events {
+        match event.r#type() {
+            HistoryEventType::LambdaFunctionScheduled | HistoryEventType::TaskScheduled
+                if event
+                    .task_scheduled_event_details()
+                    .is_none_or(|d| d.resource_type() == "lambda") =>
+            {
+                scheduled = Some(millis(event));
+            }
+            HistoryEventType::LambdaFunctionSucceeded | HistoryEventType::TaskSucceeded => {
+                if let Some(at) = scheduled.take() {
+                    total += millis(event) - at;
+                }
+            }
+            _ => {}
+        }
+    }
+    total
 }
 
 impl Scenario {
@@ -176,11 +209,16 @@ impl Scenario {
                         .map(serde_json::from_str)
                         .transpose()?
                         .unwrap_or(Value::Null);
+                    let millis =
+                        |t: &aws_smithy_types::DateTime| t.to_millis().unwrap_or_default() as f64;
                     return Ok(Finished {
                         status,
                         output,
                         states,
                         failed_invocations,
+                        started_ms: millis(execution.start_date()),
+                        stopped_ms: execution.stop_date().map_or(0.0, millis),
+                        lambda_task_ms: lambda_task_ms(history.events()),
                     });
                 }
             }

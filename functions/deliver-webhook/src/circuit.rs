@@ -49,6 +49,15 @@ impl Default for Policy {
     }
 }
 
+impl Policy {
+    /// Until when `circuit`, after a failure at `now_ms`, must be open: when the failures reach the
+    /// threshold and it is not open already (a failed trial after it lapsed opens it again).
+    pub fn opens(&self, circuit: &Circuit, now_ms: i64) -> Option<i64> {
+        (circuit.failures >= self.threshold && circuit.wait(now_ms).is_none())
+            .then(|| now_ms + self.open_for.as_millis() as i64)
+    }
+}
+
 /// The circuit store could not be reached. Delivery goes on without it (fail open): a broken
 /// breaker must not stop deliveries.
 #[derive(Debug, thiserror::Error)]
@@ -142,8 +151,7 @@ impl CircuitStore for DynamoDbCircuitStore {
             .await
             .map_err(unavailable)?;
         let mut current = circuit(out.attributes.as_ref());
-        if current.failures >= policy.threshold && current.wait(now_ms).is_none() {
-            let until = now_ms + policy.open_for.as_millis() as i64;
+        if let Some(until) = policy.opens(&current, now_ms) {
             self.client
                 .update_item()
                 .table_name(&self.table)
@@ -205,8 +213,8 @@ impl CircuitStore for InMemoryCircuitStore {
         let mut circuits = self.circuits.lock().unwrap();
         let circuit = circuits.entry(destination.to_owned()).or_default();
         circuit.failures += 1;
-        if circuit.failures >= policy.threshold && circuit.wait(now_ms).is_none() {
-            circuit.open_until_ms = Some(now_ms + policy.open_for.as_millis() as i64);
+        if let Some(until) = policy.opens(circuit, now_ms) {
+            circuit.open_until_ms = Some(until);
         }
         Ok(*circuit)
     }

@@ -18,17 +18,10 @@ async fn main() -> Result<(), Error> {
         "the Secrets Manager id of the outbound signing secret",
     )?;
     let aws = busline::aws::load_config().await;
-    let secret = aws_sdk_secretsmanager::Client::new(&aws)
-        .get_secret_value()
-        .secret_id(&secret_id)
-        .send()
-        .await?
-        .secret_string()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| format!("secret {secret_id} has no string value"))?
-        .as_bytes()
-        .to_vec();
+    let secret =
+        busline::aws::secret_string(&aws_sdk_secretsmanager::Client::new(&aws), &secret_id)
+            .await?
+            .into_bytes();
     let deliverer = Deliverer {
         config,
         secret,

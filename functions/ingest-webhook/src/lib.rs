@@ -242,24 +242,14 @@ pub async fn fetch_secrets(
     for (source, secret_id) in config.sources.clone() {
         let client = client.clone();
         reads.spawn(async move {
-            let error =
-                |source_error: Box<dyn std::error::Error + Send + Sync>| StartupError::Secret {
+            let secret = busline::aws::secret_string(&client, &secret_id)
+                .await
+                .map_err(|e| StartupError::Secret {
                     source_name: source.clone(),
                     secret_id: secret_id.clone(),
-                    source: source_error,
-                };
-            let output = client
-                .get_secret_value()
-                .secret_id(&secret_id)
-                .send()
-                .await
-                .map_err(|e| error(Box::new(e)))?;
-            let secret = output
-                .secret_string()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| error("the secret has no string value".into()))?;
-            Ok((source.clone(), secret.as_bytes().to_vec()))
+                    source: Box::new(e),
+                })?;
+            Ok((source, secret.into_bytes()))
         });
     }
     let mut secrets = Vec::with_capacity(config.sources.len());
