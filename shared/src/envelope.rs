@@ -119,7 +119,34 @@ impl<T> Envelope<T> {
     pub fn correlation_id(&self) -> &str {
         self.correlationid.as_deref().unwrap_or(&self.id)
     }
+
+    /// An event this one causes, in the same business transaction.
+    ///
+    /// Its id is derived from this event's source and id and `key` (which tells apart the events one
+    /// event causes, such as the parts of a split), so a transformer that runs again on the same
+    /// event makes the same ids and consumers deduplicate the copies. The correlation id, subject and
+    /// trace carry over, and this event is the cause.
+    pub fn derive<U>(
+        &self,
+        key: &str,
+        source: impl Into<String>,
+        event_type: EventType,
+        data: U,
+    ) -> Envelope<U> {
+        let name = format!("{}\n{}\n{key}", self.source, self.id);
+        let id = uuid::Uuid::new_v5(&DERIVED_ID_NAMESPACE, name.as_bytes());
+        let mut derived = Envelope::new(id.to_string(), source, event_type, data)
+            .with_correlation_id(self.correlation_id())
+            .with_causation_id(&self.id);
+        derived.subject.clone_from(&self.subject);
+        derived.traceparent.clone_from(&self.traceparent);
+        derived
+    }
 }
+
+/// The namespace of ids made by [`Envelope::derive`].
+const DERIVED_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x0c5e_7a43_91d2_4f0b_8e6a_d3b1_7f20_0001);
 
 impl<T: Serialize> Envelope<T> {
     /// The EventBridge entry for this envelope on `bus`.

@@ -13,7 +13,10 @@
 //! - [`config`] and [`aws`]: configuration read once at cold start, and SDK clients built once;
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format metrics;
 //! - [`error`]: the retryable / permanent / duplicate taxonomy that becomes a Lambda `Diagnostic`;
-//! - [`signature`] and [`schema`]: webhook signatures and JSON Schema validation;
+//! - [`signature`] and [`schema`]: webhook signatures, JSON Schema validation, and the schema
+//!   compatibility rules ([`schema::compat`]);
+//! - [`canonical`]: the canonical model every dialect is translated into, with its versioned
+//!   schemas and upcasting; [`transform`]: the runtime of the transformers (translate, enrich, split);
 //! - `api` (feature `api`): JSON answers and refusals for functions behind an HTTP endpoint;
 //! - [`redrive`]: what sits in a dead-letter queue, and moving chosen letters back (`make redrive`).
 #![warn(missing_docs)]
@@ -24,6 +27,7 @@ pub mod audit;
 pub mod aws;
 pub mod batch;
 pub mod bus;
+pub mod canonical;
 pub mod checkpoint;
 pub mod config;
 pub mod envelope;
@@ -35,6 +39,7 @@ pub mod retry;
 pub mod schema;
 pub mod signature;
 pub mod telemetry;
+pub mod transform;
 
 pub use envelope::{Envelope, EventType};
 pub use error::{Classify, ErrorClass};

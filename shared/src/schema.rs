@@ -4,6 +4,8 @@
 //! resolved (the crate is built without its HTTP resolver), so a schema cannot make a function reach
 //! out to the internet.
 
+pub mod compat;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -42,6 +44,41 @@ impl Schema {
         };
         let document: Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let validator = jsonschema::validator_for(&document).map_err(|e| invalid(e.to_string()))?;
+        let id = document
+            .get("$id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok(Self { id, validator })
+    }
+
+    /// Like [`Schema::compile`], with `$ref`s to other schemas resolved among `references` (each a
+    /// schema document with an `$id`), offline.
+    pub fn compile_with_references(
+        name: &str,
+        text: &str,
+        references: &[&str],
+    ) -> Result<Self, SchemaError> {
+        let invalid = |reason: String| SchemaError {
+            name: name.to_owned(),
+            reason,
+        };
+        let document: Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut registry = jsonschema::Registry::new();
+        for reference in references {
+            let reference: Value =
+                serde_json::from_str(reference).map_err(|e| invalid(e.to_string()))?;
+            let Some(id) = reference.get("$id").and_then(Value::as_str).map(str::to_owned) else {
+                return Err(invalid("a referenced schema has no $id".to_owned()));
+            };
+            registry = registry
+                .add(id, reference)
+                .map_err(|e| invalid(e.to_string()))?;
+        }
+        let registry = registry.prepare().map_err(|e| invalid(e.to_string()))?;
+        let validator = jsonschema::options()
+            .with_registry(&registry)
+            .build(&document)
+            .map_err(|e| invalid(e.to_string()))?;
         let id = document
             .get("$id")
             .and_then(Value::as_str)

@@ -82,6 +82,9 @@ pub struct OrderLine {
 pub struct Address {
     /// Street and number.
     pub line1: String,
+    /// The rest of the street address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
     /// City.
     pub city: String,
     /// Postal code.
