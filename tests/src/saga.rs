@@ -149,7 +149,7 @@ impl Scenario {
             uuid::Uuid::new_v4().to_string(),
             "busline.webhook.shop",
             EventType::parse(SHOP_ORDER_PLACED)?,
-            serde_json::to_value(&self.order)?,
+            serde_json::from_str::<Value>(&self.webhook_body()?)?,
         )
         .with_subject(self.order.order_id.clone())
         .with_correlation_id(format!("corr-{}", self.order.order_id));

@@ -166,10 +166,11 @@ async fn a_change_missing_its_timestamp_is_dead_lettered_with_the_reason() {
     let aws = localstack().await.unwrap();
     let stack = DeployedStack::read(&aws).await.unwrap();
     let customer = format!("C-mdm-bad-{}", uuid::Uuid::new_v4().simple());
+    // Canonical, as the translator would publish it, but without its time.
     let bad = envelope(
-        "io.busline.crm.customer.updated.v1",
-        "busline.webhook.crm",
-        json!({"customer_id": customer, "changes": {"phone": "+1"}}),
+        "io.busline.customer.updated.v1",
+        "busline.translate",
+        json!({"customer_id": customer, "source": "crm", "changes": {"phone": "+1"}}),
     );
     EventBridgePublisher::new(
         aws_sdk_eventbridge::Client::new(&aws),

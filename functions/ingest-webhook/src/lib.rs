@@ -79,6 +79,18 @@ pub const SOURCES: &[SourceSpec] = &[
         schema: include_str!("../../../infra/schemas/webhooks/crm-customer.v1.json"),
         subject: "/customer_id",
     },
+    SourceSpec {
+        name: "marketplace",
+        event_type: "io.busline.marketplace.order.placed.v1",
+        schema: include_str!("../../../infra/schemas/webhooks/marketplace-order.v1.json"),
+        subject: "/payload/orderNumber",
+    },
+    SourceSpec {
+        name: "helpdesk",
+        event_type: "io.busline.helpdesk.user.updated.v1",
+        schema: include_str!("../../../infra/schemas/webhooks/helpdesk-user.v1.json"),
+        subject: "/detail/external_id",
+    },
 ];
 
 /// The function's configuration, read once at cold start (see the README for each variable).

@@ -2,7 +2,7 @@
 //!
 //! | Event | Source | Timestamp | Fields |
 //! |---|---|---|---|
-//! | `io.busline.crm.customer.updated.v1` | `crm` | `updated_at` | `changes`: email, phone, name, tier |
+//! | `io.busline.customer.updated.v1` (canonical: the CRM's and the help desk's changes, translated by `translate`) | its `source` | `updated_at` | `changes`: email, phone, name, tier |
 //! | `io.busline.shop.order.placed.v1` | `shop` | `placed_at` | the order's customer email and name, its shipping address |
 //! | `io.busline.cdc.erp-customers.changed.v1` | `erp` | `ts_ms` (the change's time) | the `after` image's canonical fields |
 //!
@@ -21,10 +21,10 @@ pub const CANONICAL_FIELDS: &[&str] =
     &["email", "phone", "name", "tier", "address", "credit_limit"];
 
 /// The event types the master listens to.
-pub const CRM_UPDATED: &str = "io.busline.crm.customer.updated.v1";
-/// See [`CRM_UPDATED`].
+pub const CUSTOMER_UPDATED: &str = busline::canonical::CUSTOMER_UPDATED_V1;
+/// See [`CUSTOMER_UPDATED`].
 pub const SHOP_ORDER_PLACED: &str = "io.busline.shop.order.placed.v1";
-/// See [`CRM_UPDATED`].
+/// See [`CUSTOMER_UPDATED`].
 pub const ERP_CHANGED: &str = "io.busline.cdc.erp-customers.changed.v1";
 
 /// What an event means for the master.
@@ -63,14 +63,14 @@ fn canonical(fields: impl IntoIterator<Item = (String, Value)>) -> BTreeMap<Stri
 pub fn map(envelope: &Envelope<Value>) -> Result<Mapped, String> {
     let data = &envelope.data;
     let update = match envelope.event_type.as_str() {
-        CRM_UPDATED => {
+        CUSTOMER_UPDATED => {
             let changes = data
                 .get("changes")
                 .and_then(Value::as_object)
                 .ok_or("/changes is missing or not an object")?;
             CustomerUpdate {
                 customer_id: text(data, "/customer_id")?.to_owned(),
-                source: "crm".to_owned(),
+                source: text(data, "/source")?.to_owned(),
                 ts_ms: millis(data, "/updated_at")?,
                 fields: canonical(changes.clone()),
             }
@@ -137,8 +137,8 @@ mod tests {
     #[test]
     fn each_source_maps_to_canonical_fields_with_its_own_time() {
         let crm: Value =
-            serde_json::from_str(include_str!("../../../infra/events/crm-customer.json")).unwrap();
-        let Mapped::Update(u) = map(&envelope(CRM_UPDATED, crm)).unwrap() else {
+            serde_json::from_str(include_str!("../../translate/golden/crm-customer.json")).unwrap();
+        let Mapped::Update(u) = map(&envelope(CUSTOMER_UPDATED, crm)).unwrap() else {
             panic!()
         };
         assert_eq!((u.source.as_str(), u.customer_id.as_str()), ("crm", "C-42"));
@@ -171,16 +171,16 @@ mod tests {
 
     #[test]
     fn a_payload_missing_what_the_master_needs_says_what() {
-        let no_time = json!({"customer_id": "C-1", "changes": {"phone": "+1"}});
+        let no_time = json!({"customer_id": "C-1", "source": "crm", "changes": {"phone": "+1"}});
         assert!(
-            map(&envelope(CRM_UPDATED, no_time))
+            map(&envelope(CUSTOMER_UPDATED, no_time))
                 .unwrap_err()
                 .contains("/updated_at")
         );
         let bad_time =
-            json!({"customer_id": "C-1", "updated_at": "yesterday", "changes": {"phone": "+1"}});
+            json!({"customer_id": "C-1", "source": "crm", "updated_at": "yesterday", "changes": {"phone": "+1"}});
         assert!(
-            map(&envelope(CRM_UPDATED, bad_time))
+            map(&envelope(CUSTOMER_UPDATED, bad_time))
                 .unwrap_err()
                 .contains("RFC 3339")
         );

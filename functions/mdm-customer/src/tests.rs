@@ -129,8 +129,8 @@ async fn what_the_master_cannot_take_is_a_permanent_error() {
     let envelope = Envelope::new(
         "e-1",
         "test",
-        EventType::parse(sources::CRM_UPDATED).unwrap(),
-        json!({"customer_id": "C-1", "changes": {"phone": "+1"}}),
+        EventType::parse(sources::CUSTOMER_UPDATED).unwrap(),
+        json!({"customer_id": "C-1", "source": "crm", "changes": {"phone": "+1"}}),
     );
     let error = m.apply_envelope(&envelope).await.unwrap_err();
     assert_eq!(error.error_type(), "MalformedCustomerChange");
