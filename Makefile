@@ -47,6 +47,7 @@ deploy-local: tools localstack-start ## Build the functions and deploy template.
 	done
 	$(TOOLS)/bin/python infra/localstack/local_template.py template.yaml $(STATE)/functions > $(STATE)/template.local.json
 	$(TOOLS)/bin/sam deploy --config-file $(CURDIR)/samconfig.toml --config-env localstack --template-file $(STATE)/template.local.json
+	$(TOOLS)/bin/python infra/localstack/prune_rules.py busline EventBusName
 
 lint-template: tools ## cfn-lint and sam validate --lint, both offline
 	$(TOOLS)/bin/cfn-lint template.yaml

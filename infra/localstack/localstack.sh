@@ -203,6 +203,9 @@ start() {
   # name where 127.0.0.1 would make a nonsense one.
   # KINESIS_LATENCY=0: Kinesis Mock, behind DynamoDB Streams, otherwise keeps a new table's stream
   # ENABLING for 500 ms and drops the records of writes made meanwhile (AWS keeps them).
+  # LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC=0.1: LocalStack's SQS event source mapping waits
+  # 1 s after every poll that found messages, which caps a queue's consumer at 10 messages a second
+  # (one batch a second); AWS's pollers poll again at once. Empty polls still back off up to 10 s.
   GATEWAY_LISTEN=127.0.0.1:$port \
   LOCALSTACK_HOST=localhost:$port \
   SQS_ENDPOINT_STRATEGY=path \
@@ -214,6 +217,7 @@ start() {
   FILESYSTEM_ROOT=$fs \
   KINESIS_MOCK_VERSION=$KINESIS_MOCK_VERSION \
   KINESIS_LATENCY=${KINESIS_LATENCY:-0} \
+  LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC=${LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC:-0.1} \
   LAMBDA_RUNTIME_EXECUTOR=${LAMBDA_RUNTIME_EXECUTOR:-process} \
   BUSLINE_LAMBDA_FAULTS_FILE=${BUSLINE_LAMBDA_FAULTS_FILE:-$state/lambda-faults.json} \
     setsid "$venv/bin/python" -m localstack.runtime.main >"$logfile" 2>&1 </dev/null &

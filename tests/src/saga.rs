@@ -406,13 +406,16 @@ impl Scenario {
         Ok(())
     }
 
-    /// The order as the web shop's webhook body (the sample, with this scenario's ids).
+    /// The order as the web shop's webhook body: this scenario's order, with the sample's time and
+    /// warehouses (which the saga's view of an order does not keep).
     pub fn webhook_body(&self) -> Result<String> {
-        let mut body: Value = serde_json::from_str(SAMPLE_SHOP_ORDER)?;
-        body["order_id"] = json!(self.order.order_id);
-        body["customer"]["id"] = json!(self.order.customer.id);
-        for (i, line) in self.order.lines.iter().enumerate() {
-            body["lines"][i]["sku"] = json!(line.sku);
+        let sample: Value = serde_json::from_str(SAMPLE_SHOP_ORDER)?;
+        let mut body = serde_json::to_value(&self.order)?;
+        body["placed_at"] = sample["placed_at"].clone();
+        for (i, line) in body["lines"].as_array_mut().into_iter().flatten().enumerate() {
+            if let Some(warehouse) = sample["lines"].get(i).and_then(|l| l.get("warehouse")) {
+                line["warehouse"] = warehouse.clone();
+            }
         }
         Ok(body.to_string())
     }

@@ -251,6 +251,13 @@ impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
         message: &SqsMessage,
         deadline: Deadline,
     ) -> Result<(), DeliveryError> {
+        // When the handler took the message, and when the bus put it on the queue: the queue's hop
+        // in the logs (and the delivery benchmark's).
+        let started_at_ms = chrono::Utc::now().timestamp_millis();
+        let sent_at_ms: Option<i64> = message
+            .attributes
+            .get("SentTimestamp")
+            .and_then(|t| t.parse().ok());
         let body = message.body.as_deref().unwrap_or_default();
         let event: EventBridgeEvent<Value> = serde_json::from_str(body).map_err(|e| {
             DeliveryError::NotAnEvent(format!("the body is not an EventBridge event: {e}"))
@@ -285,7 +292,15 @@ impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
                 tracing::warn!(event_id = %envelope.id, destination = %subscriber.name, attempt, error = %error, "not delivered");
                 return Err(error);
             }
-            tracing::info!(event_id = %envelope.id, destination = %subscriber.name, attempt, "delivered");
+            tracing::info!(
+                event_id = %envelope.id,
+                destination = %subscriber.name,
+                attempt,
+                sent_at_ms,
+                started_at_ms,
+                queue_age_ms = sent_at_ms.map(|sent| started_at_ms - sent),
+                "delivered"
+            );
         }
         Ok(())
     }

@@ -1,1 +1,97 @@
-fn main() {}
+//! The translator's throughput on one core, beside parsing and re-serialising the same events with
+//! `serde_json` (the limit any transformer works under). Goal: at least 0.5× that limit.
+//!
+//! For each dialect's sample, as EventBridge delivers it (the whole event, as bytes):
+//! - `baseline`: parsed into a `serde_json::Value` and written back out;
+//! - `translate`: parsed into the delivered event, read as an envelope, translated (typed dialect,
+//!   mapping, canonical validation), and serialised as the EventBridge entry it is published as.
+
+use std::hint::black_box;
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use busline::transform::delivered;
+use busline::{Envelope, EventType};
+use criterion::{Criterion, Throughput, criterion_group};
+use serde_json::Value;
+
+const DIALECTS: &[(&str, &str, &str)] = &[
+    ("shop", translate::SHOP_ORDER_PLACED, include_str!("../../../infra/events/shop-order.json")),
+    ("marketplace", translate::MARKETPLACE_ORDER_PLACED, include_str!("../../../infra/events/marketplace-order.json")),
+    ("crm", translate::CRM_CUSTOMER_UPDATED, include_str!("../../../infra/events/crm-customer.json")),
+    ("helpdesk", translate::HELPDESK_USER_UPDATED, include_str!("../../../infra/events/helpdesk-user.json")),
+];
+
+/// The sample as the event EventBridge delivers, serialised.
+fn delivered_text(event_type: &str, sample: &str) -> String {
+    let envelope = Envelope::new(
+        "7d1c1c52-5e1a-4b8e-9a53-0f4b7c1e2d3a",
+        "busline.webhook.bench",
+        EventType::parse(event_type).unwrap(),
+        serde_json::from_str::<Value>(sample).unwrap(),
+    )
+    .with_correlation_id("corr-bench")
+    .with_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    serde_json::to_string(&delivered(&envelope)).unwrap()
+}
+
+fn translation(c: &mut Criterion) {
+    for (name, event_type, sample) in DIALECTS {
+        let text = delivered_text(event_type, sample);
+        let mut group = c.benchmark_group(format!("translate/{name}"));
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("baseline", |b| {
+            b.iter(|| {
+                let value: Value = serde_json::from_str(black_box(&text)).unwrap();
+                black_box(serde_json::to_string(&value).unwrap());
+            })
+        });
+        group.bench_function("translate", |b| {
+            b.iter(|| {
+                let event: EventBridgeEvent<Value> = serde_json::from_str(black_box(&text)).unwrap();
+                let envelope = Envelope::<Value>::from_eventbridge(event).unwrap();
+                let translated = translate::translate(&envelope).unwrap();
+                for out in &translated {
+                    black_box(out.to_eventbridge_entry("bench").unwrap());
+                }
+                assert_eq!(translated.len(), 1);
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, translation);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    summarize();
+}
+
+/// Prints events per second for both, and the translator's share of the limit, per dialect.
+fn summarize() {
+    let root = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+        .join("criterion");
+    let median_ns = |group: &str, function: &str| -> Option<f64> {
+        let path = root.join(group.replace('/', "_")).join(function).join("new/estimates.json");
+        let text = std::fs::read_to_string(path).ok()?;
+        serde_json::from_str::<Value>(&text).ok()?["median"]["point_estimate"].as_f64()
+    };
+    println!("\n| Translation, one event | baseline events / s | translate events / s | vs the limit |");
+    println!("|---|---:|---:|---:|");
+    for (name, _, _) in DIALECTS {
+        let group = format!("translate/{name}");
+        let (Some(baseline), Some(translate)) = (median_ns(&group, "baseline"), median_ns(&group, "translate")) else {
+            println!("| {name} | (no criterion estimates) | | |");
+            continue;
+        };
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.2}× |",
+            1e9 / baseline,
+            1e9 / translate,
+            baseline / translate
+        );
+    }
+}
