@@ -14,6 +14,7 @@
 //!   which consumers deduplicate.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -38,6 +39,9 @@ pub enum Outcome {
 
 /// Transforms one delivered event with `transform` and publishes what it becomes; see the
 /// [module documentation](self). The error is the invocation's failure, for Lambda to retry.
+///
+/// The transformer gets the envelope behind an [`Arc`] and this function keeps it too, so that a
+/// failed event can still be dead-lettered whole without copying every event up front.
 pub async fn transform<O, E, F, Fut, P, D>(
     event: EventBridgeEvent<Value>,
     transform: F,
@@ -47,21 +51,14 @@ pub async fn transform<O, E, F, Fut, P, D>(
 where
     O: Serialize + Sync,
     E: Classify,
-    F: FnOnce(Envelope<Value>) -> Fut,
+    F: FnOnce(Arc<Envelope<Value>>) -> Fut,
     Fut: Future<Output = Result<Vec<Envelope<O>>, E>>,
     P: EventPublisher,
     D: DeadLetterQueue,
 {
-    let park = |event: &EventBridgeEvent<Value>, error: Diagnostic| DeadLetter {
-        body: serde_json::to_string(event).unwrap_or_else(|e| format!("unserialisable: {e}")),
-        record_id: event.id.clone().unwrap_or_default(),
-        source: Some(format!("{}/{}", event.source, event.detail_type)),
-        group: None,
-        error_type: error.error_type,
-        reason: error.error_message,
-    };
-    let letter = match Envelope::<Value>::from_eventbridge(event.clone()) {
-        Err(e) => park(
+    let event_id = event.id.clone();
+    let letter = match Envelope::from_eventbridge_value(event) {
+        Err((e, event)) => park(
             &event,
             Diagnostic {
                 error_type: "MalformedEvent".to_owned(),
@@ -69,18 +66,24 @@ where
             },
         ),
         Ok(envelope) => {
-            let (id, event_type) = (envelope.id.clone(), envelope.event_type.clone());
-            match transform(envelope).await {
+            let envelope = Arc::new(envelope);
+            // The event as it was delivered, rebuilt (only for a letter) from the envelope it held.
+            let failed = |envelope: &Envelope<Value>, error: Diagnostic| {
+                let mut event = delivered(envelope);
+                event.id.clone_from(&event_id);
+                park(&event, error)
+            };
+            match transform(Arc::clone(&envelope)).await {
                 Ok(events) if events.is_empty() => return Ok(Outcome::Published(0)),
                 Ok(events) => match bus.publish(&events).await {
                     Ok(()) => {
-                        tracing::info!(event_id = %id, %event_type, published = events.len(), "transformed");
+                        tracing::info!(event_id = %envelope.id, event_type = %envelope.event_type, published = events.len(), "transformed");
                         return Ok(Outcome::Published(events.len()));
                     }
-                    Err(e) if e.class() == ErrorClass::Permanent => park(&event, diagnostic(&e)),
+                    Err(e) if e.class() == ErrorClass::Permanent => failed(&envelope, diagnostic(&e)),
                     Err(e) => return Err(retry(diagnostic(&e))),
                 },
-                Err(e) if e.class() == ErrorClass::Permanent => park(&event, diagnostic(&e)),
+                Err(e) if e.class() == ErrorClass::Permanent => failed(&envelope, diagnostic(&e)),
                 Err(e) if e.class() == ErrorClass::Duplicate => return Ok(Outcome::Published(0)),
                 Err(e) => return Err(retry(diagnostic(&e))),
             }
@@ -94,6 +97,18 @@ where
         })
     })?;
     Ok(Outcome::DeadLettered(letter.error_type))
+}
+
+/// The dead letter for a delivered event: the event whole, with why.
+fn park(event: &EventBridgeEvent<Value>, error: Diagnostic) -> DeadLetter {
+    DeadLetter {
+        body: serde_json::to_string(event).unwrap_or_else(|e| format!("unserialisable: {e}")),
+        record_id: event.id.clone().unwrap_or_default(),
+        source: Some(format!("{}/{}", event.source, event.detail_type)),
+        group: None,
+        error_type: error.error_type,
+        reason: error.error_message,
+    }
 }
 
 /// The event EventBridge delivers to a rule's target for `envelope`: what a transformer receives.
@@ -136,7 +151,7 @@ pub async fn serve<O, E, F, Fut>(
 where
     O: Serialize + Sync,
     E: Classify,
-    F: Fn(Envelope<Value>) -> Fut,
+    F: Fn(Arc<Envelope<Value>>) -> Fut,
     Fut: Future<Output = Result<Vec<Envelope<O>>, E>>,
 {
     let bus = ProcessEnv.require("BUS_NAME", "the event bus the transformed events go to")?;

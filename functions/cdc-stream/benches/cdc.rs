@@ -10,36 +10,13 @@
 use std::hint::black_box;
 
 use aws_lambda_events::event::dynamodb::EventRecord;
-use busline::Envelope;
 use busline::batch::NoDeadLetterQueue;
-use busline::bus::{EventPublisher, PublishError};
+use busline::bus::SerialisingPublisher;
 use cdc_stream::{CdcConfig, handle, parse_fields};
 use criterion::{Criterion, Throughput, criterion_group};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 const RECORDS: usize = 100;
-
-/// Serialises each envelope to its EventBridge entry, as the real publisher does, and drops it.
-struct Serialising;
-
-impl EventPublisher for Serialising {
-    async fn publish<T: Serialize + Sync>(
-        &self,
-        events: &[Envelope<T>],
-    ) -> Result<(), PublishError> {
-        for event in events {
-            let entry = event.to_eventbridge_entry("bench").map_err(|source| {
-                PublishError::Unpublishable {
-                    event_id: event.id.clone(),
-                    source,
-                }
-            })?;
-            black_box(entry);
-        }
-        Ok(())
-    }
-}
 
 fn batch() -> Value {
     let fixture: Value = serde_json::from_str(include_str!(
@@ -87,7 +64,7 @@ fn cdc(c: &mut Criterion) {
         b.iter(|| {
             let event: Value = serde_json::from_str(black_box(&text)).unwrap();
             let outcome = runtime
-                .block_on(handle(event, &config, &Serialising, &NoDeadLetterQueue))
+                .block_on(handle(event, &config, &SerialisingPublisher, &NoDeadLetterQueue))
                 .unwrap();
             assert_eq!(outcome.published, RECORDS);
         })

@@ -60,7 +60,7 @@ pub async fn enrich(
     envelope: &Envelope<Value>,
     master: &impl CustomerMaster,
 ) -> Result<Vec<Envelope<OrderEnriched>>, EnrichError> {
-    let order = read_order(envelope.clone())?;
+    let order = read_order(envelope)?;
     let customer_id = &order.data.customer.id;
     let looked_up_at = Utc::now().trunc_subsecs(3);
     let customer = match master.profile(customer_id).await? {

@@ -25,7 +25,7 @@ pub fn split(
     envelope: &Envelope<Value>,
     default_warehouse: &str,
 ) -> Result<Vec<Envelope<FulfillmentRequested>>, CanonicalError> {
-    let order = read_order(envelope.clone())?;
+    let order = read_order(envelope)?;
     let mut by_warehouse: BTreeMap<&str, Vec<FulfillmentLine>> = BTreeMap::new();
     for line in &order.data.lines {
         by_warehouse

@@ -126,24 +126,10 @@ pub fn upcast(order: OrderPlacedV1) -> OrderPlaced {
 
 /// Reads a canonical order of any version as v2, upcasting v1; any other type, or a payload that is
 /// not a valid order of its version, is a [`CanonicalError`].
-pub fn read_order(envelope: Envelope<Value>) -> Result<Envelope<OrderPlaced>, CanonicalError> {
-    let Envelope {
-        id,
-        source,
-        specversion,
-        event_type: ty,
-        time,
-        subject,
-        dataschema,
-        datacontenttype,
-        correlationid,
-        causationid,
-        traceparent,
-        data,
-    } = envelope;
-    let order = match ty.as_str() {
-        ORDER_PLACED_V1 => upcast(read(ORDER_PLACED_V1, &data)?),
-        ORDER_PLACED_V2 => read(ORDER_PLACED_V2, &data)?,
+pub fn read_order(envelope: &Envelope<Value>) -> Result<Envelope<OrderPlaced>, CanonicalError> {
+    let order = match envelope.event_type.as_str() {
+        ORDER_PLACED_V1 => upcast(read(ORDER_PLACED_V1, &envelope.data)?),
+        ORDER_PLACED_V2 => read(ORDER_PLACED_V2, &envelope.data)?,
         other => {
             return Err(CanonicalError::UnexpectedType {
                 found: other.to_owned(),
@@ -153,17 +139,17 @@ pub fn read_order(envelope: Envelope<Value>) -> Result<Envelope<OrderPlaced>, Ca
     };
     order.validate()?;
     Ok(Envelope {
-        id,
-        source,
-        specversion,
-        event_type: ty,
-        time,
-        subject,
-        dataschema,
-        datacontenttype,
-        correlationid,
-        causationid,
-        traceparent,
+        id: envelope.id.clone(),
+        source: envelope.source.clone(),
+        specversion: envelope.specversion.clone(),
+        event_type: envelope.event_type.clone(),
+        time: envelope.time,
+        subject: envelope.subject.clone(),
+        dataschema: envelope.dataschema.clone(),
+        datacontenttype: envelope.datacontenttype.clone(),
+        correlationid: envelope.correlationid.clone(),
+        causationid: envelope.causationid.clone(),
+        traceparent: envelope.traceparent.clone(),
         data: order,
     })
 }
@@ -312,7 +298,7 @@ mod tests {
         // A v1 event is not a v2 one: the consumer must upcast.
         assert!(!v2_schema.violations(&v1()).is_empty());
 
-        let read = read_order(envelope(ORDER_PLACED_V1, v1())).unwrap();
+        let read = read_order(&envelope(ORDER_PLACED_V1, v1())).unwrap();
         assert_eq!((read.id.as_str(), read.correlation_id()), ("e-1", "c-1"));
         let order = read.data;
         assert_eq!(order.channel, Channel::Unknown);
@@ -339,19 +325,19 @@ mod tests {
         order["channel"] = json!("web-shop");
         order["lines"][0]["line_no"] = json!(1);
         order["lines"][1]["line_no"] = json!(2);
-        let read = read_order(envelope(ORDER_PLACED_V2, order.clone())).unwrap();
+        let read = read_order(&envelope(ORDER_PLACED_V2, order.clone())).unwrap();
         assert_eq!(serde_json::to_value(&read.data).unwrap(), order);
 
-        let err = read_order(envelope("io.busline.shop.order.placed.v1", v1())).unwrap_err();
+        let err = read_order(&envelope("io.busline.shop.order.placed.v1", v1())).unwrap_err();
         assert!(matches!(err, CanonicalError::UnexpectedType { .. }), "{err}");
         // A v2 event that lacks v2's fields is malformed, not silently upcast.
-        let err = read_order(envelope(ORDER_PLACED_V2, v1())).unwrap_err();
+        let err = read_order(&envelope(ORDER_PLACED_V2, v1())).unwrap_err();
         assert!(err.to_string().contains("missing field"), "{err}");
     }
 
     #[test]
     fn validation_lists_every_problem() {
-        let mut order = read_order(envelope(ORDER_PLACED_V1, v1())).unwrap().data;
+        let mut order = read_order(&envelope(ORDER_PLACED_V1, v1())).unwrap().data;
         order.lines[1].line_no = 1;
         order.lines[0].quantity = 0;
         order.currency = "XXX".into();

@@ -21,7 +21,7 @@ fn out_type() -> EventType {
     EventType::parse("io.busline.test.out.v1").unwrap()
 }
 
-async fn split_in_two(input: Envelope<Value>) -> Result<Vec<Envelope<Value>>, CanonicalError> {
+async fn split_in_two(input: Arc<Envelope<Value>>) -> Result<Vec<Envelope<Value>>, CanonicalError> {
     Ok(["a", "b"]
         .iter()
         .map(|k| input.derive(k, "busline.test", out_type(), json!({"part": k})))
@@ -50,7 +50,7 @@ async fn what_a_transformer_makes_is_published_together_with_ids_derived_from_th
 #[tokio::test]
 async fn an_event_that_cannot_be_transformed_goes_to_the_dead_letter_queue_whole_with_its_reason() {
     let (bus, dlq) = (InMemoryBus::new(), InMemoryDeadLetterQueue::new());
-    let refuse = |_: Envelope<Value>| async {
+    let refuse = |_: Arc<Envelope<Value>>| async {
         Err::<Vec<Envelope<Value>>, _>(CanonicalError::Invalid {
             event_type: "io.busline.order.placed.v2".into(),
             problems: vec!["the order has no lines".into()],
