@@ -70,14 +70,16 @@ localstack-stop: ## Stop LocalStack
 localstack-status: ## Is LocalStack up?
 	$(LOCALSTACK) status
 
-bench: deploy-local release ## Cold start, RSS and size beside a hello-world; the reliability toolkit's calls, latency and overhead per message; the saga end to end
+bench: deploy-local release ## Cold start, RSS and size beside a hello-world; the reliability toolkit's calls, latency and overhead per message; the saga end to end; delivery per hop; translation vs serde_json
 	cargo bench --profile dev -p busline-tests --bench cold_start  # the harness itself needs no optimisation
 	cargo bench --profile dev -p busline-tests --bench idempotency_store  # LocalStack's latency dwarfs the client's
 	cargo bench --profile dev -p busline-tests --bench saga  # 50 orders end to end, and where the time goes
 	cargo bench --profile dev -p busline-tests --bench batch_sync  # 10,000 records from a stub source to the bus
+	cargo bench --profile dev -p busline-tests --bench delivery  # 200 events through deliver-webhook to a local receiver, per hop
 	cargo bench -p busline --bench toolkit -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p cdc-stream --bench cdc -- --warm-up-time 1 --measurement-time 3
 	cargo bench -p mdm-customer --bench merge -- --warm-up-time 1 --measurement-time 3
+	cargo bench -p translate --bench translate -- --warm-up-time 1 --measurement-time 3
 
 release: ## Release build of every function (LTO, stripped)
 	cargo build --release --workspace --bins

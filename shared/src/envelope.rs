@@ -37,7 +37,11 @@ pub struct Envelope<T> {
     #[serde(rename = "type")]
     pub event_type: EventType,
     /// When the event happened.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::rfc3339_option"
+    )]
     pub time: Option<DateTime<Utc>>,
     /// What the event is about within the source (an order id, a customer id): the ordering key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,47 +215,16 @@ impl<T> Envelope<T> {
     }
 }
 
-impl Envelope<serde_json::Value> {
-    /// [`Envelope::from_eventbridge`] for an untyped payload, which it moves out of the event as it
-    /// is: deserialising a `Value` into a `Value` would rebuild the whole payload, which costs a
-    /// transformer more than a third of its time. On failure the event comes back untouched, with
-    /// why, so it can be dead-lettered as it came.
-    #[allow(clippy::result_large_err)]
-    pub fn from_eventbridge_value(
-        mut event: EventBridgeEvent<serde_json::Value>,
-    ) -> Result<Self, (EnvelopeError, EventBridgeEvent<serde_json::Value>)> {
-        let header = Envelope::<Option<serde::de::IgnoredAny>>::deserialize(&event.detail)
-            .map_err(EnvelopeError::Decode);
-        let data = match header {
-            Ok(_) => event.detail.get_mut("data").map(std::mem::take),
-            Err(_) => None,
-        };
-        let (header, data) = match (header, data) {
-            (Ok(header), Some(data)) => (header, data),
-            (Err(e), _) => return Err((e, event)),
-            (Ok(_), None) => {
-                let e = EnvelopeError::Decode(serde::de::Error::missing_field("data"));
-                return Err((e, event));
-            }
-        };
-        let envelope = Envelope {
-            id: header.id,
-            source: header.source,
-            specversion: header.specversion,
-            event_type: header.event_type,
-            time: header.time,
-            subject: header.subject,
-            dataschema: header.dataschema,
-            datacontenttype: header.datacontenttype,
-            correlationid: header.correlationid,
-            causationid: header.causationid,
-            traceparent: header.traceparent,
-            data,
-        };
-        if let Err(error) = envelope.verify(&event.source, &event.detail_type) {
-            event.detail["data"] = envelope.data;
-            return Err((error, event));
-        }
+impl Envelope<Box<serde_json::value::RawValue>> {
+    /// [`Envelope::from_eventbridge`] for an event whose detail is still JSON text (as a transformer
+    /// receives it): the envelope's attributes are read, and `data` stays text, for the consumer to
+    /// read straight into its own types without building a `serde_json::Value` tree first.
+    pub fn from_eventbridge_raw(
+        event: &EventBridgeEvent<Box<serde_json::value::RawValue>>,
+    ) -> Result<Self, EnvelopeError> {
+        let envelope: Self =
+            serde_json::from_str(event.detail.get()).map_err(EnvelopeError::Decode)?;
+        envelope.verify(&event.source, &event.detail_type)?;
         Ok(envelope)
     }
 }

@@ -13,6 +13,7 @@
 //! - [`config`] and [`aws`]: configuration read once at cold start, and SDK clients built once;
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format metrics;
 //! - [`error`]: the retryable / permanent / duplicate taxonomy that becomes a Lambda `Diagnostic`;
+//! - [`time`]: RFC 3339 times written and read fast, exactly as chrono does;
 //! - [`signature`] and [`schema`]: webhook signatures, JSON Schema validation, and the schema
 //!   compatibility rules ([`schema::compat`]);
 //! - [`canonical`]: the canonical model every dialect is translated into, with its versioned
@@ -39,6 +40,7 @@ pub mod retry;
 pub mod schema;
 pub mod signature;
 pub mod telemetry;
+pub mod time;
 pub mod transform;
 
 pub use envelope::{Envelope, EventType};

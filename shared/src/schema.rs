@@ -67,7 +67,11 @@ impl Schema {
         for reference in references {
             let reference: Value =
                 serde_json::from_str(reference).map_err(|e| invalid(e.to_string()))?;
-            let Some(id) = reference.get("$id").and_then(Value::as_str).map(str::to_owned) else {
+            let Some(id) = reference
+                .get("$id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+            else {
                 return Err(invalid("a referenced schema has no $id".to_owned()));
             };
             registry = registry

@@ -14,19 +14,27 @@
 //!   which consumers deduplicate.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::batch::{DeadLetter, DeadLetterQueue, SqsDeadLetterQueue};
 use crate::bus::{EventBridgePublisher, EventPublisher};
 use crate::config::{Env, ProcessEnv};
 use crate::error::diagnostic;
 use crate::{Classify, Envelope, ErrorClass};
+
+/// A payload as EventBridge delivered it: JSON text, not yet read.
+pub type Raw = Box<RawValue>;
+
+/// The event a rule delivers to a transformer, its detail (the envelope) still JSON text: the Lambda
+/// runtime reads only the event's own fields, and the transformer reads the payload straight into
+/// its own types.
+pub type DeliveredEvent = EventBridgeEvent<Raw>;
 
 /// What became of one event.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,11 +47,8 @@ pub enum Outcome {
 
 /// Transforms one delivered event with `transform` and publishes what it becomes; see the
 /// [module documentation](self). The error is the invocation's failure, for Lambda to retry.
-///
-/// The transformer gets the envelope behind an [`Arc`] and this function keeps it too, so that a
-/// failed event can still be dead-lettered whole without copying every event up front.
 pub async fn transform<O, E, F, Fut, P, D>(
-    event: EventBridgeEvent<Value>,
+    event: DeliveredEvent,
     transform: F,
     bus: &P,
     dead_letters: &D,
@@ -51,14 +56,13 @@ pub async fn transform<O, E, F, Fut, P, D>(
 where
     O: Serialize + Sync,
     E: Classify,
-    F: FnOnce(Arc<Envelope<Value>>) -> Fut,
+    F: FnOnce(Envelope<Raw>) -> Fut,
     Fut: Future<Output = Result<Vec<Envelope<O>>, E>>,
     P: EventPublisher,
     D: DeadLetterQueue,
 {
-    let event_id = event.id.clone();
-    let letter = match Envelope::from_eventbridge_value(event) {
-        Err((e, event)) => park(
+    let letter = match Envelope::from_eventbridge_raw(&event) {
+        Err(e) => park(
             &event,
             Diagnostic {
                 error_type: "MalformedEvent".to_owned(),
@@ -66,24 +70,18 @@ where
             },
         ),
         Ok(envelope) => {
-            let envelope = Arc::new(envelope);
-            // The event as it was delivered, rebuilt (only for a letter) from the envelope it held.
-            let failed = |envelope: &Envelope<Value>, error: Diagnostic| {
-                let mut event = delivered(envelope);
-                event.id.clone_from(&event_id);
-                park(&event, error)
-            };
-            match transform(Arc::clone(&envelope)).await {
+            let (id, event_type) = (envelope.id.clone(), envelope.event_type.clone());
+            match transform(envelope).await {
                 Ok(events) if events.is_empty() => return Ok(Outcome::Published(0)),
                 Ok(events) => match bus.publish(&events).await {
                     Ok(()) => {
-                        tracing::info!(event_id = %envelope.id, event_type = %envelope.event_type, published = events.len(), "transformed");
+                        tracing::info!(event_id = %id, %event_type, published = events.len(), "transformed");
                         return Ok(Outcome::Published(events.len()));
                     }
-                    Err(e) if e.class() == ErrorClass::Permanent => failed(&envelope, diagnostic(&e)),
+                    Err(e) if e.class() == ErrorClass::Permanent => park(&event, diagnostic(&e)),
                     Err(e) => return Err(retry(diagnostic(&e))),
                 },
-                Err(e) if e.class() == ErrorClass::Permanent => failed(&envelope, diagnostic(&e)),
+                Err(e) if e.class() == ErrorClass::Permanent => park(&event, diagnostic(&e)),
                 Err(e) if e.class() == ErrorClass::Duplicate => return Ok(Outcome::Published(0)),
                 Err(e) => return Err(retry(diagnostic(&e))),
             }
@@ -99,8 +97,8 @@ where
     Ok(Outcome::DeadLettered(letter.error_type))
 }
 
-/// The dead letter for a delivered event: the event whole, with why.
-fn park(event: &EventBridgeEvent<Value>, error: Diagnostic) -> DeadLetter {
+/// The dead letter for a delivered event: the event whole, as it came, with why.
+fn park(event: &DeliveredEvent, error: Diagnostic) -> DeadLetter {
     DeadLetter {
         body: serde_json::to_string(event).unwrap_or_else(|e| format!("unserialisable: {e}")),
         record_id: event.id.clone().unwrap_or_default(),
@@ -113,8 +111,8 @@ fn park(event: &EventBridgeEvent<Value>, error: Diagnostic) -> DeadLetter {
 
 /// The event EventBridge delivers to a rule's target for `envelope`: what a transformer receives.
 /// For tests and local tools.
-pub fn delivered<T: Serialize>(envelope: &Envelope<T>) -> EventBridgeEvent<Value> {
-    let mut event = EventBridgeEvent::default();
+pub fn delivered<T: Serialize>(envelope: &Envelope<T>) -> DeliveredEvent {
+    let mut event = EventBridgeEvent::<Value>::default();
     event.version = Some("0".to_owned());
     event.id = Some(uuid::Uuid::new_v4().to_string());
     event.detail_type = envelope.event_type.as_str().to_owned();
@@ -123,7 +121,18 @@ pub fn delivered<T: Serialize>(envelope: &Envelope<T>) -> EventBridgeEvent<Value
     event.region = Some("us-east-1".to_owned());
     event.time = envelope.time;
     event.detail = serde_json::to_value(envelope).unwrap_or_default();
-    event
+    raw(&event)
+}
+
+/// An event whose detail is a `Value`, as the runtime would have read it: detail as JSON text.
+pub fn raw(event: &EventBridgeEvent<Value>) -> DeliveredEvent {
+    let text = serde_json::to_string(event).expect("an event serialises");
+    serde_json::from_str(&text).expect("an event reads back")
+}
+
+/// `envelope` as a transformer receives it, its payload JSON text. For tests.
+pub fn received<T: Serialize>(envelope: &Envelope<T>) -> Envelope<Raw> {
+    Envelope::from_eventbridge_raw(&delivered(envelope)).expect("an envelope reads back")
 }
 
 fn diagnostic_message(error: &dyn std::error::Error) -> String {
@@ -151,7 +160,7 @@ pub async fn serve<O, E, F, Fut>(
 where
     O: Serialize + Sync,
     E: Classify,
-    F: Fn(Arc<Envelope<Value>>) -> Fut,
+    F: Fn(Envelope<Raw>) -> Fut,
     Fut: Future<Output = Result<Vec<Envelope<O>>, E>>,
 {
     let bus = ProcessEnv.require("BUS_NAME", "the event bus the transformed events go to")?;
@@ -163,7 +172,7 @@ where
     let dead_letters = SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(aws), dlq);
     let (bus, dead_letters, transformer) = (&bus, &dead_letters, &transformer);
     lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<EventBridgeEvent<Value>>| {
+        move |event: lambda_runtime::LambdaEvent<DeliveredEvent>| {
             // Boxed: nesting the transformer's future in the runtime's makes a type too deep.
             Box::pin(async move {
                 let started = Instant::now();

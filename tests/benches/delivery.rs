@@ -138,8 +138,8 @@ fn row(name: &str, values: &[f64], total: f64) -> Value {
 async fn main() -> Result<()> {
     let aws = localstack().await?;
     let stack = DeployedStack::read(&aws).await?;
-    let listener = std::net::TcpListener::bind(WAREHOUSE)
-        .context("port 8027 is free for the receiver")?;
+    let listener =
+        std::net::TcpListener::bind(WAREHOUSE).context("port 8027 is free for the receiver")?;
     let server = MockServer::builder().listener(listener).start().await;
     let receiver = Receiver::default();
     Mock::given(wiremock::matchers::method("POST"))
@@ -197,7 +197,11 @@ async fn main() -> Result<()> {
         row("end to end (PutEvents → receiver)", &total, sum),
         row("bus → queue (EventBridge, rule)", &bus_hop, sum),
         row("queue → handler (event source mapping)", &queue_hop, sum),
-        row("handler → receiver (busline: circuit, signing, POST)", &handler_hop, sum),
+        row(
+            "handler → receiver (busline: circuit, signing, POST)",
+            &handler_hop,
+            sum,
+        ),
     ];
 
     let first = *published.values().min().unwrap();

@@ -412,7 +412,12 @@ impl Scenario {
         let sample: Value = serde_json::from_str(SAMPLE_SHOP_ORDER)?;
         let mut body = serde_json::to_value(&self.order)?;
         body["placed_at"] = sample["placed_at"].clone();
-        for (i, line) in body["lines"].as_array_mut().into_iter().flatten().enumerate() {
+        for (i, line) in body["lines"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             if let Some(warehouse) = sample["lines"].get(i).and_then(|l| l.get("warehouse")) {
                 line["warehouse"] = warehouse.clone();
             }

@@ -15,7 +15,10 @@ use busline::schema::compat::{Rule, breaking_changes};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 fn git(args: &[&str]) -> String {
@@ -50,14 +53,19 @@ fn no_committed_revision_of_a_canonical_schema_is_broken_by_the_current_one() {
             "{path} is the schema of {event_type}"
         );
         for commit in git(&["log", "--format=%H", "--", &path]).lines() {
-            let old: Value = serde_json::from_str(&git(&["show", &format!("{commit}:{path}")])).unwrap();
+            let old: Value =
+                serde_json::from_str(&git(&["show", &format!("{commit}:{path}")])).unwrap();
             checked += 1;
             for b in breaking_changes(&old, &current) {
                 breaks.push(format!("{path} against {}: {b}", &commit[..10]));
             }
         }
     }
-    assert!(breaks.is_empty(), "breaking changes:\n{}", breaks.join("\n"));
+    assert!(
+        breaks.is_empty(),
+        "breaking changes:\n{}",
+        breaks.join("\n")
+    );
     // Every canonical schema is committed at least once (a new schema is published by its commit).
     println!("checked {checked} committed revisions");
 }
@@ -65,7 +73,11 @@ fn no_committed_revision_of_a_canonical_schema_is_broken_by_the_current_one() {
 #[test]
 fn the_check_catches_a_deliberately_breaking_change() {
     let current: Value = serde_json::from_str(
-        SCHEMAS.iter().find(|(t, _)| *t == "io.busline.order.placed.v2").unwrap().1,
+        SCHEMAS
+            .iter()
+            .find(|(t, _)| *t == "io.busline.order.placed.v2")
+            .unwrap()
+            .1,
     )
     .unwrap();
     let breaking: Value = serde_json::from_str(include_str!(
@@ -89,10 +101,16 @@ fn the_check_catches_a_deliberately_breaking_change() {
 
 #[test]
 fn v2_breaks_v1_so_it_is_a_new_version_with_an_upcaster() {
-    let schema = |t: &str| -> Value { serde_json::from_str(SCHEMAS.iter().find(|(n, _)| *n == t).unwrap().1).unwrap() };
+    let schema = |t: &str| -> Value {
+        serde_json::from_str(SCHEMAS.iter().find(|(n, _)| *n == t).unwrap().1).unwrap()
+    };
     // A consumer of v2 cannot read a v1 event (v1 lacks the channel and line numbers v2 requires),
     // so the change had to be a new version, and v2's consumers upcast v1 events.
     let v1 = schema("io.busline.order.placed.v1");
     let v2 = schema("io.busline.order.placed.v2");
-    assert!(breaking_changes(&v2, &v1).iter().any(|b| b.rule == Rule::RequiredRemoved));
+    assert!(
+        breaking_changes(&v2, &v1)
+            .iter()
+            .any(|b| b.rule == Rule::RequiredRemoved)
+    );
 }

@@ -30,7 +30,12 @@ fn marketplace_order(tag: &str) -> (String, String, Value) {
 }
 
 /// Events about `subject` of the transformers' types, routed to a queue of the test's own.
-async fn watch(aws: &aws_config::SdkConfig, stack: &DeployedStack, subject: &str, tag: &str) -> String {
+async fn watch(
+    aws: &aws_config::SdkConfig,
+    stack: &DeployedStack,
+    subject: &str,
+    tag: &str,
+) -> String {
     watch_bus(
         aws,
         stack.output("EventBusName").unwrap(),
@@ -64,10 +69,19 @@ async fn a_marketplace_order_is_translated_enriched_split_and_fulfilled() {
         stack.output("FulfillmentTableName").unwrap(),
     );
     for item in body["payload"]["orderItems"].as_array().unwrap() {
-        systems.put_stock(item["sellerSku"].as_str().unwrap(), 10, 0).await.unwrap();
+        systems
+            .put_stock(item["sellerSku"].as_str().unwrap(), 10, 0)
+            .await
+            .unwrap();
     }
-    let standing = CreditStanding { limit_cents: 1_000_000, owed_cents: 0 };
-    systems.put_customer(&customer, standing, false).await.unwrap();
+    let standing = CreditStanding {
+        limit_cents: 1_000_000,
+        owed_cents: 0,
+    };
+    systems
+        .put_customer(&customer, standing, false)
+        .await
+        .unwrap();
     let record = json!({"customer_id": customer, "version": 1, "published_version": 1, "last_change": {},
         "fields": {"tier": {"value": "gold", "source": "crm", "ts_ms": 1},
                    "credit_limit": {"value": 5000, "source": "erp", "ts_ms": 1}}});
@@ -80,22 +94,39 @@ async fn a_marketplace_order_is_translated_enriched_split_and_fulfilled() {
         .unwrap();
 
     let queue = watch(&aws, &stack, &order_id, &tag).await;
-    let secret = stack.secret(&aws, "MarketplaceWebhookSecretArn").await.unwrap();
+    let secret = stack
+        .secret(&aws, "MarketplaceWebhookSecretArn")
+        .await
+        .unwrap();
     let text = body.to_string();
     let (status, answer) = stack
-        .post_webhook("/webhooks/marketplace", &text, &signed_headers(&secret, &text, &format!("dlv-{tag}")))
+        .post_webhook(
+            "/webhooks/marketplace",
+            &text,
+            &signed_headers(&secret, &text, &format!("dlv-{tag}")),
+        )
         .await
         .unwrap();
     assert_eq!(status, 202, "{answer}");
 
     // One canonical order, one enriched order, two parts.
-    let events = receive(&aws, &queue, 4, Duration::from_secs(3), Duration::from_secs(60))
-        .await
-        .unwrap();
+    let events = receive(
+        &aws,
+        &queue,
+        4,
+        Duration::from_secs(3),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
     let placed = of_type(&events, "io.busline.order.placed.v2");
     let enriched = of_type(&events, "io.busline.order.enriched.v1");
     let parts = of_type(&events, "io.busline.fulfillment.requested.v1");
-    assert_eq!((placed.len(), enriched.len(), parts.len()), (1, 1, 2), "{events:#?}");
+    assert_eq!(
+        (placed.len(), enriched.len(), parts.len()),
+        (1, 1, 2),
+        "{events:#?}"
+    );
 
     let placed = placed[0];
     assert_eq!(placed["source"], "busline.translate");
@@ -119,7 +150,12 @@ async fn a_marketplace_order_is_translated_enriched_split_and_fulfilled() {
                 d["warehouse"].as_str().unwrap().to_owned(),
                 d["sequence"].as_u64().unwrap(),
                 d["total"].as_u64().unwrap(),
-                d["lines"].as_array().unwrap().iter().map(|l| l["line_no"].as_u64().unwrap()).collect(),
+                d["lines"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l["line_no"].as_u64().unwrap())
+                    .collect(),
                 d["correlation_id"].as_str().unwrap().to_owned(),
             )
         })
@@ -137,7 +173,13 @@ async fn a_marketplace_order_is_translated_enriched_split_and_fulfilled() {
     let mut view = Value::Null;
     for _ in 0..90 {
         let (code, body) = stack
-            .call("OrderStatusUrl", reqwest::Method::GET, &format!("/orders/{order_id}"), None, &Vec::new())
+            .call(
+                "OrderStatusUrl",
+                reqwest::Method::GET,
+                &format!("/orders/{order_id}"),
+                None,
+                &Vec::new(),
+            )
             .await
             .unwrap();
         view = body;
@@ -167,14 +209,23 @@ async fn a_v1_canonical_order_is_upcast_by_the_enricher_and_the_splitter() {
         order,
     )
     .with_subject(&order_id);
-    EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), stack.output("EventBusName").unwrap())
-        .publish(&[v1])
-        .await
-        .unwrap();
+    EventBridgePublisher::new(
+        aws_sdk_eventbridge::Client::new(&aws),
+        stack.output("EventBusName").unwrap(),
+    )
+    .publish(&[v1])
+    .await
+    .unwrap();
 
-    let events = receive(&aws, &queue, 3, Duration::from_secs(3), Duration::from_secs(60))
-        .await
-        .unwrap();
+    let events = receive(
+        &aws,
+        &queue,
+        3,
+        Duration::from_secs(3),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
     let enriched = of_type(&events, "io.busline.order.enriched.v1");
     let parts = of_type(&events, "io.busline.fulfillment.requested.v1");
     assert_eq!((enriched.len(), parts.len()), (1, 2), "{events:#?}");
@@ -195,10 +246,17 @@ async fn an_untranslatable_event_is_dead_lettered_with_its_reason_and_nothing_go
     // Valid for the marketplace's schema (each amount is well formed), but one item is in dollars.
     body["payload"]["orderItems"][1]["unitPrice"]["currencyCode"] = json!("USD");
     let queue = watch(&aws, &stack, &format!("mkt-{number}"), &tag).await;
-    let secret = stack.secret(&aws, "MarketplaceWebhookSecretArn").await.unwrap();
+    let secret = stack
+        .secret(&aws, "MarketplaceWebhookSecretArn")
+        .await
+        .unwrap();
     let text = body.to_string();
     let (status, answer) = stack
-        .post_webhook("/webhooks/marketplace", &text, &signed_headers(&secret, &text, &format!("dlv-{tag}")))
+        .post_webhook(
+            "/webhooks/marketplace",
+            &text,
+            &signed_headers(&secret, &text, &format!("dlv-{tag}")),
+        )
         .await
         .unwrap();
     assert_eq!(status, 202, "ingest accepts it: {answer}");
@@ -213,15 +271,29 @@ async fn an_untranslatable_event_is_dead_lettered_with_its_reason_and_nothing_go
     .unwrap();
     assert_eq!(letter.attribute("busline.error_type"), "InvalidEvent");
     assert!(
-        letter.attribute("busline.reason").contains("item 2's unitPrice is in USD, the order in EUR"),
+        letter
+            .attribute("busline.reason")
+            .contains("item 2's unitPrice is in USD, the order in EUR"),
         "{}",
         letter.attribute("busline.reason")
     );
-    assert!(letter.attribute("busline.source").contains("io.busline.marketplace.order.placed.v1"));
+    assert!(
+        letter
+            .attribute("busline.source")
+            .contains("io.busline.marketplace.order.placed.v1")
+    );
     // The letter holds the whole event, to be redriven as it came.
     let event: Value = serde_json::from_str(&letter.body).unwrap();
     assert_eq!(event["detail"]["data"], body);
-    let out = receive(&aws, &queue, 0, Duration::from_secs(3), Duration::from_secs(5)).await.unwrap();
+    let out = receive(
+        &aws,
+        &queue,
+        0,
+        Duration::from_secs(3),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     assert!(out.is_empty(), "{out:#?}");
 }
 
@@ -234,10 +306,17 @@ async fn a_help_desk_change_reaches_the_customer_master_through_the_translator()
     let mut body: Value =
         serde_json::from_str(include_str!("../../infra/events/helpdesk-user.json")).unwrap();
     body["detail"]["external_id"] = json!(customer);
-    let secret = stack.secret(&aws, "HelpdeskWebhookSecretArn").await.unwrap();
+    let secret = stack
+        .secret(&aws, "HelpdeskWebhookSecretArn")
+        .await
+        .unwrap();
     let text = body.to_string();
     let (status, answer) = stack
-        .post_webhook("/webhooks/helpdesk", &text, &signed_headers(&secret, &text, &format!("dlv-{tag}")))
+        .post_webhook(
+            "/webhooks/helpdesk",
+            &text,
+            &signed_headers(&secret, &text, &format!("dlv-{tag}")),
+        )
         .await
         .unwrap();
     assert_eq!(status, 202, "{answer}");
@@ -262,5 +341,8 @@ async fn a_help_desk_change_reaches_the_customer_master_through_the_translator()
     let record = record.expect("the master has the customer");
     assert_eq!(record["fields"]["phone"]["value"], "+353 1 555 0199");
     assert_eq!(record["fields"]["phone"]["source"], "helpdesk");
-    assert_eq!(record["fields"]["email"]["value"], "ada.lovelace@example.com");
+    assert_eq!(
+        record["fields"]["email"]["value"],
+        "ada.lovelace@example.com"
+    );
 }

@@ -64,7 +64,12 @@ fn cdc(c: &mut Criterion) {
         b.iter(|| {
             let event: Value = serde_json::from_str(black_box(&text)).unwrap();
             let outcome = runtime
-                .block_on(handle(event, &config, &SerialisingPublisher, &NoDeadLetterQueue))
+                .block_on(handle(
+                    event,
+                    &config,
+                    &SerialisingPublisher,
+                    &NoDeadLetterQueue,
+                ))
                 .unwrap();
             assert_eq!(outcome.published, RECORDS);
         })

@@ -16,9 +16,9 @@ pub mod master;
 
 use busline::canonical::order::{CustomerProfile, CustomerStatus, OrderEnriched, read_order};
 use busline::canonical::{self, CanonicalError};
+use busline::transform::Raw;
 use busline::{Classify, Envelope, ErrorClass, EventType};
 use chrono::{SubsecRound, Utc};
-use serde_json::Value;
 
 use crate::master::{CustomerMaster, MasterUnavailable};
 
@@ -57,7 +57,7 @@ impl Classify for EnrichError {
 
 /// Enriches one canonical order envelope.
 pub async fn enrich(
-    envelope: &Envelope<Value>,
+    envelope: &Envelope<Raw>,
     master: &impl CustomerMaster,
 ) -> Result<Vec<Envelope<OrderEnriched>>, EnrichError> {
     let order = read_order(envelope)?;

@@ -7,8 +7,15 @@ use lambda_runtime::Error;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
-    let table = ProcessEnv.require("CUSTOMER_MASTER_TABLE", "the customer master's DynamoDB table")?;
-    let ttl = ProcessEnv.parse_or("CUSTOMER_CACHE_TTL_SECONDS", 60u64, "seconds a lookup is cached")?;
+    let table = ProcessEnv.require(
+        "CUSTOMER_MASTER_TABLE",
+        "the customer master's DynamoDB table",
+    )?;
+    let ttl = ProcessEnv.parse_or(
+        "CUSTOMER_CACHE_TTL_SECONDS",
+        60u64,
+        "seconds a lookup is cached",
+    )?;
     let aws = busline::aws::load_config().await;
     let master = CachedMaster::new(
         DynamoDbCustomerMaster::new(aws_sdk_dynamodb::Client::new(&aws), table),
@@ -16,6 +23,8 @@ async fn main() -> Result<(), Error> {
         enrich::master::CACHE_ENTRIES,
     );
     let master = &master;
-    busline::transform::serve(&aws, move |event| async move { enrich::enrich(&event, master).await })
-        .await
+    busline::transform::serve(&aws, move |event| async move {
+        enrich::enrich(&event, master).await
+    })
+    .await
 }

@@ -65,7 +65,13 @@ impl DynamoDbCustomerMaster {
 }
 
 fn field<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a AttributeValue> {
-    item.get("fields")?.as_m().ok()?.get(name)?.as_m().ok()?.get("value")
+    item.get("fields")?
+        .as_m()
+        .ok()?
+        .get(name)?
+        .as_m()
+        .ok()?
+        .get("value")
 }
 
 impl CustomerMaster for DynamoDbCustomerMaster {
@@ -127,7 +133,9 @@ impl CustomerMaster for InMemoryCustomerMaster {
     async fn profile(&self, customer_id: &str) -> Result<Option<MasterProfile>, MasterUnavailable> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         if self.unavailable.load(Ordering::SeqCst) {
-            return Err(MasterUnavailable("the in-memory master is set unavailable".into()));
+            return Err(MasterUnavailable(
+                "the in-memory master is set unavailable".into(),
+            ));
         }
         Ok(self.profiles.lock().unwrap().get(customer_id).cloned())
     }

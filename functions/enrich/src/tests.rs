@@ -2,13 +2,18 @@ use std::time::Duration;
 
 use busline::batch::InMemoryDeadLetterQueue;
 use busline::bus::InMemoryBus;
-use busline::transform::{Outcome, delivered, transform};
+use busline::transform::{Outcome, delivered, received, transform};
+use serde_json::Value;
 use serde_json::{Number, json};
 
 use super::*;
 use crate::master::{CachedMaster, InMemoryCustomerMaster, MasterProfile, contract};
 
-fn order(event_type: &str, customer: &str) -> Envelope<Value> {
+fn order(event_type: &str, customer: &str) -> Envelope<Raw> {
+    received(&order_in_hand(event_type, customer))
+}
+
+fn order_in_hand(event_type: &str, customer: &str) -> Envelope<Value> {
     let mut data: Value =
         serde_json::from_str(include_str!("../../../infra/events/shop-order.json")).unwrap();
     data["customer"]["id"] = json!(customer);
@@ -17,9 +22,14 @@ fn order(event_type: &str, customer: &str) -> Envelope<Value> {
         data["lines"][0]["line_no"] = json!(1);
         data["lines"][1]["line_no"] = json!(2);
     }
-    Envelope::new("o-1", "busline.translate", EventType::parse(event_type).unwrap(), data)
-        .with_correlation_id("corr-1")
-        .with_subject("SO-1001")
+    Envelope::new(
+        "o-1",
+        "busline.translate",
+        EventType::parse(event_type).unwrap(),
+        data,
+    )
+    .with_correlation_id("corr-1")
+    .with_subject("SO-1001")
 }
 
 fn master() -> InMemoryCustomerMaster {
@@ -61,7 +71,10 @@ async fn an_order_gets_its_customers_tier_and_credit_and_conforms_to_the_schema(
         out.dataschema,
         canonical::schema_id(canonical::ORDER_ENRICHED_V1)
     );
-    assert_eq!((out.correlation_id(), out.subject.as_deref()), ("corr-1", Some("SO-1001")));
+    assert_eq!(
+        (out.correlation_id(), out.subject.as_deref()),
+        ("corr-1", Some("SO-1001"))
+    );
 }
 
 #[tokio::test]
@@ -97,7 +110,11 @@ async fn lookups_are_cached_for_the_ttl_and_failures_are_not() {
             .await
             .unwrap();
     }
-    assert_eq!(cached.inner().reads(), 2, "one read per customer, unknown included");
+    assert_eq!(
+        cached.inner().reads(),
+        2,
+        "one read per customer, unknown included"
+    );
     tokio::time::sleep(Duration::from_millis(250)).await;
     enrich(&order(canonical::ORDER_PLACED_V2, "C-gold"), &cached)
         .await
@@ -122,19 +139,29 @@ async fn through_the_runtime_a_master_down_is_retried_and_a_bad_order_is_dead_le
     let run = |envelope: Envelope<Value>| {
         let (bus, dlq, master) = (&bus, &dlq, &master);
         async move {
-            transform(delivered(&envelope), |e| async move { enrich(&e, master).await }, bus, dlq).await
+            transform(
+                delivered(&envelope),
+                |e| async move { enrich(&e, master).await },
+                bus,
+                dlq,
+            )
+            .await
         }
     };
     assert_eq!(
-        run(order(canonical::ORDER_PLACED_V2, "C-gold")).await.unwrap(),
+        run(order_in_hand(canonical::ORDER_PLACED_V2, "C-gold"))
+            .await
+            .unwrap(),
         Outcome::Published(1)
     );
     master.set_unavailable(true);
-    let err = run(order(canonical::ORDER_PLACED_V2, "C-gold")).await.unwrap_err();
+    let err = run(order_in_hand(canonical::ORDER_PLACED_V2, "C-gold"))
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type, "CustomerMasterUnavailable");
     master.set_unavailable(false);
 
-    let mut bad = order(canonical::ORDER_PLACED_V2, "C-gold");
+    let mut bad = order_in_hand(canonical::ORDER_PLACED_V2, "C-gold");
     bad.data["lines"] = json!([]);
     assert_eq!(
         run(bad).await.unwrap(),

@@ -177,8 +177,7 @@ mod tests {
                 .unwrap_err()
                 .contains("/updated_at")
         );
-        let bad_time =
-            json!({"customer_id": "C-1", "source": "crm", "updated_at": "yesterday", "changes": {"phone": "+1"}});
+        let bad_time = json!({"customer_id": "C-1", "source": "crm", "updated_at": "yesterday", "changes": {"phone": "+1"}});
         assert!(
             map(&envelope(CUSTOMER_UPDATED, bad_time))
                 .unwrap_err()

@@ -14,15 +14,15 @@ use std::collections::BTreeMap;
 
 use busline::canonical::order::{FulfillmentLine, FulfillmentRequested, read_order};
 use busline::canonical::{self, CanonicalError};
+use busline::transform::Raw;
 use busline::{Envelope, EventType};
-use serde_json::Value;
 
 /// The `source` of the events the splitter publishes.
 pub const SOURCE: &str = "busline.split";
 
 /// Splits one canonical order envelope into its parts.
 pub fn split(
-    envelope: &Envelope<Value>,
+    envelope: &Envelope<Raw>,
     default_warehouse: &str,
 ) -> Result<Vec<Envelope<FulfillmentRequested>>, CanonicalError> {
     let order = read_order(envelope)?;
@@ -38,8 +38,8 @@ pub fn split(
             });
     }
     let total = u32::try_from(by_warehouse.len()).unwrap_or(u32::MAX);
-    let event_type =
-        EventType::parse(canonical::FULFILLMENT_REQUESTED_V1).expect("canonical types are versioned");
+    let event_type = EventType::parse(canonical::FULFILLMENT_REQUESTED_V1)
+        .expect("canonical types are versioned");
     Ok((1..)
         .zip(by_warehouse)
         .map(|(sequence, (warehouse, lines))| {
@@ -53,7 +53,12 @@ pub fn split(
                 shipping_address: order.data.shipping_address.clone(),
             };
             order
-                .derive(&format!("split/{warehouse}"), SOURCE, event_type.clone(), part)
+                .derive(
+                    &format!("split/{warehouse}"),
+                    SOURCE,
+                    event_type.clone(),
+                    part,
+                )
                 .with_subject(&order.data.order_id)
                 .with_dataschema("urn:busline:schema:fulfillment:requested:v1")
         })
@@ -64,16 +69,21 @@ pub fn split(
 mod tests {
     use busline::batch::InMemoryDeadLetterQueue;
     use busline::bus::InMemoryBus;
-    use busline::transform::{Outcome, delivered, transform};
-    use serde_json::json;
+    use busline::transform::{Outcome, delivered, received, transform};
+    use serde_json::{Value, json};
 
     use super::*;
 
     fn marketplace_order() -> Envelope<Value> {
-        let mut data: Value =
-            serde_json::from_str(include_str!("../../translate/golden/marketplace-order.json")).unwrap();
+        let mut data: Value = serde_json::from_str(include_str!(
+            "../../translate/golden/marketplace-order.json"
+        ))
+        .unwrap();
         data["lines"][1]["warehouse"] = Value::Null;
-        data["lines"][1].as_object_mut().unwrap().remove("warehouse");
+        data["lines"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("warehouse");
         Envelope::new(
             "o-1",
             "busline.translate",
@@ -85,7 +95,7 @@ mod tests {
 
     #[test]
     fn an_order_becomes_one_part_per_warehouse_numbered_n_of_m_with_its_correlation_id() {
-        let parts = split(&marketplace_order(), "MAIN").unwrap();
+        let parts = split(&received(&marketplace_order()), "MAIN").unwrap();
         let schema = canonical::schema(canonical::FULFILLMENT_REQUESTED_V1).unwrap();
         let summary: Vec<(String, u32, u32, Vec<u32>)> = parts
             .iter()
@@ -112,7 +122,7 @@ mod tests {
             ]
         );
         // The same order splits the same way, under the same ids.
-        let again = split(&marketplace_order(), "MAIN").unwrap();
+        let again = split(&received(&marketplace_order()), "MAIN").unwrap();
         assert_eq!(
             parts.iter().map(|p| &p.id).collect::<Vec<_>>(),
             again.iter().map(|p| &p.id).collect::<Vec<_>>()
@@ -126,9 +136,14 @@ mod tests {
         let run = |e: Envelope<Value>| {
             let (bus, dlq) = (&bus, &dlq);
             async move {
-                transform(delivered(&e), |e| async move { split(&e, "MAIN") }, bus, dlq)
-                    .await
-                    .unwrap()
+                transform(
+                    delivered(&e),
+                    |e| async move { split(&e, "MAIN") },
+                    bus,
+                    dlq,
+                )
+                .await
+                .unwrap()
             }
         };
         assert_eq!(run(marketplace_order()).await, Outcome::Published(2));

@@ -3,26 +3,42 @@
 //!
 //! For each dialect's sample, as EventBridge delivers it (the whole event, as bytes):
 //! - `baseline`: parsed into a `serde_json::Value` and written back out;
-//! - `translate`: parsed into the delivered event (as the Lambda runtime does), then the whole
+//! - `translate`: parsed into the delivered event, its detail left as text (as the Lambda runtime
+//!   does for a transformer), then the whole
 //!   handler: the transform runtime reads the envelope, the translator reads the dialect, maps it
 //!   and validates the canonical event, and the publisher serialises the EventBridge entry (a
 //!   publisher that stops short of the network).
 
 use std::hint::black_box;
 
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use busline::batch::NoDeadLetterQueue;
 use busline::bus::SerialisingPublisher;
-use busline::transform::{Outcome, delivered, transform};
+use busline::transform::{DeliveredEvent, Outcome, delivered, transform};
 use busline::{Envelope, EventType};
 use criterion::{Criterion, Throughput, criterion_group};
 use serde_json::Value;
 
 const DIALECTS: &[(&str, &str, &str)] = &[
-    ("shop", translate::SHOP_ORDER_PLACED, include_str!("../../../infra/events/shop-order.json")),
-    ("marketplace", translate::MARKETPLACE_ORDER_PLACED, include_str!("../../../infra/events/marketplace-order.json")),
-    ("crm", translate::CRM_CUSTOMER_UPDATED, include_str!("../../../infra/events/crm-customer.json")),
-    ("helpdesk", translate::HELPDESK_USER_UPDATED, include_str!("../../../infra/events/helpdesk-user.json")),
+    (
+        "shop",
+        translate::SHOP_ORDER_PLACED,
+        include_str!("../../../infra/events/shop-order.json"),
+    ),
+    (
+        "marketplace",
+        translate::MARKETPLACE_ORDER_PLACED,
+        include_str!("../../../infra/events/marketplace-order.json"),
+    ),
+    (
+        "crm",
+        translate::CRM_CUSTOMER_UPDATED,
+        include_str!("../../../infra/events/crm-customer.json"),
+    ),
+    (
+        "helpdesk",
+        translate::HELPDESK_USER_UPDATED,
+        include_str!("../../../infra/events/helpdesk-user.json"),
+    ),
 ];
 
 /// The sample as the event EventBridge delivers, serialised.
@@ -39,7 +55,9 @@ fn delivered_text(event_type: &str, sample: &str) -> String {
 }
 
 fn translation(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     for (name, event_type, sample) in DIALECTS {
         let text = delivered_text(event_type, sample);
         let mut group = c.benchmark_group(format!("translate/{name}"));
@@ -52,7 +70,7 @@ fn translation(c: &mut Criterion) {
         });
         group.bench_function("translate", |b| {
             b.iter(|| {
-                let event: EventBridgeEvent<Value> = serde_json::from_str(black_box(&text)).unwrap();
+                let event: DeliveredEvent = serde_json::from_str(black_box(&text)).unwrap();
                 let outcome = runtime
                     .block_on(transform(
                         event,
@@ -83,15 +101,23 @@ fn summarize() {
         .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
         .join("criterion");
     let median_ns = |group: &str, function: &str| -> Option<f64> {
-        let path = root.join(group.replace('/', "_")).join(function).join("new/estimates.json");
+        let path = root
+            .join(group.replace('/', "_"))
+            .join(function)
+            .join("new/estimates.json");
         let text = std::fs::read_to_string(path).ok()?;
         serde_json::from_str::<Value>(&text).ok()?["median"]["point_estimate"].as_f64()
     };
-    println!("\n| Translation, one event | baseline events / s | translate events / s | vs the limit |");
+    println!(
+        "\n| Translation, one event | baseline events / s | translate events / s | vs the limit |"
+    );
     println!("|---|---:|---:|---:|");
     for (name, _, _) in DIALECTS {
         let group = format!("translate/{name}");
-        let (Some(baseline), Some(translate)) = (median_ns(&group, "baseline"), median_ns(&group, "translate")) else {
+        let (Some(baseline), Some(translate)) = (
+            median_ns(&group, "baseline"),
+            median_ns(&group, "translate"),
+        ) else {
             println!("| {name} | (no criterion estimates) | | |");
             continue;
         };

@@ -14,6 +14,7 @@ pub struct CrmCustomerUpdated {
     /// The customer.
     pub customer_id: String,
     /// When it changed in the CRM.
+    #[serde(with = "busline::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     /// The fields that changed (the CRM sends nothing else).
     pub changes: CustomerChanges,
@@ -45,6 +46,7 @@ pub struct HelpdeskUserEvent {
     #[serde(rename = "type")]
     pub event_type: String,
     /// When the webhook fired.
+    #[serde(with = "busline::time::rfc3339")]
     pub time: DateTime<Utc>,
     /// The user as it now is.
     pub detail: HelpdeskUser,
@@ -67,7 +69,11 @@ pub struct HelpdeskUser {
     #[serde(default)]
     pub name: Option<String>,
     /// When the user record changed; the webhook's time when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "busline::time::rfc3339_option"
+    )]
     pub updated_at: Option<DateTime<Utc>>,
 }
 

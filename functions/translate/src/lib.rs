@@ -24,7 +24,7 @@ use busline::canonical::order::OrderPlaced;
 use busline::canonical::{self, CanonicalError, read};
 use busline::{Envelope, EventType};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The `source` of the events the translator publishes.
 pub const SOURCE: &str = "busline.translate";
@@ -83,7 +83,10 @@ impl Canonical {
 
 /// Translates the payload of one dialect event. `Ok(None)` is an event that means nothing yet
 /// (a marketplace order not ready to ship).
-pub fn translate_data(event_type: &str, data: &Value) -> Result<Option<Canonical>, CanonicalError> {
+pub fn translate_data(
+    event_type: &str,
+    data: &RawValue,
+) -> Result<Option<Canonical>, CanonicalError> {
     let translated = match event_type {
         SHOP_ORDER_PLACED => Some(Canonical::Order(orders::from_shop(read(event_type, data)?))),
         MARKETPLACE_ORDER_PLACED => {
@@ -113,12 +116,15 @@ pub fn translate_data(event_type: &str, data: &Value) -> Result<Option<Canonical
 /// Translates one dialect envelope into the canonical envelope it becomes (none, or one), derived
 /// from it: same correlation id and trace, the input as its cause, an id that is the same every time
 /// the same event is translated.
-pub fn translate(envelope: &Envelope<Value>) -> Result<Vec<Envelope<Canonical>>, CanonicalError> {
+pub fn translate(
+    envelope: &Envelope<Box<RawValue>>,
+) -> Result<Vec<Envelope<Canonical>>, CanonicalError> {
     let Some(translated) = translate_data(envelope.event_type.as_str(), &envelope.data)? else {
         tracing::info!(event_id = %envelope.id, event_type = %envelope.event_type, "nothing to translate yet: a marketplace order that is not ready to ship");
         return Ok(Vec::new());
     };
-    let event_type = EventType::parse(translated.event_type()).expect("canonical types are versioned");
+    let event_type =
+        EventType::parse(translated.event_type()).expect("canonical types are versioned");
     let subject = translated.subject().to_owned();
     let schema_id = translated.schema_id();
     Ok(vec![

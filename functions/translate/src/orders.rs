@@ -14,6 +14,7 @@ pub struct ShopOrder {
     /// The shop's order id.
     pub order_id: String,
     /// When the customer placed it.
+    #[serde(with = "busline::time::rfc3339")]
     pub placed_at: DateTime<Utc>,
     /// The customer, with the CRM's id.
     pub customer: Customer,
@@ -108,6 +109,7 @@ pub struct MarketplaceOrder {
     /// `Canceled`.
     pub order_status: String,
     /// When the buyer bought.
+    #[serde(with = "busline::time::rfc3339")]
     pub purchase_date: DateTime<Utc>,
     /// Who bought.
     pub buyer: Buyer,

@@ -5,8 +5,21 @@ use serde_json::{Value, json};
 use super::*;
 use crate::orders::{cents, from_marketplace};
 
+/// [`super::translate_data`] for a payload in hand.
+fn translate_data(event_type: &str, data: &Value) -> Result<Option<Canonical>, CanonicalError> {
+    super::translate_data(event_type, &serde_json::value::to_raw_value(data).unwrap())
+}
+
+/// [`super::translate`] for an envelope in hand, as the transformer would receive it.
+fn translate(envelope: &Envelope<Value>) -> Result<Vec<Envelope<Canonical>>, CanonicalError> {
+    super::translate(&busline::transform::received(envelope))
+}
+
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/../../infra/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../infra/events/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -26,7 +39,9 @@ fn every_dialect_translates_to_its_golden_canonical_event() {
         (CRM_CUSTOMER_UPDATED, "crm-customer"),
         (HELPDESK_USER_UPDATED, "helpdesk-user"),
     ] {
-        let translated = translate_data(event_type, &fixture(sample)).unwrap().unwrap();
+        let translated = translate_data(event_type, &fixture(sample))
+            .unwrap()
+            .unwrap();
         let data = serde_json::to_value(&translated).unwrap();
         assert_eq!(data, golden(sample), "{sample}");
         let schema = canonical::schema(translated.event_type()).unwrap();
@@ -63,7 +78,10 @@ fn the_canonical_envelope_is_derived_from_the_dialect_one() {
 fn a_marketplace_order_not_ready_to_ship_is_not_an_order_yet() {
     let mut pending = fixture("marketplace-order");
     pending["payload"]["orderStatus"] = json!("Pending");
-    assert_eq!(translate_data(MARKETPLACE_ORDER_PLACED, &pending).unwrap(), None);
+    assert_eq!(
+        translate_data(MARKETPLACE_ORDER_PLACED, &pending).unwrap(),
+        None
+    );
     let input = Envelope::new(
         "dlv-2",
         "busline.webhook.marketplace",
@@ -97,7 +115,8 @@ fn marketplace_money_is_exact_in_one_currency_or_refused_with_every_reason() {
     bad["payload"]["orderItems"][1]["unitPrice"] = json!({"currencyCode": "USD", "amount": "6.00"});
     bad["payload"]["orderItems"][2]["unitPrice"]["amount"] = json!("18.999");
     let notification = serde_json::from_value(bad).unwrap();
-    let CanonicalError::Invalid { problems, .. } = from_marketplace(notification).unwrap_err() else {
+    let CanonicalError::Invalid { problems, .. } = from_marketplace(notification).unwrap_err()
+    else {
         panic!("not invalid")
     };
     assert_eq!(
@@ -112,46 +131,93 @@ fn marketplace_money_is_exact_in_one_currency_or_refused_with_every_reason() {
 #[test]
 fn what_cannot_be_translated_is_refused_with_the_reason() {
     let cases: Vec<(&str, Value, &str)> = vec![
-        (SHOP_ORDER_PLACED, json!({"order_id": "SO-1"}), "missing field"),
+        (
+            SHOP_ORDER_PLACED,
+            json!({"order_id": "SO-1"}),
+            "missing field",
+        ),
         (SHOP_ORDER_PLACED, json!([1, 2, 3]), "malformed"),
-        (SHOP_ORDER_PLACED, {
-            let mut o = fixture("shop-order");
-            o["lines"] = json!([]);
-            o
-        }, "the order has no lines"),
-        (SHOP_ORDER_PLACED, {
-            let mut o = fixture("shop-order");
-            o["lines"][0]["quantity"] = json!(0);
-            o
-        }, "line 1 has quantity 0"),
-        (SHOP_ORDER_PLACED, {
-            let mut o = fixture("shop-order");
-            o["placed_at"] = json!("yesterday");
-            o
-        }, "placed_at"),
-        (MARKETPLACE_ORDER_PLACED, {
-            let mut o = fixture("marketplace-order");
-            o["payload"]["orderNumber"] = json!("x".repeat(90));
-            o
-        }, "longer than 80"),
-        (CRM_CUSTOMER_UPDATED, json!({"customer_id": "C-1", "updated_at": "2026-11-24T10:00:00Z", "changes": {}}), "nothing changed"),
-        (CRM_CUSTOMER_UPDATED, json!({"customer_id": "C-1", "updated_at": "2026-11-24T10:00:00Z", "changes": {"tier": "platinum"}}), "platinum"),
-        (CRM_CUSTOMER_UPDATED, json!({"customer_id": "C-1", "updated_at": "2026-11-24T10:00:00Z", "changes": {"shoe_size": 9}}), "shoe_size"),
-        (HELPDESK_USER_UPDATED, {
-            let mut u = fixture("helpdesk-user");
-            u["detail"]["external_id"] = Value::Null;
-            u
-        }, "help-desk user 36819204 has no external_id"),
-        (HELPDESK_USER_UPDATED, {
-            let mut u = fixture("helpdesk-user");
-            u["type"] = json!("user.deleted");
-            u
-        }, "not a user change"),
-        ("io.busline.erp.invoice.posted.v1", json!({}), "is not one of"),
+        (
+            SHOP_ORDER_PLACED,
+            {
+                let mut o = fixture("shop-order");
+                o["lines"] = json!([]);
+                o
+            },
+            "the order has no lines",
+        ),
+        (
+            SHOP_ORDER_PLACED,
+            {
+                let mut o = fixture("shop-order");
+                o["lines"][0]["quantity"] = json!(0);
+                o
+            },
+            "line 1 has quantity 0",
+        ),
+        (
+            SHOP_ORDER_PLACED,
+            {
+                let mut o = fixture("shop-order");
+                o["placed_at"] = json!("yesterday");
+                o
+            },
+            "placed_at",
+        ),
+        (
+            MARKETPLACE_ORDER_PLACED,
+            {
+                let mut o = fixture("marketplace-order");
+                o["payload"]["orderNumber"] = json!("x".repeat(90));
+                o
+            },
+            "longer than 80",
+        ),
+        (
+            CRM_CUSTOMER_UPDATED,
+            json!({"customer_id": "C-1", "updated_at": "2026-11-24T10:00:00Z", "changes": {}}),
+            "nothing changed",
+        ),
+        (
+            CRM_CUSTOMER_UPDATED,
+            json!({"customer_id": "C-1", "updated_at": "2026-11-24T10:00:00Z", "changes": {"tier": "platinum"}}),
+            "platinum",
+        ),
+        (
+            CRM_CUSTOMER_UPDATED,
+            json!({"customer_id": "C-1", "updated_at": "2026-11-24T10:00:00Z", "changes": {"shoe_size": 9}}),
+            "shoe_size",
+        ),
+        (
+            HELPDESK_USER_UPDATED,
+            {
+                let mut u = fixture("helpdesk-user");
+                u["detail"]["external_id"] = Value::Null;
+                u
+            },
+            "help-desk user 36819204 has no external_id",
+        ),
+        (
+            HELPDESK_USER_UPDATED,
+            {
+                let mut u = fixture("helpdesk-user");
+                u["type"] = json!("user.deleted");
+                u
+            },
+            "not a user change",
+        ),
+        (
+            "io.busline.erp.invoice.posted.v1",
+            json!({}),
+            "is not one of",
+        ),
     ];
     for (event_type, data, reason) in cases {
         let err = translate_data(event_type, &data).unwrap_err();
-        assert!(err.to_string().contains(reason), "{event_type}: {err} (wanted {reason:?})");
+        assert!(
+            err.to_string().contains(reason),
+            "{event_type}: {err} (wanted {reason:?})"
+        );
     }
 }
 
@@ -177,7 +243,9 @@ fn write_golden_files() {
         (CRM_CUSTOMER_UPDATED, "crm-customer"),
         (HELPDESK_USER_UPDATED, "helpdesk-user"),
     ] {
-        let translated = translate_data(event_type, &fixture(sample)).unwrap().unwrap();
+        let translated = translate_data(event_type, &fixture(sample))
+            .unwrap()
+            .unwrap();
         let path = format!("{}/golden/{sample}.json", env!("CARGO_MANIFEST_DIR"));
         let text = serde_json::to_string_pretty(&translated).unwrap();
         std::fs::write(path, text + "\n").unwrap();

@@ -20,14 +20,19 @@ use translate::orders::{
     Buyer, MarketplaceAddress, MarketplaceItem, MarketplaceNotification, MarketplaceOrder, Money,
     ShopLine, ShopOrder, amount, from_marketplace, from_shop, to_marketplace, to_shop,
 };
-use translate::{Canonical, DIALECTS, translate_data};
+use translate::{Canonical, DIALECTS};
 
 fn time() -> impl Strategy<Value = DateTime<Utc>> {
-    (1_600_000_000_000i64..1_900_000_000_000).prop_map(|ms| DateTime::from_timestamp_millis(ms).unwrap())
+    (1_600_000_000_000i64..1_900_000_000_000)
+        .prop_map(|ms| DateTime::from_timestamp_millis(ms).unwrap())
 }
 
 fn customer() -> impl Strategy<Value = Customer> {
-    ("C-[0-9]{1,6}", "[a-z]{1,8}@[a-z]{1,8}\\.com", proptest::option::of("[A-Z][a-z]{1,8} [A-Z][a-z]{1,10}"))
+    (
+        "C-[0-9]{1,6}",
+        "[a-z]{1,8}@[a-z]{1,8}\\.com",
+        proptest::option::of("[A-Z][a-z]{1,8} [A-Z][a-z]{1,10}"),
+    )
         .prop_map(|(id, email, name)| Customer { id, email, name })
 }
 
@@ -49,7 +54,9 @@ fn address() -> impl Strategy<Value = Address> {
 }
 
 fn warehouse() -> impl Strategy<Value = Option<String>> {
-    proptest::option::of(prop::sample::select(vec!["DUB-1", "AMS-2", "BER-3"]).prop_map(str::to_owned))
+    proptest::option::of(
+        prop::sample::select(vec!["DUB-1", "AMS-2", "BER-3"]).prop_map(str::to_owned),
+    )
 }
 
 prop_compose! {
@@ -116,9 +123,16 @@ prop_compose! {
     }
 }
 
+/// The translator on a payload in hand.
+fn translate_data(event_type: &str, data: &Value) -> Result<Option<Canonical>, CanonicalError> {
+    translate::translate_data(event_type, &serde_json::value::to_raw_value(data).unwrap())
+}
+
 fn conforms(translated: &Canonical) {
     let data = serde_json::to_value(translated).unwrap();
-    let violations = canonical::schema(translated.event_type()).unwrap().violations(&data);
+    let violations = canonical::schema(translated.event_type())
+        .unwrap()
+        .violations(&data);
     assert!(violations.is_empty(), "{violations:?}\n{data:#}");
 }
 
@@ -172,11 +186,32 @@ fn any_json() -> impl Strategy<Value = Value> {
                 prop_oneof![
                     "[a-z_]{1,12}",
                     prop::sample::select(vec![
-                        "order_id", "placed_at", "customer", "currency", "lines", "sku", "quantity",
-                        "unit_price_cents", "total_cents", "notificationType", "payload", "orderNumber",
-                        "orderStatus", "purchaseDate", "buyer", "orderTotal", "orderItems", "amount",
-                        "currencyCode", "customer_id", "updated_at", "changes", "detail", "external_id",
-                    ]).prop_map(str::to_owned),
+                        "order_id",
+                        "placed_at",
+                        "customer",
+                        "currency",
+                        "lines",
+                        "sku",
+                        "quantity",
+                        "unit_price_cents",
+                        "total_cents",
+                        "notificationType",
+                        "payload",
+                        "orderNumber",
+                        "orderStatus",
+                        "purchaseDate",
+                        "buyer",
+                        "orderTotal",
+                        "orderItems",
+                        "amount",
+                        "currencyCode",
+                        "customer_id",
+                        "updated_at",
+                        "changes",
+                        "detail",
+                        "external_id",
+                    ])
+                    .prop_map(str::to_owned),
                 ],
                 inner,
                 0..10,
@@ -189,13 +224,29 @@ fn any_json() -> impl Strategy<Value = Value> {
 /// A sample payload with one field replaced by anything, or removed.
 fn mutated_sample() -> impl Strategy<Value = (&'static str, Value)> {
     let samples: Vec<(&'static str, &'static str)> = vec![
-        (translate::SHOP_ORDER_PLACED, include_str!("../../../infra/events/shop-order.json")),
-        (translate::MARKETPLACE_ORDER_PLACED, include_str!("../../../infra/events/marketplace-order.json")),
-        (translate::CRM_CUSTOMER_UPDATED, include_str!("../../../infra/events/crm-customer.json")),
-        (translate::HELPDESK_USER_UPDATED, include_str!("../../../infra/events/helpdesk-user.json")),
+        (
+            translate::SHOP_ORDER_PLACED,
+            include_str!("../../../infra/events/shop-order.json"),
+        ),
+        (
+            translate::MARKETPLACE_ORDER_PLACED,
+            include_str!("../../../infra/events/marketplace-order.json"),
+        ),
+        (
+            translate::CRM_CUSTOMER_UPDATED,
+            include_str!("../../../infra/events/crm-customer.json"),
+        ),
+        (
+            translate::HELPDESK_USER_UPDATED,
+            include_str!("../../../infra/events/helpdesk-user.json"),
+        ),
     ];
-    (prop::sample::select(samples), any::<prop::sample::Index>(), proptest::option::of(any_json())).prop_map(
-        |((event_type, text), index, replacement)| {
+    (
+        prop::sample::select(samples),
+        any::<prop::sample::Index>(),
+        proptest::option::of(any_json()),
+    )
+        .prop_map(|((event_type, text), index, replacement)| {
             let mut data: Value = serde_json::from_str(text).unwrap();
             let mut pointers = Vec::new();
             collect_pointers(&data, String::new(), &mut pointers);
@@ -214,15 +265,19 @@ fn mutated_sample() -> impl Strategy<Value = (&'static str, Value)> {
                 }
             }
             (event_type, data)
-        },
-    )
+        })
 }
 
 fn collect_pointers(value: &Value, at: String, out: &mut Vec<String>) {
     out.push(at.clone());
     match value {
-        Value::Object(o) => o.iter().for_each(|(k, v)| collect_pointers(v, format!("{at}/{k}"), out)),
-        Value::Array(a) => a.iter().enumerate().for_each(|(i, v)| collect_pointers(v, format!("{at}/{i}"), out)),
+        Value::Object(o) => o
+            .iter()
+            .for_each(|(k, v)| collect_pointers(v, format!("{at}/{k}"), out)),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| collect_pointers(v, format!("{at}/{i}"), out)),
         _ => {}
     }
 }
@@ -234,7 +289,10 @@ fn translates_whole_or_refuses(event_type: &str, data: &Value) -> Result<(), Tes
         Ok(Some(translated)) => conforms(&translated),
         Ok(None) => {}
         Err(e) => {
-            let refused = matches!(e, CanonicalError::Malformed { .. } | CanonicalError::Invalid { .. });
+            let refused = matches!(
+                e,
+                CanonicalError::Malformed { .. } | CanonicalError::Invalid { .. }
+            );
             prop_assert!(refused, "{}", e);
             prop_assert!(!e.to_string().is_empty());
         }
@@ -283,10 +341,18 @@ fn run(detail: Value) -> Outcome {
     event.source = "busline.webhook.shop".into();
     event.detail_type = translate::SHOP_ORDER_PLACED.into();
     event.detail = detail;
+    let event = transform::raw(&event);
     let (bus, dlq) = (InMemoryBus::new(), InMemoryDeadLetterQueue::new());
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let outcome = runtime
-        .block_on(transform::transform(event, |e| async move { translate::translate(&e) }, &bus, &dlq))
+        .block_on(transform::transform(
+            event,
+            |e| async move { translate::translate(&e) },
+            &bus,
+            &dlq,
+        ))
         .unwrap();
     match &outcome {
         Outcome::DeadLettered(_) => assert_eq!(dlq.letters().len(), 1),
@@ -305,7 +371,8 @@ fn deeply_nested_and_huge_payloads_are_refused_not_crashed_on() {
     for _ in 0..1_000 {
         nested = json!([nested]);
     }
-    let mut order: Value = serde_json::from_str(include_str!("../../../infra/events/shop-order.json")).unwrap();
+    let mut order: Value =
+        serde_json::from_str(include_str!("../../../infra/events/shop-order.json")).unwrap();
     order["customer"] = nested;
     let err = translate_data(translate::SHOP_ORDER_PLACED, &order).unwrap_err();
     assert!(err.to_string().contains("customer"), "{err}");
@@ -315,15 +382,25 @@ fn deeply_nested_and_huge_payloads_are_refused_not_crashed_on() {
     let mut huge = order.clone();
     huge["customer"] = json!({"id": "C-1", "email": "a@b.c"});
     huge["lines"][0]["sku"] = json!("X".repeat(4 << 20));
-    let translated = translate_data(translate::SHOP_ORDER_PLACED, &huge).unwrap().unwrap();
+    let translated = translate_data(translate::SHOP_ORDER_PLACED, &huge)
+        .unwrap()
+        .unwrap();
     conforms(&translated);
     let mut wide = huge.clone();
-    wide["lines"] = Value::Array(vec![json!({"sku": "A", "quantity": 1, "unit_price_cents": 1}); 50_000]);
+    wide["lines"] = Value::Array(vec![
+        json!({"sku": "A", "quantity": 1, "unit_price_cents": 1});
+        50_000
+    ]);
     wide["total_cents"] = json!(50_000);
     assert!(translate_data(translate::SHOP_ORDER_PLACED, &wide).is_ok());
 
     // Through the runtime, an event too large for the bus goes to the dead-letter queue.
-    let envelope = Envelope::new("e-1", "busline.webhook.shop", EventType::parse(translate::SHOP_ORDER_PLACED).unwrap(), huge);
+    let envelope = Envelope::new(
+        "e-1",
+        "busline.webhook.shop",
+        EventType::parse(translate::SHOP_ORDER_PLACED).unwrap(),
+        huge,
+    );
     let outcome = run(serde_json::to_value(&envelope).unwrap());
     assert_eq!(outcome, Outcome::DeadLettered("EventUnpublishable".into()));
 }

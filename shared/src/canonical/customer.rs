@@ -70,6 +70,7 @@ pub struct CustomerUpdated {
     /// Which system changed it.
     pub source: CustomerSource,
     /// When the source changed it: the customer master orders changes by this.
+    #[serde(with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     /// What changed.
     pub changes: CustomerChanges,
@@ -83,7 +84,9 @@ impl CustomerUpdated {
         p.check(!self.changes.is_empty(), || "nothing changed".to_owned());
         let c = &self.changes;
         if let Some(email) = &c.email {
-            p.check(email.trim().len() >= 3, || format!("email {email:?} is too short"));
+            p.check(email.trim().len() >= 3, || {
+                format!("email {email:?} is too short")
+            });
         }
         for (what, value) in [("phone", &c.phone), ("name", &c.name)] {
             if let Some(value) = value {

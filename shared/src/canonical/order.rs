@@ -2,7 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// A payload as JSON text.
+type Raw = Box<RawValue>;
 
 use super::{CanonicalError, ORDER_PLACED_V1, ORDER_PLACED_V2, Problems, read};
 use crate::Envelope;
@@ -34,6 +37,7 @@ pub struct OrderPlaced {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     /// When it was placed.
+    #[serde(with = "crate::time::rfc3339")]
     pub placed_at: DateTime<Utc>,
     /// Who ordered.
     pub customer: Customer,
@@ -71,6 +75,7 @@ pub struct OrderPlacedV1 {
     /// The order id.
     pub order_id: String,
     /// When it was placed.
+    #[serde(with = "crate::time::rfc3339")]
     pub placed_at: DateTime<Utc>,
     /// Who ordered.
     pub customer: Customer,
@@ -126,7 +131,7 @@ pub fn upcast(order: OrderPlacedV1) -> OrderPlaced {
 
 /// Reads a canonical order of any version as v2, upcasting v1; any other type, or a payload that is
 /// not a valid order of its version, is a [`CanonicalError`].
-pub fn read_order(envelope: &Envelope<Value>) -> Result<Envelope<OrderPlaced>, CanonicalError> {
+pub fn read_order(envelope: &Envelope<Raw>) -> Result<Envelope<OrderPlaced>, CanonicalError> {
     let order = match envelope.event_type.as_str() {
         ORDER_PLACED_V1 => upcast(read(ORDER_PLACED_V1, &envelope.data)?),
         ORDER_PLACED_V2 => read(ORDER_PLACED_V2, &envelope.data)?,
@@ -180,7 +185,9 @@ impl OrderPlaced {
                 CURRENCIES.join(", ")
             )
         });
-        p.check(!self.lines.is_empty(), || "the order has no lines".to_owned());
+        p.check(!self.lines.is_empty(), || {
+            "the order has no lines".to_owned()
+        });
         let mut seen = std::collections::HashSet::new();
         for line in &self.lines {
             let n = line.line_no;
@@ -188,7 +195,10 @@ impl OrderPlaced {
             p.check(seen.insert(n), || format!("line {n} appears twice"));
             p.non_empty(&format!("line {n}'s sku"), &line.sku);
             p.check(line.quantity >= 1, || {
-                format!("line {n} has quantity {}; it must be at least 1", line.quantity)
+                format!(
+                    "line {n} has quantity {}; it must be at least 1",
+                    line.quantity
+                )
             });
             p.check(line.unit_price_cents >= 0, || {
                 format!("line {n} has a negative price")
@@ -230,6 +240,7 @@ pub struct CustomerProfile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credit_limit: Option<serde_json::Number>,
     /// When the master was read (or its cached copy was).
+    #[serde(with = "crate::time::rfc3339")]
     pub looked_up_at: DateTime<Utc>,
 }
 
@@ -275,7 +286,7 @@ pub struct FulfillmentRequested {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::EventType;
@@ -285,9 +296,10 @@ mod tests {
         serde_json::from_str(include_str!("../../../infra/events/shop-order.json")).unwrap()
     }
 
-    fn envelope(event_type: &str, data: Value) -> Envelope<Value> {
-        Envelope::new("e-1", "test", EventType::parse(event_type).unwrap(), data)
-            .with_correlation_id("c-1")
+    fn envelope(event_type: &str, data: Value) -> Envelope<Raw> {
+        let envelope = Envelope::new("e-1", "test", EventType::parse(event_type).unwrap(), data)
+            .with_correlation_id("c-1");
+        crate::transform::received(&envelope)
     }
 
     #[test]
@@ -329,7 +341,10 @@ mod tests {
         assert_eq!(serde_json::to_value(&read.data).unwrap(), order);
 
         let err = read_order(&envelope("io.busline.shop.order.placed.v1", v1())).unwrap_err();
-        assert!(matches!(err, CanonicalError::UnexpectedType { .. }), "{err}");
+        assert!(
+            matches!(err, CanonicalError::UnexpectedType { .. }),
+            "{err}"
+        );
         // A v2 event that lacks v2's fields is malformed, not silently upcast.
         let err = read_order(&envelope(ORDER_PLACED_V2, v1())).unwrap_err();
         assert!(err.to_string().contains("missing field"), "{err}");

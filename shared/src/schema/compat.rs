@@ -90,7 +90,11 @@ const EXACT: &[&str] = &["pattern", "format", "multipleOf"];
 fn types(schema: &Map<String, Value>) -> Option<BTreeSet<String>> {
     let names = match schema.get("type")? {
         Value::String(t) => vec![t.clone()],
-        Value::Array(ts) => ts.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
         _ => return None,
     };
     // An integer is a number: a consumer reading numbers reads integers.
@@ -153,8 +157,14 @@ fn compare(old: &Value, new: &Value, path: &str, breaks: &mut Vec<Break>) {
                 Rule::TypeChanged,
                 format!(
                     "type {:?} became {:?}",
-                    old_types.iter().filter(|t| *t != "integer" || !old_types.contains("number")).collect::<Vec<_>>(),
-                    new_types.iter().filter(|t| *t != "integer" || !new_types.contains("number")).collect::<Vec<_>>()
+                    old_types
+                        .iter()
+                        .filter(|t| *t != "integer" || !old_types.contains("number"))
+                        .collect::<Vec<_>>(),
+                    new_types
+                        .iter()
+                        .filter(|t| *t != "integer" || !new_types.contains("number"))
+                        .collect::<Vec<_>>()
                 ),
             ),
             Some(_) => {}
@@ -185,7 +195,10 @@ fn compare(old: &Value, new: &Value, path: &str, breaks: &mut Vec<Break>) {
                 Some(n) if n >= o => {}
                 n => push(
                     Rule::ConstraintLoosened,
-                    format!("{key} {o} became {}", n.map_or("none".to_owned(), |n| n.to_string())),
+                    format!(
+                        "{key} {o} became {}",
+                        n.map_or("none".to_owned(), |n| n.to_string())
+                    ),
                 ),
             }
         }
@@ -196,7 +209,10 @@ fn compare(old: &Value, new: &Value, path: &str, breaks: &mut Vec<Break>) {
                 Some(n) if n <= o => {}
                 n => push(
                     Rule::ConstraintLoosened,
-                    format!("{key} {o} became {}", n.map_or("none".to_owned(), |n| n.to_string())),
+                    format!(
+                        "{key} {o} became {}",
+                        n.map_or("none".to_owned(), |n| n.to_string())
+                    ),
                 ),
             }
         }
@@ -224,8 +240,14 @@ fn compare(old: &Value, new: &Value, path: &str, breaks: &mut Vec<Break>) {
     }
 
     let empty = Map::new();
-    let old_props = old.get("properties").and_then(Value::as_object).unwrap_or(&empty);
-    let new_props = new.get("properties").and_then(Value::as_object).unwrap_or(&empty);
+    let old_props = old
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let new_props = new
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     if old.get("additionalProperties") == Some(&Value::Bool(false)) {
         if new.get("additionalProperties") != Some(&Value::Bool(false)) {
             breaks.push(Break {
@@ -241,7 +263,10 @@ fn compare(old: &Value, new: &Value, path: &str, breaks: &mut Vec<Break>) {
                 detail: format!("{field} is new in a closed object"),
             });
         }
-    } else if let (Some(o), Some(n)) = (old.get("additionalProperties"), new.get("additionalProperties")) {
+    } else if let (Some(o), Some(n)) = (
+        old.get("additionalProperties"),
+        new.get("additionalProperties"),
+    ) {
         compare(o, n, &format!("{path}/*"), breaks);
     }
 
@@ -269,8 +294,14 @@ fn compare(old: &Value, new: &Value, path: &str, breaks: &mut Vec<Break>) {
         });
     }
 
-    let old_defs = old.get("$defs").and_then(Value::as_object).unwrap_or(&empty);
-    let new_defs = new.get("$defs").and_then(Value::as_object).unwrap_or(&empty);
+    let old_defs = old
+        .get("$defs")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let new_defs = new
+        .get("$defs")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     for (name, old_def) in old_defs {
         let child = format!("{path}#/$defs/{name}");
         match new_defs.get(name) {
