@@ -34,6 +34,14 @@ pub trait Classify: std::error::Error {
 
 /// The Lambda `Diagnostic` for an error: its stable type, and a message with its whole cause chain.
 pub fn diagnostic<E: Classify + ?Sized>(error: &E) -> Diagnostic {
+    Diagnostic {
+        error_type: error.error_type().to_owned(),
+        error_message: with_causes(error),
+    }
+}
+
+/// The error's message followed by each of its causes', `: `-separated.
+pub fn with_causes<E: std::error::Error + ?Sized>(error: &E) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -41,10 +49,7 @@ pub fn diagnostic<E: Classify + ?Sized>(error: &E) -> Diagnostic {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    Diagnostic {
-        error_type: error.error_type().to_owned(),
-        error_message: message,
-    }
+    message
 }
 
 #[cfg(test)]

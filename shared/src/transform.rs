@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 use crate::batch::{DeadLetter, DeadLetterQueue, SqsDeadLetterQueue};
 use crate::bus::{EventBridgePublisher, EventPublisher};
 use crate::config::{Env, ProcessEnv};
-use crate::error::diagnostic;
+use crate::error::{diagnostic, with_causes};
 use crate::{Classify, Envelope, ErrorClass};
 
 /// A payload as EventBridge delivered it: JSON text, not yet read.
@@ -66,7 +66,7 @@ where
             &event,
             Diagnostic {
                 error_type: "MalformedEvent".to_owned(),
-                error_message: diagnostic_message(&e),
+                error_message: with_causes(&e),
             },
         ),
         Ok(envelope) => {
@@ -91,7 +91,7 @@ where
     dead_letters.send(&letter).await.map_err(|e| {
         retry(Diagnostic {
             error_type: "DeadLetterUnavailable".to_owned(),
-            error_message: diagnostic_message(&e),
+            error_message: with_causes(&e),
         })
     })?;
     Ok(Outcome::DeadLettered(letter.error_type))
@@ -133,17 +133,6 @@ pub fn raw(event: &EventBridgeEvent<Value>) -> DeliveredEvent {
 /// `envelope` as a transformer receives it, its payload JSON text. For tests.
 pub fn received<T: Serialize>(envelope: &Envelope<T>) -> Envelope<Raw> {
     Envelope::from_eventbridge_raw(&delivered(envelope)).expect("an envelope reads back")
-}
-
-fn diagnostic_message(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 fn retry(error: Diagnostic) -> Diagnostic {

@@ -790,6 +790,23 @@ impl DeployedStack {
         .await
     }
 
+    /// POSTs `body` to `/webhooks/{source}` signed with the secret in output `secret_output`, as
+    /// the source system would, for delivery `delivery_id`.
+    pub async fn post_signed(
+        &self,
+        config: &SdkConfig,
+        source: &str,
+        secret_output: &str,
+        body: &Value,
+        delivery_id: &str,
+    ) -> Result<(u16, Value)> {
+        let secret = self.secret(config, secret_output).await?;
+        let text = body.to_string();
+        let headers = signed_headers(&secret, &text, delivery_id);
+        self.post_webhook(&format!("/webhooks/{source}"), &text, &headers)
+            .await
+    }
+
     /// Calls the Function URL in output `url_output` at `path`, through LocalStack's gateway (the
     /// Function URL's host is named in the `Host` header, as DNS would route it), and returns the
     /// status and the JSON body (or the text as a JSON string).

@@ -11,7 +11,7 @@ use busline::bus::{EventBridgePublisher, EventPublisher};
 use busline::fulfillment::CreditStanding;
 use busline::fulfillment::dynamodb::DynamoDbFulfillment;
 use busline::{Envelope, EventType};
-use busline_tests::{DeployedStack, find_letter, localstack, receive, signed_headers, watch_bus};
+use busline_tests::{DeployedStack, find_letter, localstack, receive, watch_bus};
 use serde_json::{Value, json};
 
 const SAMPLE: &str = include_str!("../../infra/events/marketplace-order.json");
@@ -94,17 +94,8 @@ async fn a_marketplace_order_is_translated_enriched_split_and_fulfilled() {
         .unwrap();
 
     let queue = watch(&aws, &stack, &order_id, &tag).await;
-    let secret = stack
-        .secret(&aws, "MarketplaceWebhookSecretArn")
-        .await
-        .unwrap();
-    let text = body.to_string();
     let (status, answer) = stack
-        .post_webhook(
-            "/webhooks/marketplace",
-            &text,
-            &signed_headers(&secret, &text, &format!("dlv-{tag}")),
-        )
+        .post_signed(&aws, "marketplace", "MarketplaceWebhookSecretArn", &body, &format!("dlv-{tag}"))
         .await
         .unwrap();
     assert_eq!(status, 202, "{answer}");
@@ -246,17 +237,8 @@ async fn an_untranslatable_event_is_dead_lettered_with_its_reason_and_nothing_go
     // Valid for the marketplace's schema (each amount is well formed), but one item is in dollars.
     body["payload"]["orderItems"][1]["unitPrice"]["currencyCode"] = json!("USD");
     let queue = watch(&aws, &stack, &format!("mkt-{number}"), &tag).await;
-    let secret = stack
-        .secret(&aws, "MarketplaceWebhookSecretArn")
-        .await
-        .unwrap();
-    let text = body.to_string();
     let (status, answer) = stack
-        .post_webhook(
-            "/webhooks/marketplace",
-            &text,
-            &signed_headers(&secret, &text, &format!("dlv-{tag}")),
-        )
+        .post_signed(&aws, "marketplace", "MarketplaceWebhookSecretArn", &body, &format!("dlv-{tag}"))
         .await
         .unwrap();
     assert_eq!(status, 202, "ingest accepts it: {answer}");
@@ -306,17 +288,8 @@ async fn a_help_desk_change_reaches_the_customer_master_through_the_translator()
     let mut body: Value =
         serde_json::from_str(include_str!("../../infra/events/helpdesk-user.json")).unwrap();
     body["detail"]["external_id"] = json!(customer);
-    let secret = stack
-        .secret(&aws, "HelpdeskWebhookSecretArn")
-        .await
-        .unwrap();
-    let text = body.to_string();
     let (status, answer) = stack
-        .post_webhook(
-            "/webhooks/helpdesk",
-            &text,
-            &signed_headers(&secret, &text, &format!("dlv-{tag}")),
-        )
+        .post_signed(&aws, "helpdesk", "HelpdeskWebhookSecretArn", &body, &format!("dlv-{tag}"))
         .await
         .unwrap();
     assert_eq!(status, 202, "{answer}");

@@ -1,8 +1,8 @@
 //! Properties of the translator over generated input: round trips, schema conformance, and fuzzing
 //! with malformed, truncated, huge and deeply nested JSON.
 //!
-//! The number of cases is `PROPTEST_CASES` (proptest's own variable); the defaults below are what
-//! `make test` runs.
+//! `PROPTEST_CASES` sets the number of cases of every property (proptest's own variable); unset,
+//! `make test` runs 512 of each round trip and 2,000 of each fuzz property.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use busline::batch::InMemoryDeadLetterQueue;
@@ -21,6 +21,14 @@ use translate::orders::{
     ShopLine, ShopOrder, amount, from_marketplace, from_shop, to_marketplace, to_shop,
 };
 use translate::{Canonical, DIALECTS};
+
+/// `PROPTEST_CASES`, or `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
 
 fn time() -> impl Strategy<Value = DateTime<Utc>> {
     (1_600_000_000_000i64..1_900_000_000_000)
@@ -137,7 +145,7 @@ fn conforms(translated: &Canonical) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases(512)))]
 
     #[test]
     fn a_shop_order_round_trips_and_conforms(order in shop_order()) {
@@ -301,7 +309,7 @@ fn translates_whole_or_refuses(event_type: &str, data: &Value) -> Result<(), Tes
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2_000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(2_000)))]
 
     #[test]
     fn fuzz_any_json_as_any_dialect(event_type in prop::sample::select(DIALECTS.to_vec()), data in any_json()) {
