@@ -84,7 +84,7 @@ impl CustomerUpdated {
         p.check(!self.changes.is_empty(), || "nothing changed".to_owned());
         let c = &self.changes;
         if let Some(email) = &c.email {
-            p.check(email.trim().len() >= 3, || {
+            p.check(email.trim().chars().count() >= 3, || {
                 format!("email {email:?} is too short")
             });
         }
