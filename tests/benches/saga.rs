@@ -3,8 +3,9 @@
 //! every step a real function process.
 //!
 //! Each order's time is split into where it went:
-//! - **start**: `order.placed` put on the bus → the execution started (EventBridge, the rule, the
-//!   Express starter, `StartExecution`);
+//! - **start**: the web shop's `order.placed` put on the bus → the execution started (EventBridge,
+//!   `translate` and `enrich` with their two publishes, the rule, the Express starter,
+//!   `StartExecution`);
 //! - **handlers**: busline's own code, the sum of the steps' durations as each logs it ("step
 //!   finished", `duration_ms`), which includes their calls to DynamoDB and EventBridge;
 //! - **invoke**: Step Functions' task time for the Lambda steps minus the handlers (LocalStack's
@@ -151,7 +152,7 @@ async fn main() -> Result<()> {
     );
     let mut report = vec![row("end to end", &end_to_end, total)];
     report.push(row(
-        "  start: bus, rule, Express starter",
+        "  start: bus, translate, enrich, starter",
         &column(|t| t.start),
         total,
     ));

@@ -95,7 +95,13 @@ async fn a_marketplace_order_is_translated_enriched_split_and_fulfilled() {
 
     let queue = watch(&aws, &stack, &order_id, &tag).await;
     let (status, answer) = stack
-        .post_signed(&aws, "marketplace", "MarketplaceWebhookSecretArn", &body, &format!("dlv-{tag}"))
+        .post_signed(
+            &aws,
+            "marketplace",
+            "MarketplaceWebhookSecretArn",
+            &body,
+            &format!("dlv-{tag}"),
+        )
         .await
         .unwrap();
     assert_eq!(status, 202, "{answer}");
@@ -238,7 +244,13 @@ async fn an_untranslatable_event_is_dead_lettered_with_its_reason_and_nothing_go
     body["payload"]["orderItems"][1]["unitPrice"]["currencyCode"] = json!("USD");
     let queue = watch(&aws, &stack, &format!("mkt-{number}"), &tag).await;
     let (status, answer) = stack
-        .post_signed(&aws, "marketplace", "MarketplaceWebhookSecretArn", &body, &format!("dlv-{tag}"))
+        .post_signed(
+            &aws,
+            "marketplace",
+            "MarketplaceWebhookSecretArn",
+            &body,
+            &format!("dlv-{tag}"),
+        )
         .await
         .unwrap();
     assert_eq!(status, 202, "ingest accepts it: {answer}");
@@ -289,7 +301,13 @@ async fn a_help_desk_change_reaches_the_customer_master_through_the_translator()
         serde_json::from_str(include_str!("../../infra/events/helpdesk-user.json")).unwrap();
     body["detail"]["external_id"] = json!(customer);
     let (status, answer) = stack
-        .post_signed(&aws, "helpdesk", "HelpdeskWebhookSecretArn", &body, &format!("dlv-{tag}"))
+        .post_signed(
+            &aws,
+            "helpdesk",
+            "HelpdeskWebhookSecretArn",
+            &body,
+            &format!("dlv-{tag}"),
+        )
         .await
         .unwrap();
     assert_eq!(status, 202, "{answer}");
