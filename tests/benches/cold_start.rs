@@ -28,6 +28,19 @@ use tokio::sync::{mpsc, oneshot};
 
 const RUNS: usize = 10;
 
+/// The event a rule delivers for `data` of `event_type`, as JSON.
+fn delivered_event(event_type: &str, data: &str) -> Result<Value> {
+    let envelope = busline::Envelope::new(
+        format!("cold-{}", uuid::Uuid::new_v4().simple()),
+        "busline.bench",
+        busline::EventType::parse(event_type)?,
+        serde_json::from_str::<Value>(data)?,
+    );
+    Ok(serde_json::to_value(busline::transform::delivered(
+        &envelope,
+    ))?)
+}
+
 struct Subject {
     name: &'static str,
     env: Vec<(String, String)>,
@@ -73,6 +86,20 @@ async fn main() -> Result<()> {
     ]
     .map(|(k, v)| (k.to_owned(), v));
     let delivery = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let transformer_env: Vec<(String, String)> = aws_env
+        .iter()
+        .cloned()
+        .chain([
+            (
+                "BUS_NAME".to_owned(),
+                stack.output("EventBusName")?.to_owned(),
+            ),
+            (
+                "DEAD_LETTER_QUEUE_URL".to_owned(),
+                stack.output("TransformersDeadLetterQueueUrl")?.to_owned(),
+            ),
+        ])
+        .collect();
     let subjects = vec![
         Subject {
             name: "hello-lambda",
@@ -136,6 +163,26 @@ async fn main() -> Result<()> {
                 )])
                 .collect(),
             event: webhook_event("GET", "/orders/SO-1001", "", &Vec::new()),
+        },
+        Subject {
+            name: "translate",
+            env: transformer_env.clone(),
+            event: delivered_event("io.busline.shop.order.placed.v1", SAMPLE_SHOP_ORDER)?,
+        },
+        Subject {
+            name: "enrich",
+            env: transformer_env
+                .iter()
+                .cloned()
+                .chain([(
+                    "CUSTOMER_MASTER_TABLE".to_owned(),
+                    stack.output("CustomerMasterTableName")?.to_owned(),
+                )])
+                .collect(),
+            event: delivered_event(
+                "io.busline.order.placed.v2",
+                include_str!("../../functions/translate/golden/shop-order.json"),
+            )?,
         },
     ];
 
