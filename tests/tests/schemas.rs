@@ -44,7 +44,7 @@ fn file_of(event_type: &str) -> String {
 fn no_committed_revision_of_a_canonical_schema_is_broken_by_the_current_one() {
     let mut checked = 0;
     let mut breaks = Vec::new();
-    for (event_type, text) in SCHEMAS {
+    for (event_type, _, text) in SCHEMAS {
         let path = file_of(event_type);
         let current: Value = serde_json::from_str(text).unwrap();
         assert_eq!(
@@ -75,9 +75,9 @@ fn the_check_catches_a_deliberately_breaking_change() {
     let current: Value = serde_json::from_str(
         SCHEMAS
             .iter()
-            .find(|(t, _)| *t == "io.busline.order.placed.v2")
+            .find(|(t, _, _)| *t == "io.busline.order.placed.v2")
             .unwrap()
-            .1,
+            .2,
     )
     .unwrap();
     let breaking: Value = serde_json::from_str(include_str!(
@@ -102,7 +102,7 @@ fn the_check_catches_a_deliberately_breaking_change() {
 #[test]
 fn v2_breaks_v1_so_it_is_a_new_version_with_an_upcaster() {
     let schema = |t: &str| -> Value {
-        serde_json::from_str(SCHEMAS.iter().find(|(n, _)| *n == t).unwrap().1).unwrap()
+        serde_json::from_str(SCHEMAS.iter().find(|(n, _, _)| *n == t).unwrap().2).unwrap()
     };
     // A consumer of v2 cannot read a v1 event (v1 lacks the channel and line numbers v2 requires),
     // so the change had to be a new version, and v2's consumers upcast v1 events.

@@ -87,14 +87,19 @@ pub async fn enrich(
     };
     let event_type =
         EventType::parse(canonical::ORDER_ENRICHED_V1).expect("canonical types are versioned");
+    // Derived from the event as it came: `read_order` kept its id, source and correlation, so the
+    // order itself moves into the enriched event instead of being copied.
     let enriched = OrderEnriched {
-        order: order.data.clone(),
+        order: order.data,
         customer,
     };
     Ok(vec![
-        order
+        envelope
             .derive("enrich", SOURCE, event_type, enriched)
-            .with_dataschema("urn:busline:schema:order:enriched:v1"),
+            .with_dataschema(
+                canonical::schema_id(canonical::ORDER_ENRICHED_V1)
+                    .expect("canonical types have schemas"),
+            ),
     ])
 }
 

@@ -38,6 +38,8 @@ pub fn split(
             });
     }
     let total = u32::try_from(by_warehouse.len()).unwrap_or(u32::MAX);
+    let schema_id = canonical::schema_id(canonical::FULFILLMENT_REQUESTED_V1)
+        .expect("canonical types have schemas");
     let event_type = EventType::parse(canonical::FULFILLMENT_REQUESTED_V1)
         .expect("canonical types are versioned");
     Ok((1..)
@@ -60,7 +62,7 @@ pub fn split(
                     part,
                 )
                 .with_subject(&order.data.order_id)
-                .with_dataschema("urn:busline:schema:fulfillment:requested:v1")
+                .with_dataschema(schema_id)
         })
         .collect())
 }
@@ -102,6 +104,7 @@ mod tests {
             .map(|p| {
                 let data = serde_json::to_value(&p.data).unwrap();
                 assert_eq!(schema.violations(&data), vec![]);
+                assert_eq!(p.dataschema.as_deref(), schema.id());
                 assert_eq!(p.data.correlation_id, "corr-1");
                 assert_eq!(p.correlation_id(), "corr-1");
                 assert_eq!(p.data.order_id, "mkt-402-8837310-5520345");

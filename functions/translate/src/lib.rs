@@ -72,13 +72,6 @@ impl Canonical {
             Self::Customer(c) => &c.customer_id,
         }
     }
-
-    fn schema_id(&self) -> &'static str {
-        match self {
-            Self::Order(_) => "urn:busline:schema:order:placed:v2",
-            Self::Customer(_) => "urn:busline:schema:customer:updated:v1",
-        }
-    }
 }
 
 /// Translates the payload of one dialect event. `Ok(None)` is an event that means nothing yet
@@ -126,7 +119,8 @@ pub fn translate(
     let event_type =
         EventType::parse(translated.event_type()).expect("canonical types are versioned");
     let subject = translated.subject().to_owned();
-    let schema_id = translated.schema_id();
+    let schema_id =
+        canonical::schema_id(translated.event_type()).expect("canonical types have schemas");
     Ok(vec![
         envelope
             .derive("translate", SOURCE, event_type, translated)

@@ -66,10 +66,9 @@ fn the_canonical_envelope_is_derived_from_the_dialect_one() {
     assert_eq!(out.event_type.as_str(), canonical::ORDER_PLACED_V2);
     assert_eq!(out.source, SOURCE);
     assert_eq!(out.subject.as_deref(), Some("mkt-402-8837310-5520345"));
-    assert_eq!(
-        out.dataschema,
-        canonical::schema_id(canonical::ORDER_PLACED_V2)
-    );
+    // The schema file's own `$id`, not the table the code reads it from.
+    let schema = canonical::schema(canonical::ORDER_PLACED_V2).unwrap();
+    assert_eq!(out.dataschema.as_deref(), schema.id());
     assert_eq!(out.correlation_id(), "corr-1");
     assert_eq!(out.causationid.as_deref(), Some("dlv-1"));
     assert_eq!(out.traceparent, input.traceparent);
@@ -238,6 +237,9 @@ fn a_help_desk_null_does_not_erase_what_the_master_knows() {
 }
 
 #[test]
+// Ignored on purpose: it overwrites the golden files with whatever the translator now produces, so
+// running it with the suite would make `every_dialect_translates_to_its_golden_canonical_event`
+// pass by definition. Run it by hand after a reviewed mapping change, and review the diff it makes.
 #[ignore = "writes the golden files; run by hand after reviewing a mapping change"]
 fn write_golden_files() {
     for (event_type, sample) in SAMPLES {

@@ -28,26 +28,32 @@ pub const CUSTOMER_UPDATED_V1: &str = "io.busline.customer.updated.v1";
 /// `io.busline.fulfillment.requested.v1`: the part of an order one warehouse ships.
 pub const FULFILLMENT_REQUESTED_V1: &str = "io.busline.fulfillment.requested.v1";
 
-/// Every canonical schema, by event type.
-pub const SCHEMAS: &[(&str, &str)] = &[
+/// Every canonical schema: the event type, the schema's `$id` (which envelopes carry as
+/// `dataschema`; a test checks it against the file) and the schema itself.
+pub const SCHEMAS: &[(&str, &str, &str)] = &[
     (
         ORDER_PLACED_V1,
+        "urn:busline:schema:order:placed:v1",
         include_str!("../../../infra/schemas/canonical/order.placed.v1.json"),
     ),
     (
         ORDER_PLACED_V2,
+        "urn:busline:schema:order:placed:v2",
         include_str!("../../../infra/schemas/canonical/order.placed.v2.json"),
     ),
     (
         ORDER_ENRICHED_V1,
+        "urn:busline:schema:order:enriched:v1",
         include_str!("../../../infra/schemas/canonical/order.enriched.v1.json"),
     ),
     (
         CUSTOMER_UPDATED_V1,
+        "urn:busline:schema:customer:updated:v1",
         include_str!("../../../infra/schemas/canonical/customer.updated.v1.json"),
     ),
     (
         FULFILLMENT_REQUESTED_V1,
+        "urn:busline:schema:fulfillment:requested:v1",
         include_str!("../../../infra/schemas/canonical/fulfillment.requested.v1.json"),
     ),
 ];
@@ -55,22 +61,23 @@ pub const SCHEMAS: &[(&str, &str)] = &[
 /// The compiled schema of a canonical event type; `$ref`s between canonical schemas (the enriched
 /// order's `order` is a v2 order) resolve to the others, offline.
 pub fn schema(event_type: &str) -> Result<Schema, SchemaError> {
-    let (name, text) = SCHEMAS
+    let (name, _, text) = SCHEMAS
         .iter()
-        .find(|(name, _)| *name == event_type)
+        .find(|(name, _, _)| *name == event_type)
         .ok_or_else(|| SchemaError {
             name: event_type.to_owned(),
             reason: "no canonical schema has this event type".to_owned(),
         })?;
-    let references: Vec<&str> = SCHEMAS.iter().map(|(_, text)| *text).collect();
+    let references: Vec<&str> = SCHEMAS.iter().map(|(_, _, text)| *text).collect();
     Schema::compile_with_references(name, text, &references)
 }
 
 /// The schema's `$id` for a canonical event type, which envelopes carry as `dataschema`.
-pub fn schema_id(event_type: &str) -> Option<String> {
-    let (_, text) = SCHEMAS.iter().find(|(name, _)| *name == event_type)?;
-    let document: serde_json::Value = serde_json::from_str(text).ok()?;
-    document.get("$id")?.as_str().map(str::to_owned)
+pub fn schema_id(event_type: &str) -> Option<&'static str> {
+    SCHEMAS
+        .iter()
+        .find(|(name, _, _)| *name == event_type)
+        .map(|(_, id, _)| *id)
 }
 
 /// Why a payload is not a canonical event: always permanent, since the same bytes never translate.
@@ -171,12 +178,12 @@ mod tests {
 
     #[test]
     fn every_canonical_schema_compiles_is_named_after_its_type_and_has_an_id() {
-        for (event_type, _) in SCHEMAS {
+        for (event_type, _, _) in SCHEMAS {
             let schema = schema(event_type).unwrap();
             let id = schema.id().unwrap();
             let version = event_type.rsplit('.').next().unwrap();
             assert!(id.ends_with(&format!(":{version}")), "{event_type}: {id}");
-            assert_eq!(schema_id(event_type).as_deref(), Some(id));
+            assert_eq!(schema_id(event_type), Some(id));
         }
         assert!(schema("io.busline.nothing.v1").is_err());
     }
