@@ -12,9 +12,11 @@ use busline::batch::NoDeadLetterQueue;
 use busline::bus::EventBridgePublisher;
 use busline::checkpoint::DynamoDbCheckpointStore;
 use busline::retry::{Backoff, Deadline};
+use busline_tests::report::{Column, Section, Table};
 use busline_tests::source_stub::SourceStub;
 use busline_tests::{CallCounter, DeployedStack, localstack};
 use chrono::{TimeZone, Utc};
+use serde_json::json;
 use wiremock::MockServer;
 
 const RECORDS: usize = 10_000;
@@ -81,32 +83,39 @@ async fn main() -> Result<()> {
 
     let per_second = |d: Duration| RECORDS as f64 / d.as_secs_f64();
     let per_thousand = |calls: usize| calls as f64 * 1000.0 / RECORDS as f64;
-    println!(
-        "\n| Batch sync, {RECORDS} records in pages of 100, on LocalStack | records / s | vs the bare PutEvents loop | PutEvents / 1,000 records | DynamoDB calls / 1,000 records |"
+    assert_eq!(RECORDS, 10_000, "the section's text says so");
+    let mut section = Section::new(
+        75,
+        "Batch sync on LocalStack",
+        "10,000 records from a stub source API in pages of 100 to the bus, checkpointed after \
+         every page, in-process against LocalStack, beside the same records put on the bus by a \
+         bare loop of `PutEvents` calls of ten (the limit any sync works under). Calls counted on \
+         the wire (`tests/benches/batch_sync.rs`).",
     );
-    println!("|---|---:|---:|---:|---:|");
-    println!(
-        "| baseline: PutEvents of ten, nothing else | {:.0} | 1.00× | 100 | 0 |",
-        per_second(baseline)
+    let mut table = Table::new(
+        "",
+        vec![
+            Column::text("run"),
+            Column::number("records / s", "", 0),
+            Column::number("vs the bare loop", "×", 2),
+            Column::number("PutEvents / 1,000 records", "", 0).at_most(100.0),
+            Column::number("DynamoDB calls / 1,000 records", "", 1),
+        ],
     );
-    println!(
-        "| batch sync (fetch, envelope, publish, checkpoint per page) | {:.0} | {:.2}× | {:.0} | {:.1} |",
-        per_second(elapsed),
-        baseline.as_secs_f64() / elapsed.as_secs_f64(),
-        per_thousand(bus_calls.count()),
-        per_thousand(table_calls.count()),
-    );
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("batch-sync.json"),
-        serde_json::to_string_pretty(&serde_json::json!({
-            "records": RECORDS,
-            "records_per_second": per_second(elapsed),
-            "baseline_records_per_second": per_second(baseline),
-            "put_events_per_1000": per_thousand(bus_calls.count()),
-            "dynamodb_calls_per_1000": per_thousand(table_calls.count()),
-        }))?,
-    )?;
-    Ok(())
+    table.row(vec![
+        json!("baseline: PutEvents of ten, nothing else"),
+        json!(per_second(baseline)),
+        json!(1.0),
+        json!(100),
+        json!(0),
+    ]);
+    table.row(vec![
+        json!("batch sync (fetch, envelope, publish, checkpoint per page)"),
+        json!(per_second(elapsed)),
+        json!(baseline.as_secs_f64() / elapsed.as_secs_f64()),
+        json!(per_thousand(bus_calls.count())),
+        json!(per_thousand(table_calls.count())),
+    ]);
+    section.tables.push(table);
+    section.publish("batch-sync")
 }

@@ -3,7 +3,7 @@
 //! the same run.
 //!
 //! Needs LocalStack (`make bench` starts it). Creates its own table. Writes
-//! `target/bench/idempotency.json` and prints a table.
+//! `target/bench/idempotency.json` (its section of the report) and prints a table.
 
 use std::time::Instant;
 
@@ -11,6 +11,7 @@ use anyhow::Result;
 use aws_sdk_dynamodb::types::AttributeValue;
 use busline::error::{Classify, ErrorClass};
 use busline::idempotency::{DynamoDbIdempotencyStore, Idempotency, Selector};
+use busline_tests::report::{Column, Section, Table};
 use busline_tests::{CallCounter, create_key_table, localstack, percentile};
 use serde_json::{Value, json};
 
@@ -126,33 +127,41 @@ async fn main() -> Result<()> {
     }
 
     let baseline = percentile(&rows[0].per_message_ms, 0.5);
-    println!(
-        "\n| Idempotency on LocalStack DynamoDB ({MESSAGES} messages each) | DynamoDB calls / message | p50 ms / message | p99 ms / message | p50 vs baseline |"
+    let mut section = Section::new(
+        30,
+        "DynamoDB calls per message: the idempotency layer",
+        &format!(
+            "The idempotency layer against LocalStack's DynamoDB, {MESSAGES} messages each: calls \
+             counted on the wire by an SDK interceptor (retries would count), and the latency per \
+             message beside one bare `PutItem` of a record's size in the same run. Batch rows time \
+             each batch of ten and divide by ten; their p99 is over {} batches \
+             (`tests/benches/idempotency_store.rs`).",
+            MESSAGES / 10
+        ),
     );
-    println!("|---|---:|---:|---:|---:|");
-    let mut report = Vec::new();
+    let mut table = Table::new(
+        "",
+        vec![
+            Column::text("message"),
+            Column::number("DynamoDB calls / message", "", 2),
+            Column::number("p50 / message", "ms", 2),
+            Column::number("p99 / message", "ms", 2),
+            Column::number("p50 vs PutItem", "×", 2),
+        ],
+    );
     for row in &rows {
         let (p50, p99) = (
             percentile(&row.per_message_ms, 0.5),
             percentile(&row.per_message_ms, 0.99),
         );
-        println!(
-            "| {} | {:.2} | {p50:.2} | {p99:.2} | {:.2}× |",
-            row.name,
-            row.calls_per_message,
-            p50 / baseline
-        );
-        report.push(json!({"name": row.name, "calls_per_message": row.calls_per_message, "p50_ms": p50, "p99_ms": p99, "p50_vs_baseline": p50 / baseline}));
+        table.row(vec![
+            json!(row.name),
+            json!(row.calls_per_message),
+            json!(p50),
+            json!(p99),
+            json!(p50 / baseline),
+        ]);
     }
-    println!(
-        "\nBatch rows time each batch of ten and divide by ten; their p99 is over {} batches.",
-        MESSAGES / 10
-    );
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("idempotency.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    Ok(())
+    section.tables.push(table);
+    section.publish("idempotency")
 }

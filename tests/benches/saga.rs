@@ -14,12 +14,14 @@
 //!   and `dynamodb:updateItem` integrations, waiting between states).
 //!
 //! Two warm-up orders run first and are not counted. Needs LocalStack and the deployed stack
-//! (`make bench` does both). Writes `target/bench/saga.json` and prints a table.
+//! (`make bench` does both). Writes `target/bench/saga.json` (its section of the report) and prints
+//! tables.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use busline_tests::report::{Column, Section, Table};
 use busline_tests::saga::Scenario;
 use busline_tests::{DeployedStack, function_log_lines, localstack, percentile};
 use chrono::Utc;
@@ -91,19 +93,6 @@ async fn handler_times(aws: &aws_config::SdkConfig) -> Result<HashMap<(String, S
     Ok(times)
 }
 
-fn row(name: &str, values: &[f64], total: f64) -> Value {
-    let sum: f64 = values.iter().sum();
-    println!(
-        "| {name:<54} | {:>8.1} | {:>8.1} | {:>8.1} | {:>6.1} % |",
-        percentile(values, 0.5),
-        percentile(values, 0.99),
-        sum / values.len() as f64,
-        100.0 * sum / total
-    );
-    json!({"name": name, "p50_ms": percentile(values, 0.5), "p99_ms": percentile(values, 0.99),
-           "mean_ms": sum / values.len() as f64, "share": sum / total})
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let aws = localstack().await?;
@@ -139,55 +128,58 @@ async fn main() -> Result<()> {
     let column = |f: fn(&Timing) -> f64| timings.iter().map(f).collect::<Vec<f64>>();
     let end_to_end = column(|t| t.end_to_end);
     let total: f64 = end_to_end.iter().sum();
-    println!(
-        "\nThe order saga on LocalStack: {ORDERS} orders, one at a time, order.placed to the end of the execution (ms)\n"
+    let mut section = Section::new(
+        60,
+        "End to end on LocalStack: order placed → saga finished",
+        &format!(
+            "{ORDERS} warm orders on the deployed stack, one at a time, each from the web shop's \
+             `order.placed` on the bus to the end of its execution, every step a real function \
+             process (`tests/benches/saga.rs`). The start includes `translate` and `enrich` and \
+             their publishes. Handler time is each step's own `duration_ms` from its logs (\"step \
+             finished\"), with its DynamoDB and EventBridge calls; Lambda invoke is Step \
+             Functions' task time minus that; the state machine is the rest of the execution."
+        ),
     );
-    println!(
-        "| {:<54} | {:>8} | {:>8} | {:>8} | {:>8} |",
-        "", "p50", "p99", "mean", "share"
+    let mut table = Table::hops("");
+    table
+        .hop("end to end", &end_to_end, total)
+        .hop(
+            "start: bus, translate, enrich, starter",
+            &column(|t| t.start),
+            total,
+        )
+        .hop(
+            "busline's handlers (6 steps, with their AWS calls)",
+            &column(|t| t.handlers),
+            total,
+        )
+        .hop(
+            "Lambda invoke (LocalStack and the executor)",
+            &column(|t| t.lambda_tasks - t.handlers),
+            total,
+        )
+        .hop(
+            "state machine (transitions, integrations, waits)",
+            &column(|t| t.execution - t.lambda_tasks),
+            total,
+        );
+    section.tables.push(table);
+    let mut steps = Table::new(
+        "Each step's handler:",
+        vec![
+            Column::text("step"),
+            Column::number("p50", "ms", 1),
+            Column::number("p99", "ms", 1),
+        ],
     );
-    println!(
-        "|{:-<56}|{:->10}|{:->10}|{:->10}|{:->10}|",
-        "", "", "", "", ""
-    );
-    let mut report = vec![row("end to end", &end_to_end, total)];
-    report.push(row(
-        "  start: bus, translate, enrich, starter",
-        &column(|t| t.start),
-        total,
-    ));
-    report.push(row(
-        "  busline's handlers (6 steps, incl. their AWS calls)",
-        &column(|t| t.handlers),
-        total,
-    ));
-    report.push(row(
-        "  Lambda invoke (LocalStack + executor)",
-        &column(|t| t.lambda_tasks - t.handlers),
-        total,
-    ));
-    report.push(row(
-        "  state machine (transitions, integrations, waits)",
-        &column(|t| t.execution - t.lambda_tasks),
-        total,
-    ));
-    println!("\nEach step's handler (ms):\n");
     for step in STEPS {
         let values = &per_step[step];
-        println!(
-            "  {step:<18} p50 {:>6.1}   p99 {:>6.1}",
-            percentile(values, 0.5),
-            percentile(values, 0.99)
-        );
+        steps.row(vec![
+            json!(step),
+            json!(percentile(values, 0.5)),
+            json!(percentile(values, 0.99)),
+        ]);
     }
-    println!(
-        "\nFor reference, on AWS (published, not measured here): Step Functions Standard schedules a task in about 142 ms p50, and EventBridge delivers in about 148 ms p50."
-    );
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("saga.json"),
-        serde_json::to_string_pretty(&json!({"orders": ORDERS, "rows": report}))?,
-    )?;
-    Ok(())
+    section.tables.push(steps);
+    section.publish("saga")
 }

@@ -5,8 +5,12 @@
 //!   secrets),
 //!   created with the real SDK under a unique prefix, the way `template.yaml` declares them;
 //! - [`webhook_request`] and [`signed_headers`]: a Lambda Function URL request as AWS delivers it,
-//!   built from the real event fixture.
+//!   built from the real event fixture;
+//! - [`report`]: the benchmark report's sections, which each benchmark writes and `bench-report`
+//!   gathers.
 
+pub mod report;
+pub mod runtime_api;
 pub mod saga;
 pub mod source_stub;
 
@@ -147,6 +151,15 @@ pub async fn create_queue(
 
 /// Every line function `name` has logged so far (its CloudWatch log group), oldest first.
 pub async fn function_log_lines(config: &SdkConfig, name: &str) -> Result<Vec<String>> {
+    Ok(function_log_events(config, name)
+        .await?
+        .into_iter()
+        .map(|(_, line)| line)
+        .collect())
+}
+
+/// As [`function_log_lines`], each line with the time it was logged (Unix ms).
+pub async fn function_log_events(config: &SdkConfig, name: &str) -> Result<Vec<(i64, String)>> {
     let logs = aws_sdk_cloudwatchlogs::Client::new(config);
     let mut lines = Vec::new();
     let mut token = None;
@@ -160,13 +173,33 @@ pub async fn function_log_lines(config: &SdkConfig, name: &str) -> Result<Vec<St
         lines.extend(
             out.events()
                 .iter()
-                .filter_map(|e| e.message().map(str::to_owned)),
+                .filter_map(|e| Some((e.timestamp().unwrap_or_default(), e.message()?.to_owned()))),
         );
         token = out.next_token;
         if token.is_none() {
             return Ok(lines);
         }
     }
+}
+
+/// Function `name`'s invocations so far, from the `REPORT` lines Lambda (and LocalStack's process
+/// executor) log after each: when the line was logged (Unix ms) and the function's own duration
+/// (ms), from the event handed over to the answer.
+pub async fn invocation_reports(config: &SdkConfig, name: &str) -> Result<Vec<(i64, f64)>> {
+    Ok(function_log_events(config, name)
+        .await?
+        .into_iter()
+        .filter_map(|(at, line)| {
+            let duration = line
+                .strip_prefix("REPORT ")?
+                .split('\t')
+                .find_map(|field| field.trim().strip_prefix("Duration: "))?
+                .trim_end_matches(" ms")
+                .parse()
+                .ok()?;
+            Some((at, duration))
+        })
+        .collect())
 }
 
 /// Counts the requests an SDK client sends, by operation name: each attempt that reaches the wire
@@ -771,6 +804,21 @@ impl DeployedStack {
             .get(key)
             .map(String::as_str)
             .with_context(|| format!("the stack has no output {key}"))
+    }
+
+    /// Closes deliver-webhook's circuit to `subscription` (deletes its state): deliveries that
+    /// earlier found no one listening leave it open, and the next ones would wait out its cool-off.
+    pub async fn close_circuit(&self, config: &SdkConfig, subscription: &str) -> Result<()> {
+        aws_sdk_dynamodb::Client::new(config)
+            .delete_item()
+            .table_name(self.output("CircuitTableName")?)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("circuit#{subscription}")),
+            )
+            .send()
+            .await?;
+        Ok(())
     }
 
     /// POSTs `body` to the deployed ingest function's URL at `path`.

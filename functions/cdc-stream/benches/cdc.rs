@@ -13,7 +13,7 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use busline::batch::NoDeadLetterQueue;
 use busline::bus::SerialisingPublisher;
 use cdc_stream::{CdcConfig, handle, parse_fields};
-use criterion::{Criterion, Throughput, criterion_group};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
 const RECORDS: usize = 100;
@@ -79,44 +79,4 @@ fn cdc(c: &mut Criterion) {
 
 criterion_group!(benches, cdc);
 
-fn main() {
-    benches();
-    criterion::Criterion::default()
-        .configure_from_args()
-        .final_summary();
-    summarize();
-}
-
-/// Prints records per second for both, and the handler's share of the limit.
-fn summarize() {
-    let root = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-        .join("criterion/cdc");
-    let median_ns = |function: &str| -> Option<f64> {
-        let path = root
-            .join(function.replace(':', "_"))
-            .join("new/estimates.json");
-        let text = std::fs::read_to_string(path).ok()?;
-        serde_json::from_str::<Value>(&text).ok()?["median"]["point_estimate"].as_f64()
-    };
-    let (Some(baseline), Some(handler)) = (
-        median_ns("baseline: parse + re-serialise"),
-        median_ns("cdc handler"),
-    ) else {
-        println!("(no criterion estimates to summarise)");
-        return;
-    };
-    let per_second = |ns: f64| RECORDS as f64 / (ns / 1e9);
-    println!("\n| CDC, batch of {RECORDS} records | records / s | vs the limit |");
-    println!("|---|---:|---:|");
-    println!(
-        "| baseline: parse + re-serialise | {:.0} | 1.00× |",
-        per_second(baseline)
-    );
-    println!(
-        "| cdc handler (change, filter, EventBridge entry) | {:.0} | {:.2}× |",
-        per_second(handler),
-        baseline / handler
-    );
-}
+criterion_main!(benches);

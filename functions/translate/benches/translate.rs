@@ -15,7 +15,7 @@ use busline::batch::NoDeadLetterQueue;
 use busline::bus::SerialisingPublisher;
 use busline::transform::{DeliveredEvent, Outcome, delivered, transform};
 use busline::{Envelope, EventType};
-use criterion::{Criterion, Throughput, criterion_group};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
 
 const DIALECTS: &[(&str, &str, &str)] = &[
@@ -88,44 +88,4 @@ fn translation(c: &mut Criterion) {
 
 criterion_group!(benches, translation);
 
-fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    summarize();
-}
-
-/// Prints events per second for both, and the translator's share of the limit, per dialect.
-fn summarize() {
-    let root = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-        .join("criterion");
-    let median_ns = |group: &str, function: &str| -> Option<f64> {
-        let path = root
-            .join(group.replace('/', "_"))
-            .join(function)
-            .join("new/estimates.json");
-        let text = std::fs::read_to_string(path).ok()?;
-        serde_json::from_str::<Value>(&text).ok()?["median"]["point_estimate"].as_f64()
-    };
-    println!(
-        "\n| Translation, one event | baseline events / s | translate events / s | vs the limit |"
-    );
-    println!("|---|---:|---:|---:|");
-    for (name, _, _) in DIALECTS {
-        let group = format!("translate/{name}");
-        let (Some(baseline), Some(translate)) = (
-            median_ns(&group, "baseline"),
-            median_ns(&group, "translate"),
-        ) else {
-            println!("| {name} | (no criterion estimates) | | |");
-            continue;
-        };
-        println!(
-            "| {name} | {:.0} | {:.0} | {:.2}× |",
-            1e9 / baseline,
-            1e9 / translate,
-            baseline / translate
-        );
-    }
-}
+criterion_main!(benches);

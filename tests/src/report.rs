@@ -1,0 +1,302 @@
+//! The benchmark report's parts. Each benchmark measures one [`Section`], prints it as Markdown and
+//! writes it as JSON under `target/bench/`; `bench-report` (the last step of `make bench`) gathers
+//! the sections into one report, `target/bench/report.md` and `report.json`.
+//!
+//! A cell is a number or a text. Numbers keep their full value in the JSON; the Markdown rounds them
+//! to their column's decimals and marks a number past its column's goal in bold, with a ✗.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The folder the sections and the report are written to: `target/bench`, under `CARGO_TARGET_DIR`
+/// when it is set.
+pub fn dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")))
+        .join("bench")
+}
+
+/// One benchmark's part of the report.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Section {
+    /// Where it goes in the report: lower first.
+    pub rank: u32,
+    pub title: String,
+    /// What was measured and how, in Markdown.
+    pub about: String,
+    pub tables: Vec<Table>,
+    /// Findings under the tables, in Markdown: one paragraph each.
+    pub notes: Vec<String>,
+}
+
+/// A table: its columns and rows of cells.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Table {
+    pub caption: String,
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// A column: its heading, how its numbers are written, and the goal they are held to.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    /// Written after each number: `ms`, `MB`, `×`, `%`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unit: String,
+    pub decimals: usize,
+    /// Whether its cells are numbers (written right-aligned).
+    #[serde(default)]
+    pub numeric: bool,
+    /// The goal: at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_most: Option<f64>,
+}
+
+impl Column {
+    /// A text column.
+    pub fn text(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// A number column, written with `decimals` and `unit`.
+    pub fn number(name: &str, unit: &str, decimals: usize) -> Self {
+        Self {
+            name: name.to_owned(),
+            unit: unit.to_owned(),
+            decimals,
+            numeric: true,
+            at_most: None,
+        }
+    }
+
+    /// The same column, with a goal its numbers should not pass.
+    pub fn at_most(mut self, goal: f64) -> Self {
+        self.at_most = Some(goal);
+        self
+    }
+
+    fn heading(&self) -> String {
+        match self.at_most {
+            Some(goal) => format!("{} (goal ≤ {goal}{})", self.name, self.unit_suffix()),
+            None => self.name.clone(),
+        }
+    }
+
+    /// The unit as written after a number: `" ms"`, `"×"`.
+    pub fn unit_suffix(&self) -> String {
+        match self.unit.as_str() {
+            "" => String::new(),
+            "×" | "%" => self.unit.clone(),
+            unit => format!(" {unit}"),
+        }
+    }
+
+    /// Whether `cell` is a number past this column's goal.
+    pub fn misses(&self, cell: &Value) -> bool {
+        matches!((self.at_most, cell.as_f64()), (Some(goal), Some(n)) if n > goal)
+    }
+
+    fn cell(&self, cell: &Value) -> String {
+        match cell {
+            Value::Null => "—".to_owned(),
+            Value::String(text) => text.replace('|', "\\|"),
+            Value::Number(n) => {
+                let n = n.as_f64().unwrap_or(f64::NAN);
+                let text = format!("{}{}", thousands(n, self.decimals), self.unit_suffix());
+                if self.misses(cell) {
+                    format!("**{text}** ✗")
+                } else {
+                    text
+                }
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// `n` with `decimals`, and a comma between thousands.
+fn thousands(n: f64, decimals: usize) -> String {
+    let text = format!("{n:.decimals$}");
+    let (sign, digits) = text.strip_prefix('-').map_or(("", &*text), |d| ("-", d));
+    let (whole, fraction) = digits.split_at(digits.find('.').unwrap_or(digits.len()));
+    let mut grouped = String::new();
+    for (i, digit) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    format!("{sign}{grouped}{fraction}")
+}
+
+impl Table {
+    pub fn new(caption: &str, columns: Vec<Column>) -> Self {
+        Self {
+            caption: caption.to_owned(),
+            columns,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row: one cell per column, numbers or texts (`serde_json::json!` values).
+    pub fn row(&mut self, cells: Vec<Value>) -> &mut Self {
+        debug_assert_eq!(cells.len(), self.columns.len(), "{}", self.caption);
+        self.rows.push(cells);
+        self
+    }
+
+    /// A table of a path's hops, in ms: p50, p99, mean, and the share of the end-to-end time.
+    pub fn hops(caption: &str) -> Self {
+        Self::new(
+            caption,
+            vec![
+                Column::text("hop"),
+                Column::number("p50", "ms", 1),
+                Column::number("p99", "ms", 1),
+                Column::number("mean", "ms", 1),
+                Column::number("share", "%", 1),
+            ],
+        )
+    }
+
+    /// Adds hop `name` of a [`Table::hops`] from its samples (ms), each sample one event's; `total`
+    /// is the sum of the events' end-to-end times.
+    pub fn hop(&mut self, name: &str, samples: &[f64], total: f64) -> &mut Self {
+        let sum: f64 = samples.iter().sum();
+        self.row(vec![
+            Value::from(name),
+            Value::from(crate::percentile(samples, 0.5)),
+            Value::from(crate::percentile(samples, 0.99)),
+            Value::from(sum / samples.len() as f64),
+            Value::from(100.0 * sum / total),
+        ])
+    }
+
+    /// The cells past their column's goal, as (row's first cell, column).
+    pub fn misses(&self) -> Vec<(String, String)> {
+        let mut misses = Vec::new();
+        for row in &self.rows {
+            for (column, cell) in self.columns.iter().zip(row) {
+                if column.misses(cell) {
+                    let name = row.first().map(|c| self.columns[0].cell(c));
+                    misses.push((name.unwrap_or_default(), column.name.clone()));
+                }
+            }
+        }
+        misses
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        if !self.caption.is_empty() {
+            out.push_str(&format!("{}\n\n", self.caption));
+        }
+        let headings: Vec<String> = self.columns.iter().map(Column::heading).collect();
+        out.push_str(&format!("| {} |\n", headings.join(" | ")));
+        let rules: Vec<&str> = self
+            .columns
+            .iter()
+            .map(|c| if c.numeric { "---:" } else { "---" })
+            .collect();
+        out.push_str(&format!("|{}|\n", rules.join("|")));
+        for row in &self.rows {
+            let cells: Vec<String> = self
+                .columns
+                .iter()
+                .zip(row)
+                .map(|(c, v)| c.cell(v))
+                .collect();
+            out.push_str(&format!("| {} |\n", cells.join(" | ")));
+        }
+        out
+    }
+}
+
+impl Section {
+    pub fn new(rank: u32, title: &str, about: &str) -> Self {
+        Self {
+            rank,
+            title: title.to_owned(),
+            about: about.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = format!("## {}\n\n{}\n\n", self.title, self.about.trim());
+        for table in &self.tables {
+            out.push_str(&table.markdown());
+            out.push('\n');
+        }
+        for note in &self.notes {
+            out.push_str(note.trim());
+            out.push_str("\n\n");
+        }
+        out
+    }
+
+    /// Prints the section and writes it to `target/bench/<name>.json` for the report.
+    pub fn publish(&self, name: &str) -> Result<()> {
+        println!("\n{}", self.markdown());
+        let dir = dir();
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("(written to {})", path.display());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_are_rounded_grouped_and_marked_past_their_goal() {
+        let mut table = Table::new(
+            "",
+            vec![
+                Column::text("function"),
+                Column::number("cold start", "ms", 2),
+                Column::number("ratio", "×", 2).at_most(1.25),
+                Column::number("events / s", "", 0),
+            ],
+        );
+        table.row(vec![json!("a"), json!(7.656), json!(4.9), json!(132588.4)]);
+        table.row(vec![json!("b|c"), json!(null), json!(1.2), json!(-1234.0)]);
+        let markdown = table.markdown();
+        assert!(markdown.contains("| ratio (goal ≤ 1.25×) |"), "{markdown}");
+        assert!(
+            markdown.contains("| a | 7.66 ms | **4.90×** ✗ | 132,588 |"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("| b\\|c | — | 1.20× | -1,234 |"),
+            "{markdown}"
+        );
+        assert_eq!(table.misses(), vec![("a".to_owned(), "ratio".to_owned())]);
+    }
+
+    #[test]
+    fn a_section_survives_its_json() {
+        let mut section = Section::new(3, "Cold start", "Spawn to first `/next`.");
+        let mut table = Table::new("caption", vec![Column::number("x", "MB", 1).at_most(8.0)]);
+        table.row(vec![json!(8.5)]);
+        section.tables.push(table);
+        section.notes.push("A note.".into());
+        let text = serde_json::to_string(&section).unwrap();
+        let back: Section = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.markdown(), section.markdown());
+        assert!(back.markdown().contains("**8.5 MB** ✗"));
+    }
+}
