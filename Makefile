@@ -20,7 +20,7 @@ FUNCTIONS  := $(notdir $(wildcard functions/*))
 TARGET_DIR  = $${CARGO_TARGET_DIR:-target}
 
 
-.PHONY: help demo test bench redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
+.PHONY: help demo test bench bench-run profile-init redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -29,13 +29,13 @@ demo: deploy-local ## Start LocalStack, build and deploy the stack, run two orde
 	cargo run --quiet -p busline-tests --example demo
 	@if [ -n "$${STOP:-}" ]; then $(LOCALSTACK) stop; else echo "LocalStack is still running: 'make localstack-stop' stops it (or run 'make demo STOP=1')."; fi
 
-test: lint-template ## Everything the tests need, then all tests (LocalStack is started and stopped if it was not running)
+test: lint-template ## Everything the tests need (the stack on LocalStack, the release binaries), then all tests (LocalStack is started and stopped if it was not running)
 	@if $(LOCALSTACK) status >/dev/null 2>&1; then \
-	  $(MAKE) --no-print-directory deploy-local && cargo test --workspace --lib --bins --tests --examples && cargo test --workspace --doc; \
+	  $(MAKE) --no-print-directory deploy-local release && cargo test --workspace --lib --bins --tests --examples && cargo test --workspace --doc; \
 	else \
 	  $(LOCALSTACK) start; \
 	  trap '$(LOCALSTACK) stop' EXIT; \
-	  $(MAKE) --no-print-directory deploy-local && cargo test --workspace --lib --bins --tests --examples && cargo test --workspace --doc; \
+	  $(MAKE) --no-print-directory deploy-local release && cargo test --workspace --lib --bins --tests --examples && cargo test --workspace --doc; \
 	fi
 
 deploy-local: tools localstack-start ## Build the functions and deploy template.yaml to LocalStack (code changes hot-reload)
@@ -70,19 +70,41 @@ localstack-stop: ## Stop LocalStack
 localstack-status: ## Is LocalStack up?
 	$(LOCALSTACK) status
 
-bench: deploy-local release ## Cold start, RSS and size beside a hello-world; the reliability toolkit's calls, latency and overhead per message; the saga end to end; delivery per hop; translation vs serde_json
-	cargo bench --profile dev -p busline-tests --bench cold_start  # the harness itself needs no optimisation
-	cargo bench --profile dev -p busline-tests --bench idempotency_store  # LocalStack's latency dwarfs the client's
-	cargo bench --profile dev -p busline-tests --bench saga  # 50 orders end to end, and where the time goes
-	cargo bench --profile dev -p busline-tests --bench batch_sync  # 10,000 records from a stub source to the bus
-	cargo bench --profile dev -p busline-tests --bench delivery  # 200 events through deliver-webhook to a local receiver, per hop
-	cargo bench -p busline --bench toolkit -- --warm-up-time 1 --measurement-time 3
-	cargo bench -p cdc-stream --bench cdc -- --warm-up-time 1 --measurement-time 3
-	cargo bench -p mdm-customer --bench merge -- --warm-up-time 1 --measurement-time 3
-	cargo bench -p translate --bench translate -- --warm-up-time 1 --measurement-time 3
+bench: ## One performance report (target/bench/report.md, .json): cold start, RSS and size of every function; in-process throughput beside serde_json; DynamoDB calls per message; latency end to end on LocalStack
+	@mkdir -p $(TARGET_DIR)/bench && rm -f $(TARGET_DIR)/bench/*.json && touch $(TARGET_DIR)/bench/.started
+	@if $(LOCALSTACK) status >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory bench-run; \
+	else \
+	  $(LOCALSTACK) start; \
+	  trap '$(LOCALSTACK) stop' EXIT; \
+	  $(MAKE) --no-print-directory bench-run; \
+	fi
 
-release: ## Release build of every function (LTO, stripped)
-	cargo build --release --workspace --bins
+# The benchmark harnesses that drive LocalStack need no optimisation (`--profile dev`): its latency
+# dwarfs theirs. The criterion benchmarks are built with the release profile the functions ship with.
+bench-run: deploy-local release
+	cargo bench --profile dev -p busline-tests --bench cold_start  # every function, beside a hello world
+	cargo bench --profile dev -p busline-tests --bench idempotency_store  # DynamoDB calls per message
+	cargo bench --profile dev -p busline-tests --bench pipelines  # ingest → consumer, CDC write → bus
+	cargo bench --profile dev -p busline-tests --bench saga  # 50 orders end to end, and where the time goes
+	cargo bench --profile dev -p busline-tests --bench delivery  # 200 events through deliver-webhook, per hop
+	cargo bench --profile dev -p busline-tests --bench batch_sync  # 10,000 records from a stub source to the bus
+	cargo bench -p busline --bench toolkit -p cdc-stream --bench cdc -p mdm-customer --bench merge -p translate --bench translate -- --warm-up-time 1 --measurement-time 3
+	cargo run --quiet -p busline-tests --bin bench-report
+
+profile-init: tools localstack-start ## Callgrind profile of a function's init (cold start) with its deployed environment: make profile-init FUNCTION=split
+	@test -n "$(FUNCTION)" || { echo "usage: make profile-init FUNCTION=<name>"; exit 1; }
+	@command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)"; exit 1; }
+	cargo build --profile profiling -p $(FUNCTION) --bins
+	@# The runtime's first call goes to a closed port and fails: the profile is the init alone.
+	$(TOOLS)/bin/python infra/bench/with_function_env.py busline $(FUNCTION) \
+	  valgrind -q --tool=callgrind --callgrind-out-file=$(STATE)/callgrind.$(FUNCTION) \
+	  $(TARGET_DIR)/profiling/$(FUNCTION) >/dev/null || true
+	callgrind_annotate --inclusive=yes $(STATE)/callgrind.$(FUNCTION) | sed -n '/PROGRAM TOTALS/,$$p' | sed -n 1,60p
+	@echo "Whole profile: $(STATE)/callgrind.$(FUNCTION) (callgrind_annotate, kcachegrind)"
+
+release: ## Release build of every function (LTO, stripped), and the hello world the benchmarks compare them with
+	cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda --bins
 
 sizes: release ## Release binary sizes (goal: at most 8 MB each)
 	@for bin in $$(ls functions); do \

@@ -105,41 +105,27 @@ fn idempotency(c: &mut Criterion) {
         )
     });
     let envelopes = Idempotency::for_envelopes(InMemoryIdempotencyStore::new(), "orders");
-    group.bench_function("first delivery", |b| {
-        b.to_async(&runtime).iter_batched(
-            fresh,
-            async |text| {
-                let envelope = envelope(&text);
-                let receipt = envelopes.run(&envelope, None, || handler(&envelope)).await;
-                serde_json::to_string(&receipt.unwrap())
-            },
-            small,
-        )
-    });
-    group.bench_function("duplicate", |b| {
-        b.to_async(&runtime).iter_batched(
-            same,
-            async |text| {
-                let envelope = envelope(&text);
-                let receipt = envelopes.run(&envelope, None, || handler(&envelope)).await;
-                serde_json::to_string(&receipt.unwrap())
-            },
-            small,
-        )
-    });
     let cached =
         Idempotency::for_envelopes(InMemoryIdempotencyStore::new(), "orders").local_cache(1024);
-    group.bench_function("duplicate from the local cache", |b| {
-        b.to_async(&runtime).iter_batched(
-            same,
-            async |text| {
-                let envelope = envelope(&text);
-                let receipt = cached.run(&envelope, None, || handler(&envelope)).await;
-                serde_json::to_string(&receipt.unwrap())
-            },
-            small,
-        )
-    });
+    for (name, idempotency, input) in [
+        ("first delivery", &envelopes, &fresh as &dyn Fn() -> String),
+        ("duplicate", &envelopes, &same),
+        ("duplicate from the local cache", &cached, &same),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter_batched(
+                input,
+                async |text| {
+                    let envelope = envelope(&text);
+                    let receipt = idempotency
+                        .run(&envelope, None, || handler(&envelope))
+                        .await;
+                    serde_json::to_string(&receipt.unwrap())
+                },
+                small,
+            )
+        });
+    }
     group.finish();
 }
 
