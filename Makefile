@@ -92,7 +92,7 @@ bench-run: deploy-local release
 	cargo bench -p busline --bench toolkit -p cdc-stream --bench cdc -p mdm-customer --bench merge -p translate --bench translate -- --warm-up-time 1 --measurement-time 3
 	cargo run --quiet -p busline-tests --bin bench-report
 
-profile-init: tools localstack-start ## Callgrind profile of a function's init (cold start) with its deployed environment: make profile-init FUNCTION=split
+profile-init: deploy-local ## Callgrind profile of a function's init (cold start) with its deployed environment: make profile-init FUNCTION=split
 	@test -n "$(FUNCTION)" || { echo "usage: make profile-init FUNCTION=<name>"; exit 1; }
 	@command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)"; exit 1; }
 	cargo build --profile profiling -p $(FUNCTION) --bins

@@ -17,8 +17,9 @@
 //! process executor, the Runtime API), beside 200 served to the same binary straight over the
 //! Runtime API in this process; the difference is what LocalStack and the executor add.
 //!
-//! Needs LocalStack with the stack deployed (`make bench` does both) and release binaries
-//! (`cargo build --release --bins`). Writes `target/bench/cold-start.json` and prints tables.
+//! Needs LocalStack with the stack deployed (`make bench` does both) and the release binaries
+//! (`make release`). Writes `target/bench/cold-start.json` and prints tables. Fails if a function in
+//! `functions/` has no subject here.
 
 use std::path::Path;
 use std::time::Instant;
@@ -280,8 +281,20 @@ async fn main() -> Result<()> {
         "placed_event_id": format!("cold-{}", scenario.order.order_id),
     });
 
+    let subjects = subjects(&aws, &stack, &scenario.order.order_id).await?;
+    let missing: Vec<String> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../functions"))?
+            .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .filter(|name| subjects.iter().all(|s| s.name != name))
+            .collect();
+    if !missing.is_empty() {
+        bail!("no cold-start subject for {missing:?}: add each with a representative event");
+    }
+
     let mut results = Vec::new();
-    for subject in subjects(&aws, &stack, &scenario.order.order_id).await? {
+    for subject in subjects {
         let binary = release_binary(subject.name)?;
         let bytes = std::fs::metadata(&binary)?.len();
         let env = match subject.name {

@@ -180,32 +180,32 @@ fn in_process(criterion: &Path, since: SystemTime) -> Result<Section> {
             Column::number("× baseline", "×", 2),
         ],
     );
-    for (prefix, unit, about) in GROUPS {
-        let members: Vec<&Benchmark> = found
-            .iter()
-            .filter(|b| b.group.starts_with(prefix))
-            .collect();
-        if members.is_empty() {
+    for (prefix, _, about) in GROUPS {
+        if found.iter().any(|b| b.group.starts_with(prefix)) {
+            section
+                .about
+                .push_str(&format!("\n- `{prefix}…`: {about}."));
+        } else {
             section
                 .notes
                 .push(format!("No `{prefix}` estimates from this run."));
-            continue;
         }
-        section
-            .about
-            .push_str(&format!("\n- `{prefix}…`: {about}."));
-        for bench in &members {
-            let baseline = members
-                .iter()
-                .find(|b| b.group == bench.group && b.function.starts_with("baseline"));
-            table.row(vec![
-                json!(format!("{} ({unit})", bench.group)),
-                json!(bench.function),
-                json!(bench.median_ns / 1000.0),
-                json!(bench.elements.map(|n| n * 1e9 / bench.median_ns)),
-                json!(baseline.map(|b| b.median_ns / bench.median_ns)),
-            ]);
-        }
+    }
+    for bench in &found {
+        let unit = GROUPS
+            .iter()
+            .find(|(prefix, _, _)| bench.group.starts_with(prefix))
+            .map_or("items", |(_, unit, _)| unit);
+        let baseline = found
+            .iter()
+            .find(|b| b.group == bench.group && b.function.starts_with("baseline"));
+        table.row(vec![
+            json!(format!("{} ({unit})", bench.group)),
+            json!(bench.function),
+            json!(bench.median_ns / 1000.0),
+            json!(bench.elements.map(|n| n * 1e9 / bench.median_ns)),
+            json!(baseline.map(|b| b.median_ns / bench.median_ns)),
+        ]);
     }
     section.tables.push(table);
     Ok(section)
