@@ -13,7 +13,7 @@ use std::hint::black_box;
 
 use busline::batch::NoDeadLetterQueue;
 use busline::bus::SerialisingPublisher;
-use busline::transform::{DeliveredEvent, Outcome, delivered, transform};
+use busline::transform::{DeliveredEvent, Outcome, delivered};
 use busline::{Envelope, EventType};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
@@ -72,9 +72,8 @@ fn translation(c: &mut Criterion) {
             b.iter(|| {
                 let event: DeliveredEvent = serde_json::from_str(black_box(&text)).unwrap();
                 let outcome = runtime
-                    .block_on(transform(
+                    .block_on(translate::handle(
                         event,
-                        |e| async move { translate::translate(&e) },
                         &SerialisingPublisher,
                         &NoDeadLetterQueue,
                     ))

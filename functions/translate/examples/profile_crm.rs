@@ -3,7 +3,7 @@
 //! then `valgrind --tool=callgrind target/release/examples/profile_crm` and `callgrind_annotate --inclusive=yes`.
 use busline::batch::NoDeadLetterQueue;
 use busline::bus::SerialisingPublisher;
-use busline::transform::{DeliveredEvent, delivered, transform};
+use busline::transform::{DeliveredEvent, delivered};
 use busline::{Envelope, EventType};
 use serde_json::Value;
 
@@ -23,9 +23,8 @@ fn main() {
     for _ in 0..20_000 {
         let event: DeliveredEvent = serde_json::from_str(std::hint::black_box(&text)).unwrap();
         runtime
-            .block_on(transform(
+            .block_on(translate::handle(
                 event,
-                |e| async move { translate::translate(&e) },
                 &SerialisingPublisher,
                 &NoDeadLetterQueue,
             ))

@@ -19,10 +19,14 @@
 pub mod customers;
 pub mod orders;
 
+use busline::batch::DeadLetterQueue;
+use busline::bus::EventPublisher;
 use busline::canonical::customer::CustomerUpdated;
 use busline::canonical::order::OrderPlaced;
 use busline::canonical::{self, CanonicalError, read};
+use busline::transform::{DeliveredEvent, Outcome, transform};
 use busline::{Envelope, EventType};
+use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -104,6 +108,17 @@ pub fn translate_data(
         None => {}
     }
     Ok(translated)
+}
+
+/// One delivered event through the transform runtime with [`translate`], publishing to `bus` and
+/// dead-lettering to `dead_letters`: the function's whole handler, as `main.rs` serves it, for the
+/// benchmark, the profiling example and the tests that drive it with their own bus and queue.
+pub async fn handle<P: EventPublisher, D: DeadLetterQueue>(
+    event: DeliveredEvent,
+    bus: &P,
+    dead_letters: &D,
+) -> Result<Outcome, Diagnostic> {
+    transform(event, |e| async move { translate(&e) }, bus, dead_letters).await
 }
 
 /// Translates one dialect envelope into the canonical envelope it becomes (none, or one), derived

@@ -355,12 +355,7 @@ fn run(detail: Value) -> Outcome {
         .build()
         .unwrap();
     let outcome = runtime
-        .block_on(transform::transform(
-            event,
-            |e| async move { translate::translate(&e) },
-            &bus,
-            &dlq,
-        ))
+        .block_on(translate::handle(event, &bus, &dlq))
         .unwrap();
     match &outcome {
         Outcome::DeadLettered(_) => assert_eq!(dlq.letters().len(), 1),
