@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use busline_tests::report::{Column, Section, Table};
-use busline_tests::runtime_api::{FunctionProcess, deployed_env, release_binary};
+use busline_tests::runtime_api::{FunctionProcess, deployed_env, function_names, release_binary};
 use busline_tests::saga::Scenario;
 use busline_tests::source_stub::SourceStub;
 use busline_tests::{
@@ -282,13 +282,10 @@ async fn main() -> Result<()> {
     });
 
     let subjects = subjects(&aws, &stack, &scenario.order.order_id).await?;
-    let missing: Vec<String> =
-        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../functions"))?
-            .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .filter(|name| subjects.iter().all(|s| s.name != name))
-            .collect();
+    let missing: Vec<String> = function_names()?
+        .into_iter()
+        .filter(|name| subjects.iter().all(|s| s.name != name))
+        .collect();
     if !missing.is_empty() {
         bail!("no cold-start subject for {missing:?}: add each with a representative event");
     }

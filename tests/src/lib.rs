@@ -48,6 +48,13 @@ pub const SAMPLE_CRM_CUSTOMER: &str = include_str!("../../infra/events/crm-custo
 /// The event type placed orders are routed on.
 pub const SHOP_ORDER_PLACED: &str = "io.busline.shop.order.placed.v1";
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` when it is set, else the workspace's `target`.
+pub fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into())
+}
+
 /// An SDK configuration for LocalStack (`AWS_ENDPOINT_URL`, or [`DEFAULT_ENDPOINT`]), after checking
 /// that LocalStack answers. There is no fallback and no skip: without LocalStack this fails, naming
 /// the command that starts it.

@@ -14,10 +14,7 @@ use serde_json::Value;
 /// The folder the sections and the report are written to: `target/bench`, under `CARGO_TARGET_DIR`
 /// when it is set.
 pub fn dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")))
-        .join("bench")
+    crate::target_dir().join("bench")
 }
 
 /// One benchmark's part of the report.

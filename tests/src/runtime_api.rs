@@ -16,10 +16,18 @@ use crate::DeployedStack;
 
 /// Where `cargo build --release` puts the binaries (`CARGO_TARGET_DIR` honoured).
 pub fn release_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")))
-        .join("release")
+    crate::target_dir().join("release")
+}
+
+/// Every function in `functions/`, by name, sorted: one package and one binary each.
+pub fn function_names() -> Result<Vec<String>> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
+    let mut names = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {dir}"))?
+        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<Vec<_>>>()?;
+    names.sort();
+    Ok(names)
 }
 
 /// Release binary `name`, failing with the command that builds it when it is missing.

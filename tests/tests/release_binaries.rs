@@ -5,7 +5,7 @@
 //! `make release` and fails, naming it, without.
 
 use busline_tests::localstack;
-use busline_tests::runtime_api::{FunctionProcess, deployed_env, release_binary};
+use busline_tests::runtime_api::{FunctionProcess, deployed_env, function_names, release_binary};
 
 /// The goal for a function's binary.
 const SIZE_GOAL_BYTES: u64 = 8_000_000;
@@ -19,12 +19,7 @@ const OVER_THE_GOAL: &[(&str, u64)] = &[
 
 /// Every function in `functions/`.
 fn functions() -> Vec<String> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .expect("the functions folder")
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
+    let names = function_names().unwrap();
     assert!(names.len() >= 20, "found only {names:?}");
     names
 }
