@@ -661,9 +661,15 @@ pub async fn deploy_process_function(
     timeout_secs: i32,
     environment: &[(&str, &str)],
 ) -> Result<()> {
+    // The folder holds a link to the binary, not a copy: test functions are many and short-lived,
+    // and a debug binary is tens of megabytes.
     let dir = std::env::temp_dir().join(format!("busline-fn-{name}"));
     std::fs::create_dir_all(&dir)?;
-    std::fs::copy(binary, dir.join("bootstrap")).with_context(|| format!("copy {binary}"))?;
+    let bootstrap = dir.join("bootstrap");
+    let _ = std::fs::remove_file(&bootstrap);
+    let target = std::fs::canonicalize(binary).with_context(|| format!("find {binary}"))?;
+    std::os::unix::fs::symlink(&target, &bootstrap)
+        .with_context(|| format!("link {} to {binary}", bootstrap.display()))?;
     let runtime = aws_sdk_lambda::types::Runtime::Providedal2023;
     create_hot_reload_function(config, name, runtime, "bootstrap", &dir, timeout_secs).await?;
     if !environment.is_empty() {
