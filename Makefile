@@ -20,7 +20,7 @@ FUNCTIONS  := $(notdir $(wildcard functions/*))
 TARGET_DIR  = $${CARGO_TARGET_DIR:-target}
 
 
-.PHONY: help demo test bench bench-run profile-init redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
+.PHONY: help demo trace test bench bench-run profile-init redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -28,6 +28,11 @@ help: ## List the targets
 demo: deploy-local ## Start LocalStack, build and deploy the stack, run two orders through the saga and print their timelines (STOP=1 stops LocalStack after)
 	cargo run --quiet -p busline-tests --example demo
 	@if [ -n "$${STOP:-}" ]; then $(LOCALSTACK) stop; else echo "LocalStack is still running: 'make localstack-stop' stops it (or run 'make demo STOP=1')."; fi
+
+trace: ## One business event's journey on LocalStack: every hop of its trace in order (function, outcome, timings, errors) and the saga's states: make trace ID=<order, event, correlation or trace id>
+	@test -n "$${ID:-}" || { echo "usage: make trace ID=<order id, event id, correlation id or trace id>"; exit 2; }
+	@$(LOCALSTACK) status >/dev/null 2>&1 || { echo "LocalStack is not running: 'make demo' or 'make deploy-local' starts it and deploys the stack"; exit 2; }
+	cargo run --quiet -p busline-tests --example trace -- "$(ID)"
 
 test: lint-template ## Everything the tests need (the stack on LocalStack, the release binaries), then all tests (LocalStack is started and stopped if it was not running)
 	@if $(LOCALSTACK) status >/dev/null 2>&1; then \

@@ -206,6 +206,9 @@ start() {
   # LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC=0.1: LocalStack's SQS event source mapping waits
   # 1 s after every poll that found messages, which caps a queue's consumer at 10 messages a second
   # (one batch a second); AWS's pollers poll again at once. Empty polls still back off up to 10 s.
+  # SQS_CLOUDWATCH_METRICS_REPORT_INTERVAL=5: LocalStack publishes the queues' CloudWatch metrics
+  # (ApproximateNumberOfMessagesVisible, which the dead-letter alarms watch) every 60 s by default;
+  # AWS every minute too, but a test should not wait that long.
   GATEWAY_LISTEN=127.0.0.1:$port \
   LOCALSTACK_HOST=localhost:$port \
   SQS_ENDPOINT_STRATEGY=path \
@@ -217,6 +220,7 @@ start() {
   FILESYSTEM_ROOT=$fs \
   KINESIS_MOCK_VERSION=$KINESIS_MOCK_VERSION \
   KINESIS_LATENCY=${KINESIS_LATENCY:-0} \
+  SQS_CLOUDWATCH_METRICS_REPORT_INTERVAL=${SQS_CLOUDWATCH_METRICS_REPORT_INTERVAL:-5} \
   LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC=${LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC:-0.1} \
   LAMBDA_RUNTIME_EXECUTOR=${LAMBDA_RUNTIME_EXECUTOR:-process} \
   BUSLINE_LAMBDA_FAULTS_FILE=${BUSLINE_LAMBDA_FAULTS_FILE:-$state/lambda-faults.json} \

@@ -258,6 +258,12 @@ impl EventPublisher for EventBridgePublisher {
                 Err(e) => return Err(e),
             }
         }
+        crate::telemetry::emit_source_latency(
+            events
+                .iter()
+                .filter(|e| !rejected.iter().any(|r| r.event_id == e.id))
+                .map(|e| (e.event_type.as_str(), e.time)),
+        );
         if rejected.is_empty() {
             Ok(())
         } else {

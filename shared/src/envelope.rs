@@ -14,6 +14,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::telemetry::TraceContext;
+
 /// The only CloudEvents version busline speaks.
 pub const SPEC_VERSION: &str = "1.0";
 
@@ -66,7 +68,9 @@ pub struct Envelope<T> {
 }
 
 impl<T> Envelope<T> {
-    /// A new envelope with the required attributes, `time` set to now and JSON content type.
+    /// A new envelope with the required attributes, `time` set to now, JSON content type, and a
+    /// `traceparent`: the running hop's span (see [`telemetry`](crate::telemetry)), or a new trace
+    /// outside one (a change data capture, a synced record: a business event starts there).
     pub fn new(
         id: impl Into<String>,
         source: impl Into<String>,
@@ -84,7 +88,9 @@ impl<T> Envelope<T> {
             datacontenttype: Some("application/json".to_owned()),
             correlationid: None,
             causationid: None,
-            traceparent: None,
+            traceparent: Some(
+                crate::telemetry::current_traceparent().unwrap_or_else(new_traceparent),
+            ),
             data,
         }
     }
@@ -128,8 +134,10 @@ impl<T> Envelope<T> {
     ///
     /// Its id is derived from this event's source and id and `key` (which tells apart the events one
     /// event causes, such as the parts of a split), so a transformer that runs again on the same
-    /// event makes the same ids and consumers deduplicate the copies. The correlation id, subject and
-    /// trace carry over, and this event is the cause.
+    /// event makes the same ids and consumers deduplicate the copies. The correlation id and subject
+    /// carry over, and this event is the cause. Inside a [`Hop`](crate::telemetry::Hop) the trace
+    /// continues from the hop's span (the handler that caused it); outside one, this event's
+    /// `traceparent` carries over.
     pub fn derive<U>(
         &self,
         key: &str,
@@ -143,7 +151,11 @@ impl<T> Envelope<T> {
             .with_correlation_id(self.correlation_id())
             .with_causation_id(&self.id);
         derived.subject.clone_from(&self.subject);
-        derived.traceparent.clone_from(&self.traceparent);
+        if let Some(traceparent) =
+            crate::telemetry::current_traceparent().or_else(|| self.traceparent.clone())
+        {
+            derived.traceparent = Some(traceparent);
+        }
         derived
     }
 }
@@ -239,33 +251,12 @@ pub fn entry_size(source: &str, detail_type: &str, detail: &str, has_time: bool)
 /// The X-Ray form (`Root=1-…;Parent=…;Sampled=…`) of a W3C `traceparent`, for `PutEvents`'
 /// `TraceHeader`. `None` when the traceparent is malformed.
 pub fn xray_trace_header(traceparent: &str) -> Option<String> {
-    let mut parts = traceparent.split('-');
-    let (version, trace_id, span_id, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if version != "00"
-        || !hex(trace_id, 32)
-        || !hex(span_id, 16)
-        || !hex(flags, 2)
-        || parts.next().is_some()
-    {
-        return None;
-    }
-    let sampled = u8::from_str_radix(flags, 16).ok()? & 1;
-    Some(format!(
-        "Root=1-{}-{};Parent={};Sampled={}",
-        &trace_id[..8],
-        &trace_id[8..],
-        span_id,
-        sampled
-    ))
+    TraceContext::parse(traceparent).map(|t| t.xray_header())
 }
 
 /// A fresh W3C `traceparent` for an event that arrives without one.
 pub fn new_traceparent() -> String {
-    let trace = uuid::Uuid::new_v4().simple().to_string();
-    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
-    format!("00-{trace}-{span}-01")
+    TraceContext::root().traceparent()
 }
 
 /// A versioned event type: a dotted name ending in `.v<N>`, for example

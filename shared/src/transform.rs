@@ -14,7 +14,6 @@
 //!   which consumers deduplicate.
 
 use std::future::Future;
-use std::time::Instant;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::Diagnostic;
@@ -26,6 +25,7 @@ use crate::batch::{DeadLetter, DeadLetterQueue, SqsDeadLetterQueue};
 use crate::bus::{EventBridgePublisher, EventPublisher};
 use crate::config::{Env, ProcessEnv};
 use crate::error::{diagnostic, with_causes};
+use crate::telemetry::Hop;
 use crate::{Classify, Envelope, ErrorClass};
 
 /// A payload as EventBridge delivered it: JSON text, not yet read.
@@ -61,32 +61,50 @@ where
     P: EventPublisher,
     D: DeadLetterQueue,
 {
-    let letter = match Envelope::from_eventbridge_raw(&event) {
-        Err(e) => park(
-            &event,
-            Diagnostic {
-                error_type: "MalformedEvent".to_owned(),
-                error_message: with_causes(&e),
-            },
-        ),
-        Ok(envelope) => {
-            let (id, event_type) = (envelope.id.clone(), envelope.event_type.clone());
-            match transform(envelope).await {
-                Ok(events) if events.is_empty() => return Ok(Outcome::Published(0)),
-                Ok(events) => match bus.publish(&events).await {
-                    Ok(()) => {
-                        tracing::info!(event_id = %id, %event_type, published = events.len(), "transformed");
-                        return Ok(Outcome::Published(events.len()));
-                    }
-                    Err(e) if e.class() == ErrorClass::Permanent => park(&event, diagnostic(&e)),
-                    Err(e) => return Err(retry(diagnostic(&e))),
+    match Envelope::from_eventbridge_raw(&event) {
+        Err(e) => {
+            let letter = park(
+                &event,
+                Diagnostic {
+                    error_type: "MalformedEvent".to_owned(),
+                    error_message: with_causes(&e),
                 },
-                Err(e) if e.class() == ErrorClass::Permanent => park(&event, diagnostic(&e)),
-                Err(e) if e.class() == ErrorClass::Duplicate => return Ok(Outcome::Published(0)),
-                Err(e) => return Err(retry(diagnostic(&e))),
-            }
+            );
+            dead_letter(letter, dead_letters).await
         }
-    };
+        Ok(envelope) => {
+            let hop = Hop::of(&envelope);
+            hop.run(async {
+                let letter = match transform(envelope).await {
+                    Ok(events) if events.is_empty() => return Ok(Outcome::Published(0)),
+                    Ok(events) => match bus.publish(&events).await {
+                        Ok(()) => {
+                            tracing::info!(published = events.len(), "transformed");
+                            return Ok(Outcome::Published(events.len()));
+                        }
+                        Err(e) if e.class() == ErrorClass::Permanent => {
+                            park(&event, diagnostic(&e))
+                        }
+                        Err(e) => return Err(retry(diagnostic(&e))),
+                    },
+                    Err(e) if e.class() == ErrorClass::Permanent => park(&event, diagnostic(&e)),
+                    Err(e) if e.class() == ErrorClass::Duplicate => {
+                        return Ok(Outcome::Published(0));
+                    }
+                    Err(e) => return Err(retry(diagnostic(&e))),
+                };
+                dead_letter(letter, dead_letters).await
+            })
+            .await
+        }
+    }
+}
+
+/// Sends `letter` to the dead-letter queue; if that fails, Lambda retries the event.
+async fn dead_letter<D: DeadLetterQueue>(
+    letter: DeadLetter,
+    dead_letters: &D,
+) -> Result<Outcome, Diagnostic> {
     tracing::warn!(error_type = %letter.error_type, reason = %letter.reason, "dead-lettered");
     dead_letters.send(&letter).await.map_err(|e| {
         retry(Diagnostic {
@@ -164,11 +182,9 @@ where
         move |event: lambda_runtime::LambdaEvent<DeliveredEvent>| {
             // Boxed: nesting the transformer's future in the runtime's makes a type too deep.
             Box::pin(async move {
-                let started = Instant::now();
-                let outcome = transform(event.payload, transformer, bus, dead_letters).await;
-                let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-                tracing::info!(duration_ms, ok = outcome.is_ok(), "event handled");
-                outcome.map(drop)
+                transform(event.payload, transformer, bus, dead_letters)
+                    .await
+                    .map(drop)
             })
         },
     ))

@@ -6,8 +6,8 @@
 //! - **start**: the web shop's `order.placed` put on the bus → the execution started (EventBridge,
 //!   `translate` and `enrich` with their two publishes, the rule, the Express starter,
 //!   `StartExecution`);
-//! - **handlers**: busline's own code, the sum of the steps' durations as each logs it ("step
-//!   finished", `duration_ms`), which includes their calls to DynamoDB and EventBridge;
+//! - **handlers**: busline's own code, the sum of the steps' durations as each logs it (the hop's
+//!   "handled" line, `processing_ms`), which includes their calls to DynamoDB and EventBridge;
 //! - **invoke**: Step Functions' task time for the Lambda steps minus the handlers (LocalStack's
 //!   Lambda service and the process executor dispatching each invocation);
 //! - **state machine**: the rest of the execution (transitions, the Choice, the `events:putEvents`
@@ -23,6 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use busline_tests::report::{Column, Section, Table};
 use busline_tests::saga::Scenario;
+use busline_tests::trace::hop_field;
 use busline_tests::{DeployedStack, function_log_lines, localstack, percentile};
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -70,7 +71,7 @@ async fn run(scenario: &Scenario) -> Result<Timing> {
     })
 }
 
-/// Each order's handler time per step, from the steps' "step finished" log lines.
+/// Each order's handler time per step, from the steps' "handled" log lines.
 async fn handler_times(aws: &aws_config::SdkConfig) -> Result<HashMap<(String, String), f64>> {
     let mut times = HashMap::new();
     for step in STEPS {
@@ -79,10 +80,11 @@ async fn handler_times(aws: &aws_config::SdkConfig) -> Result<HashMap<(String, S
             let Ok(log) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
-            if log["message"] != "step finished" {
+            if log["message"] != "handled" {
                 continue;
             }
-            if let (Some(order), Some(ms)) = (log["order_id"].as_str(), log["duration_ms"].as_f64())
+            if let (Some(order), Some(ms)) =
+                (hop_field(&log, "event_id"), log["processing_ms"].as_f64())
             {
                 *times
                     .entry((order.to_owned(), (*step).to_owned()))
@@ -117,9 +119,7 @@ async fn main() -> Result<()> {
             let ms = handlers
                 .get(&(timing.order_id.clone(), (*step).to_owned()))
                 .copied()
-                .with_context(|| {
-                    format!("no 'step finished' line of {step} for {}", timing.order_id)
-                })?;
+                .with_context(|| format!("no 'handled' line of {step} for {}", timing.order_id))?;
             timing.handlers += ms;
             per_step.entry(step).or_default().push(ms);
         }
@@ -135,8 +135,8 @@ async fn main() -> Result<()> {
             "{ORDERS} warm orders on the deployed stack, one at a time, each from the web shop's \
              `order.placed` on the bus to the end of its execution, every step a real function \
              process (`tests/benches/saga.rs`). The start includes `translate` and `enrich` and \
-             their publishes. Handler time is each step's own `duration_ms` from its logs (\"step \
-             finished\"), with its DynamoDB and EventBridge calls; Lambda invoke is Step \
+             their publishes. Handler time is each step's own `processing_ms` from its logs (the hop's \
+             \"handled\" line), with its DynamoDB and EventBridge calls; Lambda invoke is Step \
              Functions' task time minus that; the state machine is the rest of the execution."
         ),
     );

@@ -13,6 +13,7 @@ pub mod report;
 pub mod runtime_api;
 pub mod saga;
 pub mod source_stub;
+pub mod trace;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

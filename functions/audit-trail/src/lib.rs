@@ -15,7 +15,7 @@ use busline::audit::{AuditError, AuditTrail, Recorded};
 use busline::batch::{BatchError, BatchProcessor, DeadLetterQueue};
 use busline::config::{ConfigError, Env};
 use busline::error::{Classify, ErrorClass};
-use busline::telemetry::{Metrics, Unit};
+use busline::telemetry::{Hop, Metrics, Unit, sqs_sent_at};
 use serde_json::Value;
 
 /// How many records are kept at once; each is one DynamoDB round trip.
@@ -107,11 +107,14 @@ async fn keep<A: AuditTrail>(message: &SqsMessage, trail: &A) -> Result<Recorded
     let event: EventBridgeEvent<Value> = serde_json::from_str(body).map_err(|e| {
         RecordError::NotAnEnvelope(format!("the body is not an EventBridge event: {e}"))
     })?;
-    let envelope = Envelope::<Value>::from_eventbridge(event)
-        .map_err(|e| RecordError::NotAnEnvelope(e.to_string()))?;
-    let span = tracing::info_span!("audit", correlation_id = envelope.correlation_id(), event_id = %envelope.id);
-    let _guard = span.enter();
-    Ok(trail.record(&envelope).await?)
+    Hop::of_detail(&event.detail)
+        .queued_at(sqs_sent_at(message))
+        .run(async {
+            let envelope = Envelope::<Value>::from_eventbridge(event)
+                .map_err(|e| RecordError::NotAnEnvelope(e.to_string()))?;
+            Ok(trail.record(&envelope).await?)
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use busline::batch::{BatchError, BatchProcessor, DeadLetterQueue};
 use busline::config::{ConfigError, Env};
 use busline::retry::{Backoff, Deadline, now_millis};
+use busline::telemetry::Hop;
 use busline::{Classify, Envelope, ErrorClass};
 use serde::Deserialize;
 use serde_json::Value;
@@ -262,47 +263,53 @@ impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
         let event: EventBridgeEvent<Value> = serde_json::from_str(body).map_err(|e| {
             DeliveryError::NotAnEvent(format!("the body is not an EventBridge event: {e}"))
         })?;
-        let envelope = Envelope::<Value>::from_eventbridge(event)
-            .map_err(|e| DeliveryError::NotAnEvent(e.to_string()))?;
-        let subscribers = self
-            .config
-            .subscriptions
-            .get(envelope.event_type.as_str())
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| DeliveryError::NoSubscriber(envelope.event_type.as_str().to_owned()))?;
-        let payload = serde_json::to_vec(&envelope).expect("an envelope serialises");
-        let key = format!("{}:{}", envelope.source, envelope.id);
-        let attempt: u32 = message
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
-        for subscriber in subscribers {
-            if let Err(error) = self
-                .post(subscriber, &payload, &key, attempt, deadline)
-                .await
-            {
-                if let DeliveryError::Failed { retry_in, .. }
-                | DeliveryError::CircuitOpen { retry_in, .. } = &error
-                    && let Some(handle) = &message.receipt_handle
-                    && let Err(e) = self.visibility.delay(handle, *retry_in).await
+        let sent_at = sent_at_ms.and_then(chrono::DateTime::from_timestamp_millis);
+        Hop::of_detail(&event.detail)
+            .queued_at(sent_at)
+            .run(async {
+            let envelope = Envelope::<Value>::from_eventbridge(event)
+                .map_err(|e| DeliveryError::NotAnEvent(e.to_string()))?;
+            let subscribers = self
+                .config
+                .subscriptions
+                .get(envelope.event_type.as_str())
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| DeliveryError::NoSubscriber(envelope.event_type.as_str().to_owned()))?;
+            let payload = serde_json::to_vec(&envelope).expect("an envelope serialises");
+            let key = format!("{}:{}", envelope.source, envelope.id);
+            let attempt: u32 = message
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            for subscriber in subscribers {
+                if let Err(error) = self
+                    .post(subscriber, &payload, &key, attempt, deadline)
+                    .await
                 {
-                    tracing::warn!(error = %e, "could not set the backoff; the queue's own visibility applies");
+                    if let DeliveryError::Failed { retry_in, .. }
+                    | DeliveryError::CircuitOpen { retry_in, .. } = &error
+                        && let Some(handle) = &message.receipt_handle
+                        && let Err(e) = self.visibility.delay(handle, *retry_in).await
+                    {
+                        tracing::warn!(error = %e, "could not set the backoff; the queue's own visibility applies");
+                    }
+                    tracing::warn!(event_id = %envelope.id, destination = %subscriber.name, attempt, error = %error, "not delivered");
+                    return Err(error);
                 }
-                tracing::warn!(event_id = %envelope.id, destination = %subscriber.name, attempt, error = %error, "not delivered");
-                return Err(error);
+                tracing::info!(
+                    event_id = %envelope.id,
+                    destination = %subscriber.name,
+                    attempt,
+                    sent_at_ms,
+                    started_at_ms,
+                    queue_age_ms = sent_at_ms.map(|sent| started_at_ms - sent),
+                    "delivered"
+                );
             }
-            tracing::info!(
-                event_id = %envelope.id,
-                destination = %subscriber.name,
-                attempt,
-                sent_at_ms,
-                started_at_ms,
-                queue_age_ms = sent_at_ms.map(|sent| started_at_ms - sent),
-                "delivered"
-            );
-        }
-        Ok(())
+            Ok(())
+            })
+            .await
     }
 
     async fn post(
@@ -355,16 +362,18 @@ impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
             return Err(failed("no time left in the invocation".to_owned(), Duration::ZERO).await);
         }
         let signature = busline::signature::sign(&self.secret, (now / 1000) as u64, payload);
-        let sent = self
+        let mut request = self
             .http
             .post(&subscriber.url)
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(SIGNATURE_HEADER, signature)
-            .header(IDEMPOTENCY_KEY_HEADER, key)
-            .body(payload.to_vec())
-            .send()
-            .await;
+            .header(IDEMPOTENCY_KEY_HEADER, key);
+        // The subscriber continues the event's trace, if it traces.
+        if let Some(traceparent) = busline::telemetry::current_traceparent() {
+            request = request.header(busline::telemetry::TRACEPARENT_HEADER, traceparent);
+        }
+        let sent = request.body(payload.to_vec()).send().await;
         let response = match sent {
             Ok(response) => response,
             Err(e) if e.is_timeout() => {

@@ -24,12 +24,12 @@ use std::time::Instant;
 use busline::api::{header_str, json_response, path};
 use busline::bus::{EventPublisher, PublishError};
 use busline::config::{ConfigError, Env};
-use busline::envelope::{EnvelopeError, MAX_ENTRY_BYTES, new_traceparent, xray_trace_header};
+use busline::envelope::{EnvelopeError, MAX_ENTRY_BYTES};
 use busline::idempotency::{Idempotency, IdempotencyError, IdempotencyStore, StoreError};
 use busline::retry::Deadline;
 use busline::schema::{Schema, SchemaError, Violation};
 use busline::signature::{self, SignatureError};
-use busline::telemetry::{Metrics, Unit};
+use busline::telemetry::{Metrics, TRACEPARENT_HEADER, TraceContext, Unit, in_context};
 use busline::{Envelope, EventType};
 use chrono::{DateTime, Utc};
 use lambda_http::http::{Method, StatusCode, header};
@@ -44,8 +44,6 @@ pub const SIGNATURE_HEADER: &str = "x-busline-signature";
 pub const DELIVERY_ID_HEADER: &str = "x-delivery-id";
 /// Optional header carrying the sender's correlation id.
 pub const CORRELATION_ID_HEADER: &str = "x-correlation-id";
-/// Optional W3C trace context header.
-pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// Namespace for envelope ids derived from `(source, delivery id)`.
 const EVENT_ID_NAMESPACE: uuid::Uuid =
@@ -329,38 +327,60 @@ pub async fn handle<P: EventPublisher, S: IdempotencyStore>(
     request: Request,
     deps: &Deps<P, S>,
 ) -> Response<Body> {
+    // The request is the first hop of the event's trace: a child of the sender's span when it
+    // sends a `traceparent` header (a malformed one starts a new trace, and says so).
+    let trace = TraceContext::continue_from(header_str(&request, TRACEPARENT_HEADER));
     let span = tracing::info_span!(
-        "webhook",
+        "hop",
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id,
+        parent_id = trace.parent_id.as_deref(),
         source = field::Empty,
         delivery_id = field::Empty,
         event_id = field::Empty,
+        event_type = field::Empty,
         correlation_id = field::Empty,
     );
-    async {
+    let work = async {
         let started = Instant::now();
         let outcome = ingest(&request, deps, Utc::now()).await;
-        let source_name = request_source(&request).filter(|s| deps.sources.contains_key(*s)).unwrap_or("unknown").to_owned();
-        let metrics = Metrics::new("busline").dimension("Function", "ingest-webhook").dimension("Source", source_name);
+        let source_name = request_source(&request)
+            .filter(|s| deps.sources.contains_key(*s))
+            .unwrap_or("unknown")
+            .to_owned();
+        let metrics = Metrics::new("busline")
+            .dimension("Function", "ingest-webhook")
+            .dimension("Source", source_name);
         match outcome {
             Ok(accepted) => {
-                let outcome = if accepted.duplicate { "duplicate" } else { "accepted" };
+                let outcome = if accepted.duplicate {
+                    "duplicate"
+                } else {
+                    "accepted"
+                };
                 tracing::info!(event_id = %accepted.event_id, outcome, "webhook accepted");
                 metrics
                     .dimension("Outcome", outcome)
                     .metric("Webhooks", Unit::Count, 1.0)
-                    .metric("IngestTime", Unit::Milliseconds, started.elapsed().as_secs_f64() * 1000.0)
+                    .metric(
+                        "IngestTime",
+                        Unit::Milliseconds,
+                        started.elapsed().as_secs_f64() * 1000.0,
+                    )
                     .emit();
                 json_response(StatusCode::ACCEPTED, &accepted)
             }
             Err(rejection) => {
                 tracing::warn!(status = rejection.status.as_u16(), code = rejection.code, reason = %rejection.reason, violations = rejection.violations.len(), "webhook rejected");
-                metrics.dimension("Outcome", rejection.code).metric("Webhooks", Unit::Count, 1.0).emit();
+                metrics
+                    .dimension("Outcome", rejection.code)
+                    .metric("Webhooks", Unit::Count, 1.0)
+                    .emit();
                 rejection.into_response()
             }
         }
-    }
-    .instrument(span)
-    .await
+    };
+    in_context(trace, work.instrument(span)).await
 }
 
 fn request_source(request: &Request) -> Option<&str> {
@@ -453,6 +473,7 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore>(
     let envelope = build_envelope(request, source, delivery_id, payload);
     span.record("event_id", envelope.id.as_str());
     span.record("correlation_id", envelope.correlation_id());
+    span.record("event_type", envelope.event_type.as_str());
 
     let deadline = request
         .lambda_context_ref()
@@ -527,17 +548,14 @@ fn build_envelope(
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     });
-    let traceparent = header_str(request, TRACEPARENT_HEADER)
-        .filter(|t| xray_trace_header(t).is_some())
-        .map_or_else(new_traceparent, str::to_owned);
+    // The trace is the request's span (see `handle`), which continues the sender's `traceparent`.
     let mut envelope = Envelope::new(
         event_id(source.spec.name, delivery_id),
         format!("busline.webhook.{}", source.spec.name),
         source.event_type.clone(),
         payload,
     )
-    .with_causation_id(delivery_id)
-    .with_traceparent(traceparent);
+    .with_causation_id(delivery_id);
     envelope.subject = subject;
     envelope.dataschema = source.schema.id().map(str::to_owned);
     envelope.correlationid = Some(

@@ -86,7 +86,7 @@ async fn a_signed_valid_order_is_published_in_an_envelope_and_answered_202() {
         envelope
             .traceparent
             .as_deref()
-            .is_some_and(|t| xray_trace_header(t).is_some())
+            .is_some_and(|t| TraceContext::parse(t).is_some())
     );
     assert_eq!(
         envelope.data,
@@ -106,7 +106,12 @@ async fn the_senders_correlation_id_and_trace_context_are_kept() {
     assert_eq!(status, StatusCode::ACCEPTED);
     let envelope = &deps.publisher.published()[0];
     assert_eq!(envelope["correlationid"], "checkout-77");
-    assert_eq!(envelope["traceparent"], traceparent);
+    // The event continues the sender's trace from the ingest's own span, whose parent is the
+    // sender's.
+    let published = TraceContext::parse(envelope["traceparent"].as_str().unwrap()).unwrap();
+    let sender = TraceContext::parse(traceparent).unwrap();
+    assert_eq!(published.trace_id, sender.trace_id);
+    assert_ne!(published.span_id, sender.span_id);
 }
 
 #[tokio::test]

@@ -33,6 +33,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use busline::batch::{BatchError, BatchProcessor, DeadLetterQueue};
 use busline::bus::{EventPublisher, PublishError};
 use busline::config::{ConfigError, Env};
+use busline::telemetry::{Hop, sqs_sent_at};
 use busline::{Classify, Envelope, ErrorClass, EventType};
 use serde_json::{Value, json};
 
@@ -223,11 +224,16 @@ pub async fn handle<S: MasterStore, P: EventPublisher, Q: DeadLetterQueue>(
             let event: EventBridgeEvent<Value> = serde_json::from_str(body).map_err(|e| {
                 MdmError::Malformed(format!("the body is not an EventBridge event: {e}"))
             })?;
-            let envelope = Envelope::<Value>::from_eventbridge(event)
-                .map_err(|e| MdmError::Malformed(e.to_string()))?;
-            let applied = master.apply_envelope(&envelope).await?;
-            tracing::info!(event_id = %envelope.id, event_type = %envelope.event_type, ?applied, "merged");
-            Ok::<_, MdmError>(())
+            Hop::of_detail(&event.detail)
+                .queued_at(sqs_sent_at(message))
+                .run(async {
+                    let envelope = Envelope::<Value>::from_eventbridge(event)
+                        .map_err(|e| MdmError::Malformed(e.to_string()))?;
+                    let applied = master.apply_envelope(&envelope).await?;
+                    tracing::info!(?applied, "merged");
+                    Ok::<_, MdmError>(())
+                })
+                .await
         })
         .await;
     report.into_result()

@@ -13,6 +13,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use busline::batch::{DeadLetter, DeadLetterQueue};
 use busline::fulfillment::{Customer, CustomerNotifications, FulfilledNotice, FulfillmentError};
+use busline::telemetry::Hop;
 use busline::{Classify, Envelope, ErrorClass};
 use serde::Deserialize;
 use serde_json::Value;
@@ -63,6 +64,16 @@ pub enum Outcome {
 
 /// The Lambda handler.
 pub async fn handle<N: CustomerNotifications, D: DeadLetterQueue>(
+    event: EventBridgeEvent<Value>,
+    notifications: &N,
+    dead_letters: &D,
+) -> Result<Outcome, NotifyError> {
+    Hop::of_detail(&event.detail)
+        .run(notify(event, notifications, dead_letters))
+        .await
+}
+
+async fn notify<N: CustomerNotifications, D: DeadLetterQueue>(
     event: EventBridgeEvent<Value>,
     notifications: &N,
     dead_letters: &D,

@@ -11,6 +11,7 @@
 use busline::bus::EventPublisher;
 use busline::fulfillment::status::{OrderTracker, Status, Transition};
 use busline::fulfillment::{FulfillmentError, Order};
+use busline::telemetry::Hop;
 use busline::{Envelope, EventType};
 use chrono::{TimeDelta, Utc};
 use serde::Deserialize;
@@ -37,11 +38,29 @@ pub struct ApprovalRequest {
     pub task_token: String,
     /// How long the person has.
     pub timeout_seconds: u64,
+    /// The trace the saga continues.
+    #[serde(default)]
+    pub traceparent: Option<String>,
 }
 
-/// The Lambda handler.
+/// The Lambda handler: a hop of the saga's trace.
 pub async fn handle<T: OrderTracker, P: EventPublisher>(
     request: ApprovalRequest,
+    tracker: &T,
+    publisher: &P,
+) -> Result<(), FulfillmentError> {
+    Hop::new(
+        request.traceparent.as_deref(),
+        &request.correlation_id,
+        &request.order.order_id,
+        "saga/approval",
+    )
+    .run(request_approval(&request, tracker, publisher))
+    .await
+}
+
+async fn request_approval<T: OrderTracker, P: EventPublisher>(
+    request: &ApprovalRequest,
     tracker: &T,
     publisher: &P,
 ) -> Result<(), FulfillmentError> {
@@ -114,8 +133,11 @@ mod tests {
             correlation_id: "corr-1".to_owned(),
             task_token: token.to_owned(),
             timeout_seconds: 60,
+            traceparent: Some(SAGA_TRACE.to_owned()),
         }
     }
+
+    const SAGA_TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     #[tokio::test]
     async fn the_wait_is_recorded_with_its_token_and_announced() {
@@ -133,6 +155,13 @@ mod tests {
         assert_eq!(published[0]["type"], APPROVAL_REQUESTED);
         assert_eq!(published[0]["data"]["task_token"], "token-1");
         assert_eq!(published[0]["correlationid"], "corr-1");
+        // The event continues the saga's trace, from this step's own span.
+        let trace = published[0]["traceparent"].as_str().unwrap();
+        assert!(
+            trace.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{trace}"
+        );
+        assert!(!trace.contains("00f067aa0ba902b7"), "{trace}");
     }
 
     #[tokio::test]

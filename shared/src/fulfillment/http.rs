@@ -1,6 +1,7 @@
 //! HTTP adapters for real external systems (feature `http`): one client per system, with a
 //! configurable base URL.
 //!
+//! Every call carries the running hop's `traceparent` (see [`telemetry`](crate::telemetry)).
 //! Every call that changes something carries an `Idempotency-Key` header, `<order id>:<step>`, the
 //! convention payment APIs use, so the system itself answers a repeat with its first result. Calls
 //! are retried with the toolkit's backoff ([`retry`](crate::retry::retry)), within the invocation's
@@ -103,6 +104,10 @@ impl HttpSystem {
                 let mut request = self.client.request(method.clone(), url.as_str());
                 if let Some(key) = idempotency_key {
                     request = request.header(IDEMPOTENCY_KEY_HEADER, key);
+                }
+                // The system continues the saga's trace, if it traces.
+                if let Some(traceparent) = crate::telemetry::current_traceparent() {
+                    request = request.header(crate::telemetry::TRACEPARENT_HEADER, traceparent);
                 }
                 if let Some(body) = body {
                     request = request

@@ -260,6 +260,12 @@ impl Classify for FulfillmentError {
 pub struct SagaState {
     /// The order being fulfilled.
     pub order: Order,
+    /// The business transaction's correlation id (the order.placed event's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The trace the saga continues (the event that started it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A customer's credit: their limit and what they owe now.

@@ -23,6 +23,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::*;
+use crate::telemetry::Hop;
 
 /// The error type a step fails with when it cannot record its transition (retryable: the step is
 /// idempotent, so the state machine runs it again).
@@ -396,22 +397,27 @@ where
 {
     lambda_runtime::run(lambda_runtime::service_fn(
         |event: lambda_runtime::LambdaEvent<SagaState>| {
-            let order_id = event.payload.order.order_id.clone();
+            let state = &event.payload;
+            let order_id = state.order.order_id.clone();
+            // The step continues the trace of the event that started the saga; its metrics are
+            // under the event type `saga/<step>`.
+            let hop = Hop::new(
+                state.traceparent.as_deref(),
+                state.correlation_id.as_deref().unwrap_or(&order_id),
+                &order_id,
+                &format!("saga/{}", step.name()),
+            );
             let work = handler(event.payload);
             // Boxed: nesting the handler's future in the runtime's makes a type too deep to lay out.
             Box::pin(async move {
-                let started = std::time::Instant::now();
-                let result = track(tracker, step, &order_id, work).await;
-                // The handler's own time, for the saga benchmark and for anyone reading the logs.
-                let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-                let outcome = result.as_ref().map_or_else(|e| e.error_type(), |_| "done");
-                tracing::info!(
-                    order_id,
-                    step = step.name(),
-                    outcome,
-                    duration_ms,
-                    "step finished"
-                );
+                let result = hop
+                    .run(async {
+                        let result = track(tracker, step, &order_id, work).await;
+                        let outcome = result.as_ref().map_or_else(|e| e.error_type(), |_| "done");
+                        tracing::info!(order_id, step = step.name(), outcome, "step finished");
+                        result
+                    })
+                    .await;
                 result.map_err(|e| crate::error::diagnostic(&e))
             })
         },
