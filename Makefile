@@ -54,9 +54,10 @@ deploy-local: tools localstack-start ## Build the functions and deploy template.
 	$(TOOLS)/bin/sam deploy --config-file $(CURDIR)/samconfig.toml --config-env localstack --template-file $(STATE)/template.local.json
 	$(TOOLS)/bin/python infra/localstack/prune_rules.py busline EventBusName
 
-lint-template: tools ## cfn-lint and sam validate --lint, both offline
+lint-template: tools ## cfn-lint, sam validate --lint, and that the dashboard and alarms cover every function and queue; all offline
 	$(TOOLS)/bin/cfn-lint template.yaml
 	$(TOOLS)/bin/sam validate --lint
+	$(TOOLS)/bin/python infra/lint/observability.py template.yaml
 
 tools: $(TOOLS)/.installed ## The template linters, in a venv under .state/
 

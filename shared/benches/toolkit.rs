@@ -6,15 +6,22 @@
 //! - `idempotency/*`: one order envelope through [`Idempotency::for_envelopes`] (a first delivery,
 //!   a duplicate, a duplicate from the local cache), beside the bare handler;
 //! - `batch of 10/*`: an SQS batch of ten order envelopes through [`BatchProcessor`] with
-//!   idempotency per message, and in claimed mode, beside a plain loop over the same handler.
+//!   idempotency per message, and in claimed mode, beside a plain loop over the same handler;
+//! - `telemetry/*`: what the hop costs a handler (its span on every log line, its trace context for
+//!   what it publishes, its "handled" line and its metrics record): a handler that reads an order
+//!   envelope, logs a line, publishes one event and answers, with and without
+//!   [`Hop`](busline::telemetry::Hop). Logs and metrics go to the JSON subscriber every function
+//!   installs, writing to nothing.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use busline::batch::BatchProcessor;
+use busline::bus::{EventPublisher, SerialisingPublisher};
 use busline::error::{Classify, ErrorClass};
 use busline::idempotency::{Idempotency, InMemoryIdempotencyStore};
+use busline::telemetry::Hop;
 use busline::{Envelope, EventType};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
@@ -200,5 +207,55 @@ fn batch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, idempotency, batch);
+/// A handler's work on one order: a log line, one event published (serialised as its entry), and
+/// the answer.
+async fn publishing_handler(envelope: &Envelope<Value>) -> Result<String, Never> {
+    tracing::info!(order = %envelope.id, "accepted");
+    let accepted = envelope.derive(
+        "accepted",
+        "busline.bench",
+        EventType::parse("io.busline.order.accepted.v1").unwrap(),
+        json!({"order_id": envelope.id}),
+    );
+    SerialisingPublisher
+        .publish(std::slice::from_ref(&accepted))
+        .await
+        .unwrap();
+    Ok(serde_json::to_string(&Receipt {
+        order_id: envelope.id.clone(),
+        status: 202,
+    })
+    .unwrap())
+}
+
+fn telemetry(c: &mut Criterion) {
+    busline::telemetry::init_tracing_with_writer(std::io::sink);
+    busline::telemetry::set_metrics_writer(std::io::sink());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let text = envelope_text(1);
+    let mut group = c.benchmark_group("telemetry");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("baseline: the handler alone", |b| {
+        b.iter(|| {
+            let envelope = envelope(black_box(&text));
+            black_box(runtime.block_on(publishing_handler(&envelope)).unwrap());
+        })
+    });
+    group.bench_function("the handler in a hop", |b| {
+        b.iter(|| {
+            let envelope = envelope(black_box(&text));
+            let hop = Hop::of(&envelope);
+            black_box(
+                runtime
+                    .block_on(hop.run(publishing_handler(&envelope)))
+                    .unwrap(),
+            );
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, idempotency, batch, telemetry);
 criterion_main!(benches);

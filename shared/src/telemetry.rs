@@ -32,7 +32,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
@@ -294,14 +294,11 @@ impl Hop {
         E: std::fmt::Debug,
         F: Future<Output = Result<T, E>>,
     {
-        let span = tracing::info_span!(
-            "hop",
-            trace_id = %self.trace.trace_id,
-            span_id = %self.trace.span_id,
-            parent_id = self.trace.parent_id.as_deref(),
-            correlation_id = %self.correlation_id,
-            event_id = %self.event_id,
-            event_type = %self.event_type,
+        let span = hop_span(
+            &self.trace,
+            &self.correlation_id,
+            &self.event_id,
+            &self.event_type,
         );
         let started_at = Utc::now();
         let started = Instant::now();
@@ -339,6 +336,24 @@ impl Hop {
         metrics.emit();
         result
     }
+}
+
+/// The span of one hop, named `hop`: its fields are on every line logged inside it.
+pub fn hop_span(
+    trace: &TraceContext,
+    correlation_id: &str,
+    event_id: &str,
+    event_type: &str,
+) -> tracing::Span {
+    tracing::info_span!(
+        "hop",
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id,
+        parent_id = trace.parent_id.as_deref(),
+        correlation_id,
+        event_id,
+        event_type,
+    )
 }
 
 /// When SQS received `message`: its `SentTimestamp` attribute.
@@ -438,37 +453,22 @@ impl Metrics {
 
     /// The EMF JSON document, stamped with `timestamp_ms`.
     pub fn to_emf(&self, timestamp_ms: i64) -> Value {
-        let dimension_names: Vec<&str> = self.dimensions.iter().map(|(k, _)| *k).collect();
-        let definitions: Vec<Value> = self
-            .values
-            .iter()
-            .map(|(name, unit, _)| json!({"Name": name, "Unit": unit.as_str()}))
-            .collect();
-        let mut root = Map::new();
-        root.insert(
-            "_aws".into(),
-            json!({
-                "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": self.namespace,
-                    "Dimensions": [dimension_names],
-                    "Metrics": definitions,
-                }]
-            }),
-        );
-        for (name, value) in &self.dimensions {
-            root.insert((*name).into(), json!(value));
-        }
-        for (name, _, value) in &self.values {
-            root.insert((*name).into(), value.clone());
-        }
-        Value::Object(root)
+        serde_json::to_value(Emf {
+            metrics: self,
+            timestamp_ms,
+        })
+        .expect("an EMF record serialises")
     }
 
     /// Writes the record as one line on stdout, where the Lambda log agent picks it up (or to the
     /// writer [`set_metrics_writer`] installed).
     pub fn emit(&self) {
-        let line = self.to_emf(Utc::now().timestamp_millis()).to_string();
+        // Written straight to text: no JSON tree is built on the invocation's path.
+        let line = serde_json::to_string(&Emf {
+            metrics: self,
+            timestamp_ms: Utc::now().timestamp_millis(),
+        })
+        .expect("an EMF record serialises");
         match METRICS_WRITER.get() {
             Some(writer) => {
                 let mut writer = writer
@@ -478,6 +478,65 @@ impl Metrics {
             }
             None => println!("{line}"),
         }
+    }
+}
+
+/// A [`Metrics`] record as EMF: the `_aws` directive, then each dimension and metric as a member.
+struct Emf<'m> {
+    metrics: &'m Metrics,
+    timestamp_ms: i64,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Directive<'m> {
+    timestamp: i64,
+    cloud_watch_metrics: [MetricDirective<'m>; 1],
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct MetricDirective<'m> {
+    namespace: &'m str,
+    dimensions: [Vec<&'m str>; 1],
+    metrics: Vec<MetricDefinition<'m>>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct MetricDefinition<'m> {
+    name: &'m str,
+    unit: &'static str,
+}
+
+impl serde::Serialize for Emf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let m = self.metrics;
+        let directive = Directive {
+            timestamp: self.timestamp_ms,
+            cloud_watch_metrics: [MetricDirective {
+                namespace: m.namespace,
+                dimensions: [m.dimensions.iter().map(|(name, _)| *name).collect()],
+                metrics: m
+                    .values
+                    .iter()
+                    .map(|(name, unit, _)| MetricDefinition {
+                        name,
+                        unit: unit.as_str(),
+                    })
+                    .collect(),
+            }],
+        };
+        let mut map = serializer.serialize_map(Some(1 + m.dimensions.len() + m.values.len()))?;
+        map.serialize_entry("_aws", &directive)?;
+        for (name, value) in &m.dimensions {
+            map.serialize_entry(name, value)?;
+        }
+        for (name, _, value) in &m.values {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
     }
 }
 

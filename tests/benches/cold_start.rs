@@ -156,6 +156,13 @@ async fn subjects(
     Ok(vec![
         Subject::new("hello-lambda", "baseline", json!({"hello": "world"})),
         Subject::new(
+            "hello-traced",
+            "baseline + telemetry",
+            json!({"detail-type": "io.busline.bench.hello.v1", "detail": {"id": "hello-1",
+                "type": "io.busline.bench.hello.v1", "correlationid": "hello",
+                "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}),
+        ),
+        Subject::new(
             "ingest-webhook",
             "connector",
             webhook_event(
@@ -295,7 +302,7 @@ async fn main() -> Result<()> {
         let binary = release_binary(subject.name)?;
         let bytes = std::fs::metadata(&binary)?.len();
         let env = match subject.name {
-            "hello-lambda" => Vec::new(),
+            "hello-lambda" | "hello-traced" => Vec::new(),
             name => deployed_env(&lambda, name).await?,
         };
         let event = (subject.event)(&state)?.to_string();
@@ -440,6 +447,30 @@ fn report(results: &[Measured], (through, direct): &(Vec<f64>, Vec<f64>)) -> Res
         ]);
     }
     section.tables.push(table);
+
+    // What busline's telemetry (the JSON log subscriber, and the hop around each invocation) adds
+    // to a cold start: the hello world with it, less the hello world.
+    let traced = results
+        .iter()
+        .find(|r| r.name == "hello-traced")
+        .context("no hello-traced measurement")?;
+    let mut telemetry = Table::new(
+        "What telemetry adds to a cold start (`hello-traced`, the hello world with busline's \
+         subscriber and a hop per invocation, less the hello world; same run):",
+        vec![
+            Column::text("measure"),
+            Column::number("hello", "ms", 2),
+            Column::number("hello + telemetry", "ms", 2),
+            Column::number("added", "ms", 2).at_most(1.0),
+        ],
+    );
+    telemetry.row(vec![
+        json!("cold start, median"),
+        json!(baseline),
+        json!(median(&traced.cold_ms)),
+        json!(median(&traced.cold_ms) - baseline),
+    ]);
+    section.tables.push(telemetry);
 
     let mut warm = Table::new(
         &format!("Warm invokes of the hello world, {WARM_INVOKES} each:"),

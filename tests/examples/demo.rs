@@ -2,7 +2,9 @@
 //! LocalStack, each a signed webhook into the ingest function, then the order-fulfillment saga on
 //! Step Functions with every step a real function process. One is fulfilled (and its customer
 //! emailed, through a stub email API on 127.0.0.1:8025); the other's card is declined, and the saga
-//! refunds and releases what it did. Both timelines are read from `GET /orders/{id}`.
+//! refunds and releases what it did. Both timelines are read from `GET /orders/{id}`; the
+//! fulfilled order's whole trace, every function it passed through, from the logs (as
+//! `make trace ID=<order id>` prints it).
 
 use std::time::{Duration, Instant};
 
@@ -147,6 +149,12 @@ async fn main() -> Result<()> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+
+    // The same journey, from the logs: every hop of the order's trace (`make trace ID=<id>`).
+    let order_id = &fulfilled.order.order_id;
+    println!("\n==> make trace ID={order_id}: the order's hops, from the functions' logs\n");
+    let journey = busline_tests::trace::journey(&aws, order_id).await?;
+    busline_tests::trace::print(order_id, &journey);
     Ok(())
 }
 

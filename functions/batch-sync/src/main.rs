@@ -5,6 +5,7 @@ use busline::bus::EventBridgePublisher;
 use busline::checkpoint::DynamoDbCheckpointStore;
 use busline::config::{Env, ProcessEnv};
 use busline::retry::{Backoff, Deadline};
+use busline::telemetry::Hop;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -29,6 +30,10 @@ async fn main() -> Result<(), Error> {
     let sync = &sync;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
         let run_id = event.context.request_id.clone();
+        // A run starts a trace: the records it publishes carry it, so their consumers' hops are
+        // its children (`make trace ID=<run id>`).
+        let hop = Hop::new(None, &run_id, &run_id, "schedule/batch-sync");
+        hop.run(async {
         match sync.run(&run_id, Deadline::of(&event.context)).await {
             Ok(report) => Ok(serde_json::to_value(report).expect("a report serialises")),
             // Another run has it: this one has nothing to do, and that is not a failure.
@@ -41,6 +46,8 @@ async fn main() -> Result<(), Error> {
                 Err(busline::error::diagnostic(&e))
             }
         }
+        })
+        .await
     }))
     .await
 }

@@ -31,7 +31,9 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use busline::batch::{DeadLetter, DeadLetterError, DeadLetterQueue};
 use busline::bus::{EventPublisher, MAX_ENTRIES_PER_CALL, PublishError};
 use busline::config::{ConfigError, Env};
+use busline::telemetry::{TraceContext, hop_span};
 use busline::{Classify, Envelope, ErrorClass, EventType};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -306,7 +308,21 @@ pub async fn handle<P: EventPublisher, D: DeadLetterQueue>(
             .map_err(|e| e.to_string())
             .and_then(|record| change(&record, config));
         match parsed {
-            Ok(envelope) => changes.push(envelope),
+            Ok(envelope) => {
+                // A change starts its own trace (the envelope's): this is its first hop.
+                if let Some(trace) = envelope
+                    .traceparent
+                    .as_deref()
+                    .and_then(TraceContext::parse)
+                {
+                    let lag_ms = envelope.time.map(|t| (Utc::now() - t).num_milliseconds());
+                    hop_span(&trace, &envelope.id, &envelope.id, envelope.event_type.as_str())
+                        .in_scope(|| {
+                            tracing::info!(op = %envelope.data.op, subject = envelope.subject.as_deref(), lag_ms, "change captured");
+                        });
+                }
+                changes.push(envelope);
+            }
             Err(reason) => {
                 let error = MalformedRecord { record_id, reason };
                 tracing::warn!(record_id = %error.record_id, reason = %error.reason, "malformed stream record");
