@@ -443,12 +443,23 @@ impl Scenario {
                 .receive_message()
                 .queue_url(queue)
                 .max_number_of_messages(10)
+                .message_attribute_names("traceparent")
                 .wait_time_seconds(1)
                 .send()
                 .await?;
             for message in out.messages() {
                 let body: Value = serde_json::from_str(message.body().unwrap_or_default())?;
                 if body["order_id"] == self.order.order_id.as_str() {
+                    // The flag carries the saga's trace, for whoever picks it up.
+                    let traceparent = message
+                        .message_attributes()
+                        .and_then(|a| a.get("traceparent"))
+                        .and_then(|v| v.string_value());
+                    anyhow::ensure!(
+                        traceparent
+                            .is_some_and(|t| busline::telemetry::TraceContext::parse(t).is_some()),
+                        "the finance flag has no traceparent attribute: {message:?}"
+                    );
                     count += 1;
                     sqs.delete_message()
                         .queue_url(queue)
