@@ -19,6 +19,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const FINISH: Duration = Duration::from_secs(90);
 const EMAIL_API: &str = "127.0.0.1:8025";
+const WAREHOUSE: &str = "127.0.0.1:8027";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -39,6 +40,23 @@ async fn main() -> Result<()> {
             None
         }
     };
+    // The warehouse's webhook endpoint, where deliver-webhook sends fulfillment requests and
+    // fulfilled orders on LocalStack (samconfig.toml): it takes them.
+    let warehouse = match std::net::TcpListener::bind(WAREHOUSE) {
+        Ok(listener) => {
+            let server = MockServer::builder().listener(listener).start().await;
+            Mock::given(method("POST"))
+                .and(path("/hooks"))
+                .respond_with(ResponseTemplate::new(200))
+                .mount(&server)
+                .await;
+            Some(server)
+        }
+        Err(e) => {
+            println!("(port 8027 is taken ({e}); deliveries to the warehouse will fail and retry)");
+            None
+        }
+    };
 
     println!(
         "\n==> Seeding the reference systems (the fulfillment table): two customers, 10 of each SKU"
@@ -51,6 +69,10 @@ async fn main() -> Result<()> {
     );
 
     let stack = fulfilled.stack().clone();
+    if warehouse.is_some() {
+        // Deliveries of an earlier run, with no one listening, may have opened the circuit.
+        stack.close_circuit(&aws, "warehouse").await?;
+    }
     let secret = stack.secret(&aws, "ShopWebhookSecretArn").await?;
     let mut sent = Vec::new();
     for scenario in [&fulfilled, &declined] {
