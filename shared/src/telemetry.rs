@@ -578,6 +578,16 @@ mod tests {
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
 
+    impl Captured {
+        /// What was written, one JSON document per line.
+        fn json_lines(&self) -> Vec<Value> {
+            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+    }
+
     impl Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(buf);
@@ -669,12 +679,8 @@ mod tests {
         assert_eq!(published.traceparent, Some(hop_trace.traceparent()));
         assert_eq!(current_traceparent(), None, "the context ends with the hop");
 
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(lines.len(), 2, "{text}");
+        let lines = captured.json_lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
         for line in &lines {
             let hop = &line["spans"][0];
             assert_eq!(
@@ -690,10 +696,9 @@ mod tests {
         assert_eq!(lines[1]["outcome"], "ok");
         assert!(lines[1]["transport_ms"].as_f64().is_some(), "{}", lines[1]);
 
-        let emitted = String::from_utf8(metrics.0.lock().unwrap().clone()).unwrap();
-        let record: Value = emitted
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        let record: Value = metrics
+            .json_lines()
+            .into_iter()
             .find(|r| r["EventType"] == "io.busline.test.thing.v1")
             .expect("the hop's metrics");
         let names: Vec<&str> = record["_aws"]["CloudWatchMetrics"][0]["Metrics"]
@@ -728,12 +733,8 @@ mod tests {
             tracing::warn!("second line");
         }
 
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(lines.len(), 2, "{text}");
+        let lines = captured.json_lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
         for line in &lines {
             let spans = line["spans"].to_string();
             assert!(spans.contains("\"requestId\":\"req-123\""), "{line}");

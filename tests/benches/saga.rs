@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use busline_tests::report::{Column, Section, Table};
-use busline_tests::saga::Scenario;
+use busline_tests::saga::{FORWARD_STEPS, Scenario};
 use busline_tests::trace::hop_field;
 use busline_tests::{DeployedStack, function_log_lines, localstack, percentile};
 use chrono::Utc;
@@ -30,14 +30,7 @@ use serde_json::{Value, json};
 
 const ORDERS: usize = 50;
 const WARM_UP: usize = 2;
-const STEPS: &[&str] = &[
-    "validate-order",
-    "check-credit",
-    "reserve-inventory",
-    "take-payment",
-    "create-shipment",
-    "post-invoice",
-];
+const STEPS: &[&str] = FORWARD_STEPS;
 
 /// One order's time, in milliseconds.
 #[derive(Debug, Default)]

@@ -17,6 +17,17 @@ use crate::{DeployedStack, SAMPLE_SHOP_ORDER, SHOP_ORDER_PLACED, receive, watch_
 /// Stock each scenario starts with, per SKU.
 pub const INITIAL_STOCK: i64 = 10;
 
+/// The saga's forward steps for an order that needs no approval, in the order they run: each is a
+/// function of the stack.
+pub const FORWARD_STEPS: &[&str] = &[
+    "validate-order",
+    "check-credit",
+    "reserve-inventory",
+    "take-payment",
+    "create-shipment",
+    "post-invoice",
+];
+
 /// One order on the deployed stack, with systems seeded for it alone.
 pub struct Scenario {
     /// The order placed.
@@ -164,12 +175,7 @@ impl Scenario {
 
     /// The ARN of the order's execution (named after the order).
     pub fn execution_arn(&self) -> Result<String> {
-        let machine = self.stack.output("OrderFulfillmentStateMachineArn")?;
-        Ok(format!(
-            "{}:{}",
-            machine.replacen(":stateMachine:", ":execution:", 1),
-            self.order.order_id
-        ))
+        execution_arn(&self.stack, &self.order.order_id)
     }
 
     /// Waits up to `within` for the order's execution to finish.
@@ -471,4 +477,14 @@ impl Scenario {
         }
         Ok(count)
     }
+}
+
+/// The ARN of order `order_id`'s order-fulfillment execution on `stack` (executions are named after
+/// their order).
+pub fn execution_arn(stack: &DeployedStack, order_id: &str) -> Result<String> {
+    let machine = stack.output("OrderFulfillmentStateMachineArn")?;
+    Ok(format!(
+        "{}:{order_id}",
+        machine.replacen(":stateMachine:", ":execution:", 1)
+    ))
 }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::runtime_api::function_names;
+use crate::saga::execution_arn;
 use crate::{DeployedStack, function_log_events};
 
 /// A field of the `hop` span a log line was written in.
@@ -157,12 +158,7 @@ pub async fn journey(aws: &SdkConfig, id: &str) -> Result<Journey> {
 
 /// The order saga's execution for order `id` (executions are named after the order), if any.
 async fn execution(aws: &SdkConfig, id: &str) -> Result<Vec<StateVisit>> {
-    let stack = DeployedStack::read(aws).await?;
-    let machine = stack.output("OrderFulfillmentStateMachineArn")?;
-    let arn = format!(
-        "{}:{id}",
-        machine.replacen(":stateMachine:", ":execution:", 1)
-    );
+    let arn = execution_arn(&DeployedStack::read(aws).await?, id)?;
     let sfn = aws_sdk_sfn::Client::new(aws);
     let history = sfn
         .get_execution_history()
@@ -188,22 +184,23 @@ async fn execution(aws: &SdkConfig, id: &str) -> Result<Vec<StateVisit>> {
                 .find(|s| s.name == exited.name() && s.took_ms.is_none())
         {
             visit.took_ms = Some((at - visit.entered).num_milliseconds());
-        } else if let Some(failed) = event.task_failed_event_details()
-            && let Some(visit) = states.last_mut()
-        {
-            visit.error = Some(format!(
-                "{}: {}",
-                failed.error().unwrap_or_default(),
-                failed.cause().unwrap_or_default()
-            ));
-        } else if let Some(failed) = event.lambda_function_failed_event_details()
-            && let Some(visit) = states.last_mut()
-        {
-            visit.error = Some(format!(
-                "{}: {}",
-                failed.error().unwrap_or_default(),
-                failed.cause().unwrap_or_default()
-            ));
+        } else if let Some(visit) = states.last_mut() {
+            // A task's failure, or its Lambda function's, belongs to the state it ran in.
+            let failure = event
+                .task_failed_event_details()
+                .map(|f| (f.error(), f.cause()))
+                .or_else(|| {
+                    event
+                        .lambda_function_failed_event_details()
+                        .map(|f| (f.error(), f.cause()))
+                });
+            if let Some((error, cause)) = failure {
+                visit.error = Some(format!(
+                    "{}: {}",
+                    error.unwrap_or_default(),
+                    cause.unwrap_or_default()
+                ));
+            }
         }
     }
     Ok(states)

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use busline_tests::saga::Scenario;
+use busline_tests::saga::{FORWARD_STEPS, Scenario};
 use busline_tests::{localstack, signed_headers};
 
 const FINISH: Duration = Duration::from_secs(90);
@@ -55,15 +55,7 @@ async fn an_order_posted_to_the_webhook_is_fulfilled_and_low_stock_is_reordered(
     let (_, status) = scenario.status().await.unwrap();
     assert_eq!(
         history(&status),
-        [
-            "validate-order",
-            "check-credit",
-            "reserve-inventory",
-            "take-payment",
-            "create-shipment",
-            "post-invoice",
-            "order-fulfilled"
-        ],
+        [FORWARD_STEPS, &["order-fulfilled"][..]].concat(),
         "{status}"
     );
     let shipment = scenario
