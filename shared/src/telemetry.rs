@@ -5,8 +5,10 @@
 //! span of the span that published the event, never a fresh trace. Events published inside the
 //! hop carry the hop's own span as their parent ([`current_traceparent`], read by
 //! [`Envelope::derive`](crate::Envelope::derive) and [`Envelope::new`](crate::Envelope::new)), so
-//! the hops of one order form one tree. The same context goes to EventBridge as the entry's X-Ray
-//! `TraceHeader`, to SQS as a `traceparent` message attribute, and into the saga's state.
+//! the hops of one order form one tree. The context travels in the envelope (through EventBridge
+//! and in SQS bodies), as `PutEvents`' X-Ray `TraceHeader`, into the saga's state, as a `traceparent`
+//! header on calls to outside systems, and as a `traceparent` message attribute on what the saga
+//! sends to SQS itself.
 //!
 //! **Logs** are JSON lines from `tracing`. `lambda_runtime` opens a span per invocation carrying
 //! the `requestId`; the hop's span carries `trace_id`, `span_id`, `parent_id`, `correlation_id`,
@@ -101,6 +103,7 @@ impl TraceContext {
             || !hex(trace_id, 32)
             || !hex(span_id, 16)
             || flags.len() != 2
+            || !flags.bytes().all(|b| b.is_ascii_hexdigit())
             || parts.next().is_some()
         {
             return None;
@@ -184,11 +187,6 @@ fn new_span_id() -> String {
 
 tokio::task_local! {
     static CURRENT: TraceContext;
-}
-
-/// The span of the hop running now, if any.
-pub fn current() -> Option<TraceContext> {
-    CURRENT.try_with(Clone::clone).ok()
 }
 
 /// The `traceparent` for an event published now: the running hop's span, so the event's consumers
@@ -306,13 +304,8 @@ impl Hop {
             .scope(self.trace.clone(), work.instrument(span.clone()))
             .await;
         let processing_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let since = |t: Option<DateTime<Utc>>| {
-            t.map(|t| {
-                ((started_at - t).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0).max(0.0)
-            })
-        };
-        let transport_ms = since(self.event_time);
-        let message_age_ms = since(self.queued_at);
+        let transport_ms = self.event_time.map(|t| millis_between(t, started_at));
+        let message_age_ms = self.queued_at.map(|t| millis_between(t, started_at));
         span.in_scope(|| match &result {
             Ok(_) => tracing::info!(outcome = "ok", processing_ms, transport_ms, message_age_ms, "handled"),
             Err(e) => tracing::warn!(outcome = "error", error = ?e, processing_ms, transport_ms, message_age_ms, "handled"),
@@ -373,19 +366,27 @@ pub fn emit_source_latency<'e>(events: impl IntoIterator<Item = (&'e str, Option
     let mut by_type: Vec<(&str, Vec<f64>)> = Vec::new();
     for (event_type, time) in events {
         let Some(time) = time else { continue };
-        let ms = ((now - time).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0).max(0.0);
+        let ms = millis_between(time, now);
         match by_type.iter_mut().find(|(t, _)| *t == event_type) {
             Some((_, values)) => values.push(ms),
             None => by_type.push((event_type, vec![ms])),
         }
     }
     for (event_type, values) in by_type {
-        Metrics::new(NAMESPACE)
-            .dimension("Function", function_name())
-            .dimension("EventType", event_type)
-            .metrics("SourceLatency", Unit::Milliseconds, values)
-            .emit();
+        // EMF takes at most 100 values of a metric in one record.
+        for values in values.chunks(100) {
+            Metrics::new(NAMESPACE)
+                .dimension("Function", function_name())
+                .dimension("EventType", event_type)
+                .metrics("SourceLatency", Unit::Milliseconds, values.to_vec())
+                .emit();
+        }
     }
+}
+
+/// Milliseconds from `from` to `to`, to the microsecond; 0 if `to` is earlier (clocks disagree).
+fn millis_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    ((to - from).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0).max(0.0)
 }
 
 /// The W3C trace context header, on HTTP requests in and out.

@@ -70,7 +70,11 @@ where
                     error_message: with_causes(&e),
                 },
             );
-            dead_letter(letter, dead_letters).await
+            // Still a hop of whatever trace the detail names, so the refusal shows in it.
+            let detail: Value = serde_json::from_str(event.detail.get()).unwrap_or_default();
+            Hop::of_detail(&detail)
+                .run(dead_letter(letter, dead_letters))
+                .await
         }
         Ok(envelope) => {
             let hop = Hop::of(&envelope);

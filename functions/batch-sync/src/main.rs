@@ -1,12 +1,12 @@
 use batch_sync::{Sync, SyncConfig, SyncError};
 use busline::Classify;
-use busline::batch::SqsDeadLetterQueue;
-use busline::bus::EventBridgePublisher;
-use busline::checkpoint::DynamoDbCheckpointStore;
+use busline::batch::{DeadLetterQueue, SqsDeadLetterQueue};
+use busline::bus::{EventBridgePublisher, EventPublisher};
+use busline::checkpoint::{CheckpointStore, DynamoDbCheckpointStore};
 use busline::config::{Env, ProcessEnv};
 use busline::retry::{Backoff, Deadline};
 use busline::telemetry::Hop;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
 #[tokio::main]
@@ -33,21 +33,28 @@ async fn main() -> Result<(), Error> {
         // A run starts a trace: the records it publishes carry it, so their consumers' hops are
         // its children (`make trace ID=<run id>`).
         let hop = Hop::new(None, &run_id, &run_id, "schedule/batch-sync");
-        hop.run(async {
-        match sync.run(&run_id, Deadline::of(&event.context)).await {
-            Ok(report) => Ok(serde_json::to_value(report).expect("a report serialises")),
-            // Another run has it: this one has nothing to do, and that is not a failure.
-            Err(SyncError::Refused(why)) => {
-                tracing::info!(reason = %why, "refused");
-                Ok(serde_json::json!({"refused": why}))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, error_type = e.error_type(), "the sync failed; the checkpoint stands at the last published page");
-                Err(busline::error::diagnostic(&e))
-            }
-        }
-        })
-        .await
+        hop.run(run(sync, &run_id, Deadline::of(&event.context)))
+            .await
     }))
     .await
+}
+
+/// One scheduled run, answered as the schedule's target sees it.
+async fn run<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue>(
+    sync: &Sync<C, P, D>,
+    run_id: &str,
+    deadline: Deadline,
+) -> Result<Value, Diagnostic> {
+    match sync.run(run_id, deadline).await {
+        Ok(report) => Ok(serde_json::to_value(report).expect("a report serialises")),
+        // Another run has it: this one has nothing to do, and that is not a failure.
+        Err(SyncError::Refused(why)) => {
+            tracing::info!(reason = %why, "refused");
+            Ok(serde_json::json!({"refused": why}))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, error_type = e.error_type(), "the sync failed; the checkpoint stands at the last published page");
+            Err(busline::error::diagnostic(&e))
+        }
+    }
 }

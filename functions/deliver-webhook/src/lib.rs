@@ -263,53 +263,62 @@ impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
         let event: EventBridgeEvent<Value> = serde_json::from_str(body).map_err(|e| {
             DeliveryError::NotAnEvent(format!("the body is not an EventBridge event: {e}"))
         })?;
-        let sent_at = sent_at_ms.and_then(chrono::DateTime::from_timestamp_millis);
         Hop::of_detail(&event.detail)
-            .queued_at(sent_at)
-            .run(async {
-            let envelope = Envelope::<Value>::from_eventbridge(event)
-                .map_err(|e| DeliveryError::NotAnEvent(e.to_string()))?;
-            let subscribers = self
-                .config
-                .subscriptions
-                .get(envelope.event_type.as_str())
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| DeliveryError::NoSubscriber(envelope.event_type.as_str().to_owned()))?;
-            let payload = serde_json::to_vec(&envelope).expect("an envelope serialises");
-            let key = format!("{}:{}", envelope.source, envelope.id);
-            let attempt: u32 = message
-                .attributes
-                .get("ApproximateReceiveCount")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1);
-            for subscriber in subscribers {
-                if let Err(error) = self
-                    .post(subscriber, &payload, &key, attempt, deadline)
-                    .await
-                {
-                    if let DeliveryError::Failed { retry_in, .. }
-                    | DeliveryError::CircuitOpen { retry_in, .. } = &error
-                        && let Some(handle) = &message.receipt_handle
-                        && let Err(e) = self.visibility.delay(handle, *retry_in).await
-                    {
-                        tracing::warn!(error = %e, "could not set the backoff; the queue's own visibility applies");
-                    }
-                    tracing::warn!(event_id = %envelope.id, destination = %subscriber.name, attempt, error = %error, "not delivered");
-                    return Err(error);
-                }
-                tracing::info!(
-                    event_id = %envelope.id,
-                    destination = %subscriber.name,
-                    attempt,
-                    sent_at_ms,
-                    started_at_ms,
-                    queue_age_ms = sent_at_ms.map(|sent| started_at_ms - sent),
-                    "delivered"
-                );
-            }
-            Ok(())
-            })
+            .queued_at(sent_at_ms.and_then(chrono::DateTime::from_timestamp_millis))
+            .run(self.deliver_event(event, message, deadline, sent_at_ms, started_at_ms))
             .await
+    }
+
+    /// [`Deliverer::deliver`] once the body is read: to every subscriber, in the event's hop.
+    async fn deliver_event(
+        &self,
+        event: EventBridgeEvent<Value>,
+        message: &SqsMessage,
+        deadline: Deadline,
+        sent_at_ms: Option<i64>,
+        started_at_ms: i64,
+    ) -> Result<(), DeliveryError> {
+        let envelope = Envelope::<Value>::from_eventbridge(event)
+            .map_err(|e| DeliveryError::NotAnEvent(e.to_string()))?;
+        let subscribers = self
+            .config
+            .subscriptions
+            .get(envelope.event_type.as_str())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| DeliveryError::NoSubscriber(envelope.event_type.as_str().to_owned()))?;
+        let payload = serde_json::to_vec(&envelope).expect("an envelope serialises");
+        let key = format!("{}:{}", envelope.source, envelope.id);
+        let attempt: u32 = message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        for subscriber in subscribers {
+            if let Err(error) = self
+                .post(subscriber, &payload, &key, attempt, deadline)
+                .await
+            {
+                if let DeliveryError::Failed { retry_in, .. }
+                | DeliveryError::CircuitOpen { retry_in, .. } = &error
+                    && let Some(handle) = &message.receipt_handle
+                    && let Err(e) = self.visibility.delay(handle, *retry_in).await
+                {
+                    tracing::warn!(error = %e, "could not set the backoff; the queue's own visibility applies");
+                }
+                tracing::warn!(event_id = %envelope.id, destination = %subscriber.name, attempt, error = %error, "not delivered");
+                return Err(error);
+            }
+            tracing::info!(
+                event_id = %envelope.id,
+                destination = %subscriber.name,
+                attempt,
+                sent_at_ms,
+                started_at_ms,
+                queue_age_ms = sent_at_ms.map(|sent| started_at_ms - sent),
+                "delivered"
+            );
+        }
+        Ok(())
     }
 
     async fn post(
