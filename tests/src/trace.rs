@@ -211,6 +211,9 @@ async fn execution(aws: &SdkConfig, id: &str) -> Result<Vec<StateVisit>> {
 pub fn print(id: &str, journey: &Journey) {
     if journey.traces.is_empty() {
         println!("no hop logged for {id} (is it an order, event, correlation or trace id?)");
+        if journey.states.is_empty() {
+            return;
+        }
     }
     let start = journey.lines.first().map_or(0, |l| l.at_ms);
     for trace in &journey.traces {
