@@ -313,6 +313,8 @@ impl Hop {
         let mut metrics = Metrics::new(NAMESPACE)
             .dimension("Function", function_name())
             .dimension("EventType", self.event_type)
+            .property("TraceId", self.trace.trace_id)
+            .property("SpanId", self.trace.span_id)
             .metric("ProcessingTime", Unit::Milliseconds, processing_ms)
             .metric("Handled", Unit::Count, 1.0)
             .metric(
@@ -422,6 +424,7 @@ pub struct Metrics {
     namespace: &'static str,
     dimensions: Vec<(&'static str, String)>,
     values: Vec<(&'static str, Unit, Value)>,
+    properties: Vec<(&'static str, String)>,
 }
 
 impl Metrics {
@@ -431,12 +434,20 @@ impl Metrics {
             namespace,
             dimensions: Vec::new(),
             values: Vec::new(),
+            properties: Vec::new(),
         }
     }
 
     /// Adds a dimension.
     pub fn dimension(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.dimensions.push((name, value.into()));
+        self
+    }
+
+    /// Adds a property: kept with the record in the logs (Logs Insights finds it), not a metric or
+    /// a dimension.
+    pub fn property(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.properties.push((name, value.into()));
         self
     }
 
@@ -482,7 +493,8 @@ impl Metrics {
     }
 }
 
-/// A [`Metrics`] record as EMF: the `_aws` directive, then each dimension and metric as a member.
+/// A [`Metrics`] record as EMF: the `_aws` directive, then each dimension, property and metric as a
+/// member.
 struct Emf<'m> {
     metrics: &'m Metrics,
     timestamp_ms: i64,
@@ -529,9 +541,10 @@ impl serde::Serialize for Emf<'_> {
                     .collect(),
             }],
         };
-        let mut map = serializer.serialize_map(Some(1 + m.dimensions.len() + m.values.len()))?;
+        let members = 1 + m.dimensions.len() + m.values.len() + m.properties.len();
+        let mut map = serializer.serialize_map(Some(members))?;
         map.serialize_entry("_aws", &directive)?;
-        for (name, value) in &m.dimensions {
+        for (name, value) in m.dimensions.iter().chain(&m.properties) {
             map.serialize_entry(name, value)?;
         }
         for (name, _, value) in &m.values {
@@ -712,6 +725,9 @@ mod tests {
             names,
             ["ProcessingTime", "Handled", "Failed", "TransportLatency"]
         );
+        // The record names the hop it measured, for whoever reads it next to the trace.
+        assert_eq!(record["TraceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(record["SpanId"], hop_trace.span_id.as_str());
         assert_eq!(
             record["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Function", "EventType"]])

@@ -2,7 +2,8 @@
 //! - one order, from a signed webhook that carries the sender's `traceparent`, through translate,
 //!   enrich, the saga's steps and the customer's notice, is one trace: every hop's log lines carry
 //!   its trace id and correlation id, and every hop's parent is a hop of the same trace (or the
-//!   sender's span); the email API is called with the trace too;
+//!   sender's span); each hop wrote its metrics record (its latencies, under the dimensions the
+//!   dashboard and alarms read); the email API is called with the trace too;
 //! - a poisoned message lands in a dead-letter queue and makes the metric that queue's alarm
 //!   watches non-zero in LocalStack's CloudWatch.
 //!
@@ -15,7 +16,8 @@ use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use busline::telemetry::TraceContext;
 use busline_tests::saga::{FORWARD_STEPS, Scenario};
 use busline_tests::trace::journey;
-use busline_tests::{DeployedStack, localstack, signed_headers};
+use busline_tests::{DeployedStack, function_log_events, localstack, signed_headers};
+use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -135,6 +137,47 @@ async fn one_order_is_one_trace_from_the_webhook_through_the_saga_to_the_custome
     for hop in &hops {
         let parent = hop[0].hop("parent_id").unwrap();
         assert!(parent == sender.span_id || spans.contains_key(parent));
+    }
+
+    // Every hop but ingest's (which reports its own `IngestTime`) wrote one metrics record naming
+    // its span: its latencies, under its deployed function's name and its event's type (the
+    // dimensions the dashboard and the saga failure-rate alarm read). LocalStack keeps EMF as log
+    // lines, so they are read there.
+    let mut records: HashMap<String, Value> = HashMap::new();
+    let functions: HashSet<&str> = hops.iter().map(|h| h[0].function.as_str()).collect();
+    for function in functions {
+        let deployed = format!("{}-{function}", DeployedStack::NAME);
+        for (_, line) in function_log_events(&aws, &deployed).await.unwrap() {
+            if let Ok(record) = serde_json::from_str::<Value>(&line)
+                && record["TraceId"] == sender.trace_id.as_str()
+                && let Some(span) = record["SpanId"].as_str()
+            {
+                records.insert(span.to_owned(), record);
+            }
+        }
+    }
+    for hop in hops.iter().filter(|h| h[0].function != "ingest-webhook") {
+        let (function, span) = (&hop[0].function, hop[0].hop("span_id").unwrap());
+        let record = records
+            .get(span)
+            .unwrap_or_else(|| panic!("no metrics record for {function}'s hop {span}"));
+        assert_eq!(
+            record["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "busline"
+        );
+        assert_eq!(
+            record["Function"],
+            format!("{}-{function}", DeployedStack::NAME)
+        );
+        assert_eq!(record["EventType"].as_str(), hop[0].hop("event_type"));
+        assert_eq!(record["Handled"], 1.0, "{record}");
+        assert!(record["ProcessingTime"].as_f64().is_some(), "{record}");
+        if ["translate", "enrich", "notify-customer", "audit-trail"].contains(&function.as_str()) {
+            assert!(record["TransportLatency"].as_f64().is_some(), "{record}");
+        }
+        if function == "audit-trail" {
+            assert!(record["MessageAge"].as_f64().is_some(), "{record}");
+        }
     }
 
     // The email API was asked with the notice's span as the parent.
