@@ -77,9 +77,21 @@ impl<T> Envelope<T> {
         event_type: EventType,
         data: T,
     ) -> Self {
+        let traceparent = crate::telemetry::current_traceparent().unwrap_or_else(new_traceparent);
+        Self::traced(id.into(), source.into(), event_type, data, traceparent)
+    }
+
+    /// [`Envelope::new`] with the trace context already chosen.
+    fn traced(
+        id: String,
+        source: String,
+        event_type: EventType,
+        data: T,
+        traceparent: String,
+    ) -> Self {
         Self {
-            id: id.into(),
-            source: source.into(),
+            id,
+            source,
             specversion: SPEC_VERSION.to_owned(),
             event_type,
             time: Some(Utc::now().trunc_subsecs(3)),
@@ -88,9 +100,7 @@ impl<T> Envelope<T> {
             datacontenttype: Some("application/json".to_owned()),
             correlationid: None,
             causationid: None,
-            traceparent: Some(
-                crate::telemetry::current_traceparent().unwrap_or_else(new_traceparent),
-            ),
+            traceparent: Some(traceparent),
             data,
         }
     }
@@ -147,15 +157,15 @@ impl<T> Envelope<T> {
     ) -> Envelope<U> {
         let name = format!("{}\n{}\n{key}", self.source, self.id);
         let id = uuid::Uuid::new_v5(&DERIVED_ID_NAMESPACE, name.as_bytes());
-        let mut derived = Envelope::new(id.to_string(), source, event_type, data)
-            .with_correlation_id(self.correlation_id())
-            .with_causation_id(&self.id);
+        // The trace context is chosen once: the running hop's span, else this event's, else new.
+        let traceparent = crate::telemetry::current_traceparent()
+            .or_else(|| self.traceparent.clone())
+            .unwrap_or_else(new_traceparent);
+        let mut derived =
+            Envelope::traced(id.to_string(), source.into(), event_type, data, traceparent)
+                .with_correlation_id(self.correlation_id())
+                .with_causation_id(&self.id);
         derived.subject.clone_from(&self.subject);
-        if let Some(traceparent) =
-            crate::telemetry::current_traceparent().or_else(|| self.traceparent.clone())
-        {
-            derived.traceparent = Some(traceparent);
-        }
         derived
     }
 }

@@ -25,38 +25,22 @@ const WAREHOUSE: &str = "127.0.0.1:8027";
 async fn main() -> Result<()> {
     let aws = localstack().await?;
     // The email API the stack's notify-customer function calls on LocalStack (samconfig.toml).
-    let emails = match std::net::TcpListener::bind(EMAIL_API) {
-        Ok(listener) => {
-            let server = MockServer::builder().listener(listener).start().await;
-            Mock::given(method("POST"))
-                .and(path("/emails"))
-                .respond_with(ResponseTemplate::new(202))
-                .mount(&server)
-                .await;
-            Some(server)
-        }
-        Err(e) => {
-            println!("(port 8025 is taken ({e}); the demo will not show the customer email)");
-            None
-        }
-    };
+    let emails = stub(
+        EMAIL_API,
+        "/emails",
+        202,
+        "the demo will not show the customer email",
+    )
+    .await;
     // The warehouse's webhook endpoint, where deliver-webhook sends fulfillment requests and
     // fulfilled orders on LocalStack (samconfig.toml): it takes them.
-    let warehouse = match std::net::TcpListener::bind(WAREHOUSE) {
-        Ok(listener) => {
-            let server = MockServer::builder().listener(listener).start().await;
-            Mock::given(method("POST"))
-                .and(path("/hooks"))
-                .respond_with(ResponseTemplate::new(200))
-                .mount(&server)
-                .await;
-            Some(server)
-        }
-        Err(e) => {
-            println!("(port 8027 is taken ({e}); deliveries to the warehouse will fail and retry)");
-            None
-        }
-    };
+    let warehouse = stub(
+        WAREHOUSE,
+        "/hooks",
+        200,
+        "deliveries to the warehouse will fail and retry",
+    )
+    .await;
 
     println!(
         "\n==> Seeding the reference systems (the fulfillment table): two customers, 10 of each SKU"
@@ -178,6 +162,26 @@ async fn main() -> Result<()> {
     let journey = busline_tests::trace::journey(&aws, order_id).await?;
     busline_tests::trace::print(order_id, &journey);
     Ok(())
+}
+
+/// A stub answering `status` to every POST to `route` on `address`, or `None` (saying what the demo
+/// then lacks) when the port is taken.
+async fn stub(address: &str, route: &str, status: u16, without: &str) -> Option<MockServer> {
+    match std::net::TcpListener::bind(address) {
+        Ok(listener) => {
+            let server = MockServer::builder().listener(listener).start().await;
+            Mock::given(method("POST"))
+                .and(path(route))
+                .respond_with(ResponseTemplate::new(status))
+                .mount(&server)
+                .await;
+            Some(server)
+        }
+        Err(e) => {
+            println!("({address} is taken ({e}); {without})");
+            None
+        }
+    }
 }
 
 /// Prints an order's status and its history, each entry's time since the webhook was sent.

@@ -187,20 +187,13 @@ impl Scenario {
             if let Ok(execution) = sfn.describe_execution().execution_arn(&arn).send().await {
                 let status = execution.status().as_str().to_owned();
                 if status != "RUNNING" {
-                    let history = sfn
-                        .get_execution_history()
-                        .execution_arn(&arn)
-                        .max_results(1000)
-                        .send()
-                        .await?;
+                    let history = execution_history(&sfn, &arn).await?;
                     let states = history
-                        .events()
                         .iter()
                         .filter_map(|e| e.state_entered_event_details())
                         .map(|d| d.name().to_owned())
                         .collect();
                     let failed_invocations = history
-                        .events()
                         .iter()
                         .filter(|e| {
                             matches!(
@@ -224,7 +217,7 @@ impl Scenario {
                         failed_invocations,
                         started_ms: millis(execution.start_date()),
                         stopped_ms: execution.stop_date().map_or(0.0, millis),
-                        lambda_task_ms: lambda_task_ms(history.events()),
+                        lambda_task_ms: lambda_task_ms(&history),
                     });
                 }
             }
@@ -487,4 +480,18 @@ pub fn execution_arn(stack: &DeployedStack, order_id: &str) -> Result<String> {
         "{}:{order_id}",
         machine.replacen(":stateMachine:", ":execution:", 1)
     ))
+}
+
+/// Execution `arn`'s history, oldest event first (an order's saga has far fewer than 1,000).
+pub async fn execution_history(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+) -> Result<Vec<aws_sdk_sfn::types::HistoryEvent>> {
+    Ok(sfn
+        .get_execution_history()
+        .execution_arn(arn)
+        .max_results(1000)
+        .send()
+        .await?
+        .events)
 }

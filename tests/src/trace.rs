@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::runtime_api::function_names;
-use crate::saga::execution_arn;
+use crate::saga::{execution_arn, execution_history};
 use crate::{DeployedStack, function_log_events};
 
 /// A field of the `hop` span a log line was written in.
@@ -159,15 +159,9 @@ pub async fn journey(aws: &SdkConfig, id: &str) -> Result<Journey> {
 /// The order saga's execution for order `id` (executions are named after the order), if any.
 async fn execution(aws: &SdkConfig, id: &str) -> Result<Vec<StateVisit>> {
     let arn = execution_arn(&DeployedStack::read(aws).await?, id)?;
-    let sfn = aws_sdk_sfn::Client::new(aws);
-    let history = sfn
-        .get_execution_history()
-        .execution_arn(&arn)
-        .max_results(1000)
-        .send()
-        .await?;
+    let history = execution_history(&aws_sdk_sfn::Client::new(aws), &arn).await?;
     let mut states: Vec<StateVisit> = Vec::new();
-    for event in history.events() {
+    for event in &history {
         let at =
             DateTime::from_timestamp_millis(event.timestamp().to_millis()?).unwrap_or_default();
         if let Some(entered) = event.state_entered_event_details() {
