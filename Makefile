@@ -54,17 +54,32 @@ deploy-local: tools localstack-start ## Build the functions and deploy template.
 	$(TOOLS)/bin/sam deploy --config-file $(CURDIR)/samconfig.toml --config-env localstack --template-file $(STATE)/template.local.json
 	$(TOOLS)/bin/python infra/localstack/prune_rules.py busline EventBusName
 
-lint-template: tools ## cfn-lint, sam validate --lint, and that the dashboard and alarms cover every function and queue; all offline
+lint-template: tools ## cfn-lint, sam validate --lint, that the dashboard and alarms cover every function and queue, and checkov (suppressions in each resource's Metadata); all offline
 	$(TOOLS)/bin/cfn-lint template.yaml
 	$(TOOLS)/bin/sam validate --lint
 	$(TOOLS)/bin/python infra/lint/observability.py template.yaml
+	@# --skip-download: no Prisma Cloud look-ups; CKV_SKIP_PACKAGE_UPDATE_CHECK: no PyPI version check.
+	CKV_SKIP_PACKAGE_UPDATE_CHECK=true $(TOOLS)/checkov/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
 
-tools: $(TOOLS)/.installed ## The template linters, in a venv under .state/
+tools: $(TOOLS)/.installed $(TOOLS)/checkov/.installed $(TOOLS)/interop/.installed ## The template linters, and the webhook libraries the interop tests check busline against, in venvs under .state/tools
 
 $(TOOLS)/.installed: Makefile
 	@test -n "$(PYTHON)" || { echo "Python 3.13 or later is required (on PATH, or under pyenv)"; exit 1; }
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check 'aws-sam-cli==1.*' 'cfn-lint==1.*'
+	touch $@
+
+# checkov pins boto3 exactly, which the SAM CLI's own needs rule out: a venv of its own.
+$(TOOLS)/checkov/.installed: Makefile | $(TOOLS)/.installed
+	@test -n "$(PYTHON)" || { echo "Python 3.13 or later is required (on PATH, or under pyenv)"; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install --quiet --disable-pip-version-check 'checkov==3.*'
+	touch $@
+
+# Code busline did not write, on the other side of its signatures (tests/src/interop.rs).
+$(TOOLS)/interop/.installed: Makefile | $(TOOLS)/.installed
+	$(PYTHON) -m venv $(TOOLS)/interop
+	$(TOOLS)/interop/bin/pip install --quiet --disable-pip-version-check 'standardwebhooks==1.*' 'stripe==16.*'
 	touch $@
 
 localstack-start: ## Install (once) and start LocalStack on the host, without Docker

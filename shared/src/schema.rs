@@ -101,7 +101,9 @@ impl Schema {
             .iter_errors(instance)
             .map(|e| Violation {
                 path: e.instance_path().to_string(),
-                message: e.to_string(),
+                // What the rule is, never the offending value: it may be personal data, and it goes
+                // back to the sender and into dead-letter reasons.
+                message: e.masked().to_string(),
             })
             .collect()
     }

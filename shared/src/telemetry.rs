@@ -149,8 +149,11 @@ impl TraceContext {
         match traceparent.map(|t| (t, Self::parse(t))) {
             Some((_, Some(parent))) => parent.child(),
             Some((malformed, None)) => {
+                // A valid traceparent is 55 characters: more of the sender's text says nothing more.
+                let shown: String = malformed.chars().take(64).collect();
                 tracing::warn!(
-                    traceparent = malformed,
+                    traceparent = %shown.escape_debug(),
+                    length = malformed.len(),
                     "malformed traceparent; starting a new trace"
                 );
                 Self::root()

@@ -151,7 +151,7 @@ async fn subjects(
     let fulfillment = json!({"order_id": order_id, "correlation_id": order_id, "warehouse": "DUB-1",
         "sequence": 1, "total": 1, "lines": [{"line_no": 1, "sku": "KB-RED-01", "quantity": 2}]});
     let approval =
-        json!({"decision": "approve", "approver": "bench", "comment": "cold start"}).to_string();
+        json!({"order_id": order_id, "decision": "approve", "approver": "bench", "comment": "cold start"}).to_string();
     let approval_path = format!("/orders/{order_id}/approval");
     Ok(vec![
         Subject::new("hello-lambda", "baseline", json!({"hello": "world"})),

@@ -9,6 +9,7 @@
 //! - [`report`]: the benchmark report's sections, which each benchmark writes and `bench-report`
 //!   gathers.
 
+pub mod interop;
 pub mod report;
 pub mod runtime_api;
 pub mod saga;
@@ -32,6 +33,10 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use busline::signature::{
+    HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP, Scheme,
+    github_signature, shopify_signature, standard_webhooks_sign, timestamped_sign,
+};
 use serde_json::{Value, json};
 
 /// LocalStack's default edge endpoint.
@@ -360,7 +365,7 @@ impl IngestStack {
         let mut secrets = Vec::new();
         for source in ["shop", "crm"] {
             let id = format!("{prefix}/webhooks/{source}");
-            let value = format!("whsec_{}", uuid::Uuid::new_v4().simple());
+            let value = new_standard_webhooks_secret();
             secrets_client
                 .create_secret()
                 .name(&id)
@@ -590,16 +595,69 @@ pub async fn find_letter(
 /// HTTP headers as name/value pairs.
 pub type Headers = Vec<(String, String)>;
 
-/// Headers that sign `body` with `secret` now, for delivery `delivery_id`.
+/// Headers that sign `body` with `secret` now under Standard Webhooks (busline's scheme), as
+/// delivery `delivery_id`.
 pub fn signed_headers(secret: &str, body: &str, delivery_id: &str) -> Headers {
-    let now = chrono::Utc::now().timestamp() as u64;
-    vec![
-        (
-            "x-busline-signature".into(),
-            busline::signature::sign(secret.as_bytes(), now, body.as_bytes()),
-        ),
-        ("x-delivery-id".into(), delivery_id.into()),
-    ]
+    signed_headers_as(
+        Scheme::StandardWebhooks,
+        secret,
+        body,
+        delivery_id,
+        chrono::Utc::now().timestamp(),
+    )
+}
+
+/// Headers that sign `body` with `secret` at `timestamp` as a sender on `scheme` would, for
+/// delivery `delivery_id` (the id header of schemes that have one; Stripe's id is in its body).
+pub fn signed_headers_as(
+    scheme: Scheme,
+    secret: &str,
+    body: &str,
+    delivery_id: &str,
+    timestamp: i64,
+) -> Headers {
+    let key = scheme.key(secret).expect("a secret of the scheme");
+    let body_bytes = body.as_bytes();
+    let mut headers: Headers = match scheme {
+        Scheme::StandardWebhooks => vec![
+            (HEADER_WEBHOOK_ID.into(), delivery_id.into()),
+            (HEADER_WEBHOOK_TIMESTAMP.into(), timestamp.to_string()),
+            (
+                HEADER_WEBHOOK_SIGNATURE.into(),
+                standard_webhooks_sign(&key, delivery_id, timestamp, body_bytes)
+                    .expect("a text body"),
+            ),
+        ],
+        Scheme::Stripe | Scheme::BuslineV1 => vec![(
+            scheme.signature_header().into(),
+            timestamped_sign(key.as_bytes(), timestamp as u64, body_bytes),
+        )],
+        Scheme::GitHub => vec![(
+            scheme.signature_header().into(),
+            github_signature(key.as_bytes(), body_bytes),
+        )],
+        Scheme::Shopify => vec![(
+            scheme.signature_header().into(),
+            shopify_signature(key.as_bytes(), body_bytes),
+        )],
+    };
+    if let Some(id_header) = scheme.unsigned_id_header() {
+        headers.push((id_header.into(), delivery_id.into()));
+    }
+    headers
+}
+
+/// A fresh Standard Webhooks secret, `whsec_` and the base64 of 32 random bytes.
+pub fn new_standard_webhooks_secret() -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+        .iter()
+        .flat_map(|u| *u.as_bytes())
+        .collect();
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
 }
 
 /// A Function URL request for `method path` with `body` and `headers`, as `lambda_http` hands it to
@@ -852,8 +910,23 @@ impl DeployedStack {
         .await
     }
 
+    /// The scheme the deployed ingest function verifies `source` with (output `WebhookSchemes`,
+    /// the function's `WEBHOOK_SCHEMES`; a source not named there is on Standard Webhooks).
+    pub fn scheme_of(&self, source: &str) -> Result<Scheme> {
+        let schemes = self.output("WebhookSchemes")?;
+        match schemes
+            .split(',')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == source)
+        {
+            None => Ok(Scheme::StandardWebhooks),
+            Some((_, scheme)) => Scheme::parse(scheme)
+                .with_context(|| format!("output WebhookSchemes names an unknown scheme {scheme}")),
+        }
+    }
+
     /// POSTs `body` to `/webhooks/{source}` signed with the secret in output `secret_output`, as
-    /// the source system would, for delivery `delivery_id`.
+    /// the source system would (in the source's scheme), for delivery `delivery_id`.
     pub async fn post_signed(
         &self,
         config: &SdkConfig,
@@ -864,7 +937,13 @@ impl DeployedStack {
     ) -> Result<(u16, Value)> {
         let secret = self.secret(config, secret_output).await?;
         let text = body.to_string();
-        let headers = signed_headers(&secret, &text, delivery_id);
+        let headers = signed_headers_as(
+            self.scheme_of(source)?,
+            &secret,
+            &text,
+            delivery_id,
+            chrono::Utc::now().timestamp(),
+        );
         self.post_webhook(&format!("/webhooks/{source}"), &text, &headers)
             .await
     }

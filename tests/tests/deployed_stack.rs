@@ -128,7 +128,8 @@ async fn a_record_that_is_not_an_envelope_goes_to_the_dead_letter_queue_with_its
 async fn a_bad_signature_at_the_function_url_is_refused_with_401() {
     let aws = localstack().await.unwrap();
     let stack = DeployedStack::read(&aws).await.unwrap();
-    let headers = signed_headers("not-the-secret", SAMPLE_SHOP_ORDER, "e2e-bad");
+    let not_the_secret = busline_tests::new_standard_webhooks_secret();
+    let headers = signed_headers(&not_the_secret, SAMPLE_SHOP_ORDER, "e2e-bad");
     let (status, answer) = stack
         .post_webhook("/webhooks/shop", SAMPLE_SHOP_ORDER, &headers)
         .await

@@ -10,15 +10,17 @@ use busline::bus::EventBridgePublisher;
 use busline::config::ConfigError;
 use busline::idempotency::DynamoDbIdempotencyStore;
 use busline::retry::Backoff;
+use busline::signature::Scheme;
 use busline_tests::{
-    Headers, IngestStack, SAMPLE_CRM_CUSTOMER, SAMPLE_SHOP_ORDER, localstack, receive,
-    signed_headers, webhook_request,
+    CallCounter, Headers, IngestStack, SAMPLE_CRM_CUSTOMER, SAMPLE_SHOP_ORDER, localstack, receive,
+    signed_headers, signed_headers_as, webhook_request,
 };
-use ingest_webhook::{Config, Deps, StartupError, event_id, fetch_secrets, handle};
+use ingest_webhook::replay::{DynamoDbReplayGuard, contract};
+use ingest_webhook::{Config, Deps, SourceConfig, StartupError, event_id, fetch_secrets, handle};
 use lambda_http::http::StatusCode;
 use serde_json::{Value, json};
 
-type LiveDeps = Deps<EventBridgePublisher, DynamoDbIdempotencyStore>;
+type LiveDeps = Deps<EventBridgePublisher, DynamoDbIdempotencyStore, DynamoDbReplayGuard>;
 
 const SETTLE: Duration = Duration::from_secs(3);
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -51,11 +53,10 @@ async fn start_with_bus_at(aws: &SdkConfig, stack: &IngestStack, bus_aws: &SdkCo
     let publisher =
         EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(bus_aws), &config.bus_name)
             .with_backoff(fast);
-    let store = DynamoDbIdempotencyStore::new(
-        aws_sdk_dynamodb::Client::new(aws),
-        &config.idempotency_table,
-    );
-    Deps::new(publisher, store, &config, secrets).unwrap()
+    let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+    let store = DynamoDbIdempotencyStore::new(dynamodb.clone(), &config.idempotency_table);
+    let replay = DynamoDbReplayGuard::new(dynamodb, &config.idempotency_table);
+    Deps::new(publisher, store, replay, &config, secrets).unwrap()
 }
 
 async fn post(
@@ -271,4 +272,129 @@ async fn a_missing_signing_secret_fails_the_start_naming_the_secret() {
             ..
         }
     ));
+}
+
+#[tokio::test]
+async fn the_dynamodb_replay_guard_keeps_the_contract() {
+    let aws = localstack().await.unwrap();
+    let stack = IngestStack::create(&aws, &prefix()).await.unwrap();
+    let guard = DynamoDbReplayGuard::new(aws_sdk_dynamodb::Client::new(&aws), &stack.table);
+    contract::admits_a_signature_for_one_delivery_id_only(&guard).await;
+    contract::one_of_concurrent_replays_wins(&guard).await;
+}
+
+/// DynamoDB calls per accepted delivery and per resend under every scheme, on LocalStack: each
+/// scheme's first delivery, then the same request again from a cold environment (no local cache).
+#[tokio::test]
+async fn dynamodb_calls_per_delivery_under_each_scheme() {
+    let aws = localstack().await.unwrap();
+    let stack = IngestStack::create(&aws, &prefix()).await.unwrap();
+    let mut report = Vec::new();
+    for (scheme, first, resend) in [
+        (Scheme::StandardWebhooks, 2, 1),
+        (Scheme::Stripe, 2, 1),
+        (Scheme::GitHub, 2, 1),
+        (Scheme::Shopify, 2, 1),
+        // The signature is admitted once (one conditional put), then deduplication as for the rest.
+        (Scheme::BuslineV1, 3, 2),
+    ] {
+        let config = Config {
+            bus_name: stack.bus_name.clone(),
+            idempotency_table: stack.table.clone(),
+            sources: vec![SourceConfig {
+                name: "crm".into(),
+                secret_id: "unused".into(),
+                scheme,
+            }],
+            tolerance_secs: 300,
+            idempotency_ttl_secs: 3600,
+        };
+        let secret = busline_tests::new_standard_webhooks_secret();
+        let environment = |counter: &CallCounter| {
+            let dynamodb = counter.dynamodb(&aws);
+            Deps::new(
+                EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), &stack.bus_name),
+                DynamoDbIdempotencyStore::new(dynamodb.clone(), &stack.table),
+                DynamoDbReplayGuard::new(dynamodb, &stack.table),
+                &config,
+                vec![("crm".into(), secret.clone())],
+            )
+            .unwrap()
+        };
+        let mut body: Value = serde_json::from_str(SAMPLE_CRM_CUSTOMER).unwrap();
+        body["customer_id"] = json!(format!("C-{}", uuid::Uuid::new_v4().simple()));
+        let body = body.to_string();
+        let id = format!("calls-{}", uuid::Uuid::new_v4().simple());
+        let headers =
+            signed_headers_as(scheme, &secret, &body, &id, chrono::Utc::now().timestamp());
+        let mut calls = Vec::new();
+        for expected_duplicate in [false, true] {
+            let counter = CallCounter::default();
+            let deps = environment(&counter);
+            let response = handle(
+                webhook_request("POST", "/webhooks/crm", &body, &headers),
+                &deps,
+            )
+            .await;
+            let answer: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+            assert_eq!(
+                (response.status(), &answer["duplicate"]),
+                (StatusCode::ACCEPTED, &json!(expected_duplicate)),
+                "{scheme}: {answer}"
+            );
+            calls.push(counter.take());
+        }
+        report.push(format!(
+            "{scheme}: accepted {} calls {:?}, resent {} calls {:?}",
+            calls[0].len(),
+            calls[0],
+            calls[1].len(),
+            calls[1]
+        ));
+        assert_eq!(
+            (calls[0].len(), calls[1].len()),
+            (first, resend),
+            "{scheme}: {calls:?}"
+        );
+    }
+    println!("{}", report.join("\n"));
+}
+
+/// Requests signed by the official Standard Webhooks package (PyPI), which busline did not write,
+/// are accepted; and Stripe's own library accepts what busline's Stripe signer makes, so the
+/// adversarial suite signs as Stripe does.
+#[tokio::test]
+async fn code_busline_did_not_write_signs_and_verifies_as_busline_does() {
+    let aws = localstack().await.unwrap();
+    let stack = IngestStack::create(&aws, &prefix()).await.unwrap();
+    let deps = start(&aws, &stack).await;
+    let secret = stack.secret("shop");
+    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let at = chrono::Utc::now().timestamp();
+    let signature =
+        busline_tests::interop::standard_webhooks_signs(secret, &id, at, SAMPLE_SHOP_ORDER)
+            .unwrap();
+    let headers: Headers = vec![
+        ("webhook-id".into(), id.clone()),
+        ("webhook-timestamp".into(), at.to_string()),
+        ("webhook-signature".into(), signature.clone()),
+    ];
+    let response = handle(
+        webhook_request("POST", "/webhooks/shop", SAMPLE_SHOP_ORDER, &headers),
+        &deps,
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    // The package agrees with busline's signer byte for byte.
+    let ours = signed_headers(secret, SAMPLE_SHOP_ORDER, &id);
+    assert_eq!(ours[1].1, at.to_string());
+    assert_eq!(ours[2].1, signature);
+    // And it refuses what it should: another body under the same headers.
+    assert!(busline_tests::interop::standard_webhooks_verifies(secret, &headers, b"{}").is_err());
+
+    let stripe_secret = "whsec_interop_stripe";
+    let body = r#"{"id":"evt_interop","object":"event"}"#;
+    let header = &signed_headers_as(Scheme::Stripe, stripe_secret, body, "", at)[0].1;
+    busline_tests::interop::stripe_verifies(stripe_secret, header, body).unwrap();
+    assert!(busline_tests::interop::stripe_verifies("whsec_other", header, body).is_err());
 }

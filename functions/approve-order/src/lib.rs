@@ -1,33 +1,45 @@
 //! `POST /orders/{id}/approval`: a person approves or rejects an order that waits for approval,
 //! and the saga resumes.
 //!
-//! The request is signed like a webhook (`X-Busline-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256
-//! of "<t>.<body>">`) with the approvers' secret, and its body is
-//! `{"decision": "approve" | "reject", "approver": "<who>", "comment": "<why>"}`. The handler finds
-//! the order's task token in the status projection (kept there by `request-approval` while the order
-//! waits) and answers Step Functions: `SendTaskSuccess` to approve, `SendTaskFailure` with error
-//! `OrderRejected` to reject, which the state machine turns into `order.failed`.
+//! The request is signed with Standard Webhooks (`webhook-id`, `webhook-timestamp`,
+//! `webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`) with the approvers'
+//! `whsec_` secret, and its body is `{"order_id": "<the path's order>", "decision": "approve" |
+//! "reject", "approver": "<who>", "comment": "<why>"}`.
+//!
+//! What the signature binds: the decision and the order it is for (the signed body must name the
+//! order in the path, so order A's decision cannot be sent to order B), and the time (a captured
+//! decision stops working after the tolerance window). The same decision again changes nothing
+//! (`duplicate: true`), and no decision works on an order that no longer waits.
+//!
+//! The handler finds the order's task token in the status projection (kept there by
+//! `request-approval` while the order waits) and answers Step Functions: `SendTaskSuccess` to
+//! approve, `SendTaskFailure` with error `OrderRejected` to reject, which the state machine turns
+//! into `order.failed`. The approver's name and comment go to Step Functions and so to the saga's
+//! events and the audit trail; the status projection, which `GET /orders/{id}` shows to anyone,
+//! records only `approved` or `rejected`. With `AuthType: AWS_IAM` on the Function URL, the
+//! caller's IAM identity is recorded as `approved_by_principal` as well.
 //!
 //! | Answer | When |
 //! |---|---|
 //! | 200 `{order_id, decision, duplicate}` | done; `duplicate: true` when the same decision was already made |
 //! | 400 `empty_body` / `malformed_json`, 422 `invalid_decision` | the body is not a decision |
-//! | 401 `bad_signature` | not signed with the approvers' secret |
+//! | 401 `bad_signature` | not signed with the approvers' secret, signed too long ago, or signed for another order |
 //! | 404 `order_not_found` / `unknown_route`, 405 | no such order, path or method |
 //! | 409 `not_awaiting_approval` | the order does not wait (never did, was decided otherwise, or timed out) |
 //! | 503 | the projection or Step Functions could not be reached; retry |
 
 use busline::api::{Problem, header_str, json_response, order_id_in, path};
-use busline::fulfillment::status::{OrderTracker, OrderView, Status, Step, Transition};
-use busline::signature;
-use chrono::Utc;
+use busline::fulfillment::status::{
+    OrderTracker, OrderView, Status, Step, Transition, public_reason,
+};
+use busline::signature::{self, Scheme, SigningKey};
+use chrono::{DateTime, Utc};
 use lambda_http::http::{Method, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// Header carrying the signature.
-pub const SIGNATURE_HEADER: &str = "x-busline-signature";
 /// The error a rejection fails the waiting task with.
 pub const ORDER_REJECTED: &str = "OrderRejected";
 /// The history entry of a rejection (an approval is the `approval` step done).
@@ -118,8 +130,8 @@ pub struct Deps<T, C> {
     pub tracker: T,
     /// Step Functions.
     pub callbacks: C,
-    /// The approvers' signing secret.
-    pub secret: Vec<u8>,
+    /// The approvers' signing key (Standard Webhooks).
+    pub key: SigningKey,
     /// Signature tolerance, seconds.
     pub tolerance_secs: u64,
 }
@@ -137,6 +149,7 @@ pub enum Decision {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DecisionRequest {
+    order_id: String,
     decision: Decision,
     approver: String,
     #[serde(default)]
@@ -159,7 +172,16 @@ pub async fn handle<T: OrderTracker, C: TaskCallbacks>(
     request: Request,
     deps: &Deps<T, C>,
 ) -> Response<Body> {
-    match decide(&request, deps).await {
+    handle_at(request, deps, Utc::now()).await
+}
+
+/// [`handle`] with the clock set to `now`.
+pub async fn handle_at<T: OrderTracker, C: TaskCallbacks>(
+    request: Request,
+    deps: &Deps<T, C>,
+    now: DateTime<Utc>,
+) -> Response<Body> {
+    match decide(&request, deps, now).await {
         Ok(decided) => {
             tracing::info!(order_id = %decided.order_id, decision = ?decided.decision, duplicate = decided.duplicate, "decided");
             json_response(StatusCode::OK, &decided)
@@ -180,9 +202,20 @@ fn unavailable(what: &str, error: &dyn std::error::Error) -> Problem {
     )
 }
 
+/// The IAM principal that signed the request with SigV4, when the Function URL uses `AWS_IAM`.
+fn iam_principal(request: &Request) -> Option<String> {
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(context) => {
+            context.authorizer.as_ref()?.iam.as_ref()?.user_arn.clone()
+        }
+        _ => None,
+    }
+}
+
 async fn decide<T: OrderTracker, C: TaskCallbacks>(
     request: &Request,
     deps: &Deps<T, C>,
+    now: DateTime<Utc>,
 ) -> Result<Decided, Problem> {
     let order_id = order_id_in(path(request), "/approval").ok_or_else(|| {
         Problem::new(
@@ -203,10 +236,11 @@ async fn decide<T: OrderTracker, C: TaskCallbacks>(
         ));
     }
     signature::verify(
-        header_str(request, SIGNATURE_HEADER),
-        &deps.secret,
+        Scheme::StandardWebhooks,
+        &deps.key,
+        |name| header_str(request, name),
         body,
-        Utc::now().timestamp().max(0) as u64,
+        now.timestamp().max(0) as u64,
         deps.tolerance_secs,
     )
     .map_err(|e| Problem::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string()))?;
@@ -219,11 +253,20 @@ async fn decide<T: OrderTracker, C: TaskCallbacks>(
     })?;
     let invalid =
         |reason: String| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_decision", reason);
+    let principal = iam_principal(request);
     let request: DecisionRequest = serde_json::from_value(value).map_err(|e| {
         invalid(format!(
-            "expected {{\"decision\": \"approve\" | \"reject\", \"approver\": \"<who>\", \"comment\": \"<why>\"}}: {e}"
+            "expected {{\"order_id\": \"<the order in the path>\", \"decision\": \"approve\" | \"reject\", \"approver\": \"<who>\", \"comment\": \"<why>\"}}: {e}"
         ))
     })?;
+    // The path is not signed; the body is. A decision counts only for the order it names.
+    if request.order_id != order_id {
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "the signed decision is for another order; sign a decision whose order_id is the order in the path",
+        ));
+    }
     let approver = request.approver.trim();
     if approver.is_empty() || approver.len() > 200 {
         return Err(invalid(
@@ -260,6 +303,8 @@ async fn decide<T: OrderTracker, C: TaskCallbacks>(
         _ => return Err(not_waiting(&view)),
     };
 
+    // Who decided and why go to Step Functions (and from there to the saga's events and the
+    // audit trail); the public projection says only what happened.
     let said = if comment.is_empty() {
         format!("{} by {approver}", past(request.decision))
     } else {
@@ -268,13 +313,16 @@ async fn decide<T: OrderTracker, C: TaskCallbacks>(
     let (answered, transition) = match request.decision {
         Decision::Approve => (
             deps.callbacks
-                .succeed(token, &json!({"approved_by": approver, "comment": comment}))
+                .succeed(
+                    token,
+                    &json!({"approved_by": approver, "comment": comment, "approved_by_principal": principal}),
+                )
                 .await,
             Transition::new(
                 order_id,
                 Step::Approval.name(),
                 Step::Approval.name(),
-                &said,
+                past(request.decision),
                 Status::InProgress,
             ),
         ),
@@ -284,7 +332,7 @@ async fn decide<T: OrderTracker, C: TaskCallbacks>(
                 order_id,
                 Step::Approval.name(),
                 REJECTED_ENTRY,
-                &said,
+                past(request.decision),
                 Status::Failing,
             ),
         ),
@@ -305,7 +353,8 @@ async fn decide<T: OrderTracker, C: TaskCallbacks>(
     }
     // The decision is made; a lost record only delays the projection until the saga's next step.
     let transition = Transition {
-        failure_reason: (request.decision == Decision::Reject).then(|| said.clone()),
+        failure_reason: (request.decision == Decision::Reject)
+            .then(|| public_reason(ORDER_REJECTED)),
         ..transition
     };
     if let Err(e) = deps.tracker.record(&transition).await {

@@ -17,13 +17,16 @@ async fn main() -> Result<(), Error> {
     )?;
     let aws = busline::aws::load_config().await;
     let secret =
-        busline::aws::secret_string(&aws_sdk_secretsmanager::Client::new(&aws), &secret_id)
-            .await?
-            .into_bytes();
+        busline::aws::secret_string(&aws_sdk_secretsmanager::Client::new(&aws), &secret_id).await?;
+    let key = busline::signature::Scheme::StandardWebhooks
+        .key(&secret)
+        .map_err(|e| {
+            format!("the approvers' secret {secret_id} is not a Standard Webhooks secret: {e}")
+        })?;
     let deps = Deps {
         tracker: DynamoDbOrderTracker::from_env(&ProcessEnv, &aws)?,
         callbacks: StepFunctionsCallbacks::new(aws_sdk_sfn::Client::new(&aws)),
-        secret,
+        key,
         tolerance_secs,
     };
     lambda_http::run(service_fn(|request| async {

@@ -4,7 +4,8 @@ use busline::fulfillment::status::InMemoryOrderTracker;
 
 use super::*;
 
-const SECRET: &[u8] = b"approvers-secret";
+const SECRET: &str = "whsec_YXBwcm92ZXJzLXNlY3JldC10d2VudHktZm91ci1ieXRlcw==";
+const OTHER_SECRET: &str = "whsec_c29tZW9uZS1lbHNlcy1zZWNyZXQtb2YtMjQtYnl0ZXM=";
 
 /// Step Functions' callbacks in memory: which tokens still wait, and what each got.
 #[derive(Default)]
@@ -64,17 +65,26 @@ async fn waiting_order(token: &str) -> Deps<InMemoryOrderTracker, Callbacks> {
     Deps {
         tracker,
         callbacks: Callbacks::waiting(token),
-        secret: SECRET.to_vec(),
+        key: Scheme::StandardWebhooks.key(SECRET).unwrap(),
         tolerance_secs: 300,
     }
 }
 
-fn post(path: &str, body: &str, secret: &[u8]) -> Request {
-    let signature = signature::sign(secret, Utc::now().timestamp() as u64, body.as_bytes());
+fn post(path: &str, body: &str, secret: &str) -> Request {
+    post_at(path, body, secret, Utc::now().timestamp())
+}
+
+fn post_at(path: &str, body: &str, secret: &str, timestamp: i64) -> Request {
+    let key = Scheme::StandardWebhooks.key(secret).unwrap();
+    let id = format!("decision-{timestamp}-{}", body.len());
+    let signature =
+        signature::standard_webhooks_sign(&key, &id, timestamp, body.as_bytes()).unwrap();
     lambda_http::http::Request::builder()
         .method("POST")
         .uri(format!("https://approve.example{path}"))
-        .header(SIGNATURE_HEADER, signature)
+        .header(signature::HEADER_WEBHOOK_ID, id)
+        .header(signature::HEADER_WEBHOOK_TIMESTAMP, timestamp.to_string())
+        .header(signature::HEADER_WEBHOOK_SIGNATURE, signature)
         .body(Body::Text(body.to_owned()))
         .unwrap()
 }
@@ -93,8 +103,10 @@ async fn answer<T: OrderTracker, C: TaskCallbacks>(
     )
 }
 
-const APPROVE: &str = r#"{"decision":"approve","approver":"Ada","comment":"known customer"}"#;
-const REJECT: &str = r#"{"decision":"reject","approver":"Ada","comment":"looks like fraud"}"#;
+const APPROVE: &str =
+    r#"{"order_id":"SO-9","decision":"approve","approver":"Ada","comment":"known customer"}"#;
+const REJECT: &str =
+    r#"{"order_id":"SO-9","decision":"reject","approver":"Ada","comment":"looks like fraud"}"#;
 
 #[tokio::test]
 async fn an_approval_resumes_the_execution_once_and_is_recorded() {
@@ -111,10 +123,12 @@ async fn an_approval_resumes_the_execution_once_and_is_recorded() {
     let view = deps.tracker.get("SO-9").await.unwrap().unwrap();
     assert_eq!(view.status, Status::InProgress);
     assert_eq!(view.approval_token, None, "the token is gone once used");
+    // The public projection says what happened, not who said what.
+    assert!(view.history.iter().any(|e| e.description == "approved"));
+    let shown = serde_json::to_string(&view).unwrap();
     assert!(
-        view.history
-            .iter()
-            .any(|e| e.description == "approved by Ada: known customer")
+        !shown.contains("Ada") && !shown.contains("known customer"),
+        "{shown}"
     );
 
     let (status, body) = answer(post("/orders/SO-9/approval", APPROVE, SECRET), &deps).await;
@@ -147,8 +161,46 @@ async fn a_rejection_fails_the_task_with_order_rejected_and_the_reason() {
     assert_eq!(view.status, Status::Failing);
     assert_eq!(
         view.failure_reason.as_deref(),
-        Some("rejected by Ada: looks like fraud")
+        Some("OrderRejected: the order was rejected at approval")
     );
+    let shown = serde_json::to_string(&view).unwrap();
+    assert!(
+        !shown.contains("Ada") && !shown.contains("fraud"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn a_decision_signed_for_one_order_does_not_decide_another() {
+    let deps = waiting_order("token-1").await;
+    let for_a = r#"{"order_id":"SO-A","decision":"approve","approver":"Ada"}"#;
+    let (status, body) = answer(post("/orders/SO-9/approval", for_a, SECRET), &deps).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("bad_signature")),
+        "{body}"
+    );
+    assert!(deps.callbacks.answers.lock().unwrap().is_empty());
+    let view = deps.tracker.get("SO-9").await.unwrap().unwrap();
+    assert_eq!(view.status, Status::AwaitingApproval);
+    assert_eq!(view.approval_token.as_deref(), Some("token-1"));
+}
+
+#[tokio::test]
+async fn a_captured_decision_stops_working_after_its_window() {
+    let deps = waiting_order("token-1").await;
+    let old = Utc::now().timestamp() - 301;
+    let (status, body) = answer(
+        post_at("/orders/SO-9/approval", APPROVE, SECRET, old),
+        &deps,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("bad_signature")),
+        "{body}"
+    );
+    assert!(deps.callbacks.answers.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -170,7 +222,7 @@ async fn unsigned_malformed_and_unknown_requests_are_refused_with_the_reason() {
     let deps = waiting_order("token-1").await;
     let cases = [
         (
-            post("/orders/SO-9/approval", APPROVE, b"wrong"),
+            post("/orders/SO-9/approval", APPROVE, OTHER_SECRET),
             401,
             "bad_signature",
         ),
@@ -182,7 +234,7 @@ async fn unsigned_malformed_and_unknown_requests_are_refused_with_the_reason() {
         (
             post(
                 "/orders/SO-9/approval",
-                r#"{"decision":"maybe","approver":"Ada"}"#,
+                r#"{"order_id":"SO-9","decision":"maybe","approver":"Ada"}"#,
                 SECRET,
             ),
             422,
@@ -191,14 +243,18 @@ async fn unsigned_malformed_and_unknown_requests_are_refused_with_the_reason() {
         (
             post(
                 "/orders/SO-9/approval",
-                r#"{"decision":"approve","approver":"  "}"#,
+                r#"{"order_id":"SO-9","decision":"approve","approver":"  "}"#,
                 SECRET,
             ),
             422,
             "invalid_decision",
         ),
         (
-            post("/orders/SO-404/approval", APPROVE, SECRET),
+            post(
+                "/orders/SO-404/approval",
+                r#"{"order_id":"SO-404","decision":"approve","approver":"Ada"}"#,
+                SECRET,
+            ),
             404,
             "order_not_found",
         ),

@@ -1,10 +1,14 @@
 //! Outbound delivery: an SQS-triggered sink that POSTs each bus event to the endpoints subscribed
-//! to its type (`SUBSCRIPTIONS`: `{"<event type>": [{"name": "...", "url": "https://..."}]}`).
+//! to its type (`SUBSCRIPTIONS`: `{"<event type>": [{"name": "...", "url": "https://...",
+//! "secret": "<Secrets Manager id>"}]}`).
 //!
-//! - **Signing and deduplication.** The body is the envelope (CloudEvents JSON). Each request carries
-//!   `X-Busline-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` (the ingest
-//!   connector's scheme, so busline can deliver to busline) and `Idempotency-Key: <source>:<id>`, the
-//!   same on every retry, so receivers can drop copies.
+//! - **Signing and deduplication: Standard Webhooks, a secret per endpoint.** The body is the
+//!   envelope (CloudEvents JSON). Each request carries `webhook-id` (the event id, the same on
+//!   every retry), `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of
+//!   "<id>.<timestamp>.<body>">`, keyed with that endpoint's own `whsec_` secret (the specification
+//!   asks for one per endpoint, so one subscriber's secret cannot sign for another), and
+//!   `Idempotency-Key: <source>:<id>`, so receivers can drop copies. Any Standard Webhooks
+//!   library verifies it, and so does busline's own ingest.
 //! - **Retries by visibility, not by sleeping.** A `5xx`, a `429`, a timeout or a transport error
 //!   leaves the message on the queue with its visibility timeout set to the backoff for its attempt
 //!   (`ApproximateReceiveCount`; exponential, full jitter, capped; at least the `Retry-After` a
@@ -27,6 +31,10 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use busline::batch::{BatchError, BatchProcessor, DeadLetterQueue};
 use busline::config::{ConfigError, Env};
 use busline::retry::{Backoff, Deadline, now_millis};
+use busline::signature::{
+    HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP, SigningKey,
+    standard_webhooks_sign,
+};
 use busline::telemetry::Hop;
 use busline::{Classify, Envelope, ErrorClass};
 use serde::Deserialize;
@@ -34,8 +42,6 @@ use serde_json::Value;
 
 use crate::circuit::{CircuitStore, Policy};
 
-/// The signature header (the ingest connector's).
-pub const SIGNATURE_HEADER: &str = "x-busline-signature";
 /// The deduplication header.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// SQS's longest visibility timeout.
@@ -51,6 +57,8 @@ pub struct Subscription {
     pub name: String,
     /// Where to POST.
     pub url: String,
+    /// The Secrets Manager id of the endpoint's own Standard Webhooks secret (`whsec_...`).
+    pub secret: String,
 }
 
 /// What the sink is told.
@@ -67,6 +75,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// Each endpoint's name and the Secrets Manager id of its signing secret, once each.
+    pub fn endpoint_secrets(&self) -> Vec<(String, String)> {
+        let mut secrets: Vec<(String, String)> = self
+            .subscriptions
+            .values()
+            .flatten()
+            .map(|s| (s.name.clone(), s.secret.clone()))
+            .collect();
+        secrets.sort();
+        secrets.dedup();
+        secrets
+    }
+
     /// Reads `SUBSCRIPTIONS`, `REQUEST_TIMEOUT_MS` (5000), `RETRY_BASE_SECONDS` (2),
     /// `RETRY_MAX_SECONDS` (900), `CIRCUIT_THRESHOLD` (5) and `CIRCUIT_OPEN_SECONDS` (30).
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
@@ -74,7 +95,7 @@ impl Config {
         let invalid = || ConfigError::Invalid {
             name: "SUBSCRIPTIONS",
             value: raw.clone(),
-            expected: r#"{"<event type>": [{"name": "...", "url": "http(s)://..."}]}"#,
+            expected: r#"{"<event type>": [{"name": "...", "url": "http(s)://...", "secret": "<Secrets Manager id>"}]}, one secret per endpoint name"#,
         };
         let mut subscriptions: HashMap<String, Vec<Subscription>> =
             serde_json::from_str(&raw).map_err(|_| invalid())?;
@@ -88,6 +109,19 @@ impl Config {
                 .ok_or_else(invalid)?;
             if subscription.name.is_empty() {
                 subscription.name = host.to_owned();
+            }
+            if subscription.secret.trim().is_empty() {
+                return Err(invalid());
+            }
+        }
+        // An endpoint name is one endpoint: its URL and secret are the same wherever it appears.
+        let all: Vec<&Subscription> = subscriptions.values().flatten().collect();
+        for (i, a) in all.iter().enumerate() {
+            if all[..i]
+                .iter()
+                .any(|b| b.name == a.name && (b.url != a.url || b.secret != a.secret))
+            {
+                return Err(invalid());
             }
         }
         let seconds = |name, default, expected| -> Result<Duration, ConfigError> {
@@ -121,6 +155,27 @@ impl Config {
     }
 }
 
+/// Reads every endpoint's Standard Webhooks secret from Secrets Manager, concurrently (each read
+/// is a round trip on the cold-start path), failing with the endpoint and secret that are wrong.
+pub async fn fetch_keys(
+    client: &aws_sdk_secretsmanager::Client,
+    config: &Config,
+) -> Result<HashMap<String, SigningKey>, Box<dyn std::error::Error + Send + Sync>> {
+    let reads = config.endpoint_secrets().into_iter().map(|(name, secret_id)| async move {
+        let secret = busline::aws::secret_string(client, &secret_id)
+            .await
+            .map_err(|e| format!("could not read the signing secret {secret_id} of endpoint {name}; check that it exists and that the function may read it: {e}"))?;
+        let key = busline::signature::Scheme::StandardWebhooks
+            .key(&secret)
+            .map_err(|e| format!("the signing secret {secret_id} of endpoint {name} is not a Standard Webhooks secret: {e}"))?;
+        Ok::<_, String>((name, key))
+    });
+    Ok(futures_util::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// Why a message was not delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -130,6 +185,9 @@ pub enum DeliveryError {
     /// No endpoint subscribes to the type. Permanent (the rule and the configuration disagree).
     #[error("no subscriber for {0}")]
     NoSubscriber(String),
+    /// The endpoint has no signing key: the function started without its secret. Permanent.
+    #[error("no signing secret for {0}")]
+    NoSecret(String),
     /// The destination refused it. Permanent.
     #[error("{destination} refused the event with {status}: {excerpt}")]
     Refused {
@@ -172,6 +230,7 @@ impl Classify for DeliveryError {
         match self {
             Self::NotAnEvent(_) => "NotAnEvent",
             Self::NoSubscriber(_) => "NoSubscriber",
+            Self::NoSecret(_) => "NoSigningSecret",
             Self::Refused { .. } => "DeliveryRefused",
             Self::Failed { .. } => "DeliveryFailed",
             Self::CircuitOpen { .. } => "CircuitOpen",
@@ -227,8 +286,8 @@ impl Visibility for SqsVisibility {
 pub struct Deliverer<C, V> {
     /// What it is told.
     pub config: Config,
-    /// The outbound signing secret.
-    pub secret: Vec<u8>,
+    /// Each endpoint's signing key, by endpoint name.
+    pub keys: HashMap<String, SigningKey>,
     /// The HTTP client.
     pub http: reqwest::Client,
     /// Circuits per destination.
@@ -295,7 +354,13 @@ impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
             .unwrap_or(1);
         for subscriber in subscribers {
             if let Err(error) = self
-                .post(subscriber, &payload, &key, attempt, deadline)
+                .post(
+                    subscriber,
+                    &payload,
+                    (&envelope.id, &key),
+                    attempt,
+                    deadline,
+                )
                 .await
             {
                 if let DeliveryError::Failed { retry_in, .. }
@@ -325,7 +390,7 @@ impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
         &self,
         subscriber: &Subscription,
         payload: &[u8],
-        key: &str,
+        (message_id, key): (&str, &str),
         attempt: u32,
         deadline: Deadline,
     ) -> Result<(), DeliveryError> {
@@ -370,13 +435,20 @@ impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
         if timeout < Duration::from_millis(100) {
             return Err(failed("no time left in the invocation".to_owned(), Duration::ZERO).await);
         }
-        let signature = busline::signature::sign(&self.secret, (now / 1000) as u64, payload);
+        let Some(signing_key) = self.keys.get(destination) else {
+            return Err(DeliveryError::NoSecret(destination.clone()));
+        };
+        let timestamp = (now / 1000) as i64;
+        let signature = standard_webhooks_sign(signing_key, message_id, timestamp, payload)
+            .expect("an envelope serialises as UTF-8 JSON");
         let mut request = self
             .http
             .post(&subscriber.url)
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, signature)
+            .header(HEADER_WEBHOOK_ID, message_id)
+            .header(HEADER_WEBHOOK_TIMESTAMP, timestamp.to_string())
+            .header(HEADER_WEBHOOK_SIGNATURE, signature)
             .header(IDEMPOTENCY_KEY_HEADER, key);
         // The subscriber continues the event's trace, if it traces.
         if let Some(traceparent) = busline::telemetry::current_traceparent() {

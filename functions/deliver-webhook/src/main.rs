@@ -3,7 +3,7 @@ use busline::batch::{BatchProcessor, SqsDeadLetterQueue};
 use busline::config::{Env, ProcessEnv};
 use busline::retry::Deadline;
 use deliver_webhook::circuit::DynamoDbCircuitStore;
-use deliver_webhook::{Config, Deliverer, SqsVisibility, handle};
+use deliver_webhook::{Config, Deliverer, SqsVisibility, fetch_keys, handle};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -13,18 +13,11 @@ async fn main() -> Result<(), Error> {
     let queue = ProcessEnv.require("QUEUE_URL", "the queue the function consumes (for backoff)")?;
     let dlq = ProcessEnv.require("DEAD_LETTER_QUEUE_URL", "the queue refused events go to")?;
     let table = ProcessEnv.require("CIRCUIT_TABLE", "the DynamoDB table circuits are kept in")?;
-    let secret_id = ProcessEnv.require(
-        "SIGNING_SECRET",
-        "the Secrets Manager id of the outbound signing secret",
-    )?;
     let aws = busline::aws::load_config().await;
-    let secret =
-        busline::aws::secret_string(&aws_sdk_secretsmanager::Client::new(&aws), &secret_id)
-            .await?
-            .into_bytes();
+    let keys = fetch_keys(&aws_sdk_secretsmanager::Client::new(&aws), &config).await?;
     let deliverer = Deliverer {
         config,
-        secret,
+        keys,
         http: reqwest::Client::new(),
         circuits: DynamoDbCircuitStore::new(aws_sdk_dynamodb::Client::new(&aws), table),
         visibility: SqsVisibility::new(aws_sdk_sqs::Client::new(&aws), queue),

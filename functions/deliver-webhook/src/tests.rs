@@ -10,7 +10,7 @@ use super::*;
 use crate::circuit::InMemoryCircuitStore;
 
 const FULFILLED: &str = include_str!("../../../tests/fixtures/eventbridge-order-fulfilled.json");
-const SECRET: &[u8] = b"outbound-secret";
+const SECRET: &str = "whsec_d2FyZWhvdXNlLWVuZHBvaW50LXNlY3JldC0yNGI=";
 
 /// Visibility changes, recorded.
 #[derive(Clone, Default)]
@@ -31,7 +31,7 @@ impl Visibility for Recorded {
 }
 
 fn deliverer(server: &MockServer) -> Deliverer<InMemoryCircuitStore, Recorded> {
-    let subscriptions = json!({"io.busline.order.fulfilled.v1": [{"name": "warehouse", "url": format!("{}/hooks", server.uri())}]});
+    let subscriptions = json!({"io.busline.order.fulfilled.v1": [{"name": "warehouse", "url": format!("{}/hooks", server.uri()), "secret": "warehouse-secret"}]});
     Deliverer {
         config: Config::from_env(&[
             ("SUBSCRIPTIONS", subscriptions.to_string().as_str()),
@@ -40,7 +40,12 @@ fn deliverer(server: &MockServer) -> Deliverer<InMemoryCircuitStore, Recorded> {
             ("CIRCUIT_OPEN_SECONDS", "1"),
         ])
         .unwrap(),
-        secret: SECRET.to_vec(),
+        keys: HashMap::from([(
+            "warehouse".to_owned(),
+            busline::signature::Scheme::StandardWebhooks
+                .key(SECRET)
+                .unwrap(),
+        )]),
         http: reqwest::Client::new(),
         circuits: InMemoryCircuitStore::new(),
         visibility: Recorded::default(),
@@ -102,7 +107,7 @@ async fn an_event_is_posted_signed_with_its_idempotency_key() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/hooks"))
-        .and(header_exists(SIGNATURE_HEADER))
+        .and(header_exists(HEADER_WEBHOOK_SIGNATURE))
         .respond_with(ResponseTemplate::new(202))
         .expect(1)
         .mount(&server)
@@ -115,10 +120,19 @@ async fn an_event_is_posted_signed_with_its_idempotency_key() {
         request.headers[IDEMPOTENCY_KEY_HEADER],
         "busline.saga.order-fulfillment:e-1"
     );
-    let signature = request.headers[SIGNATURE_HEADER].to_str().unwrap();
     let now = chrono::Utc::now().timestamp() as u64;
-    busline::signature::verify(Some(signature), SECRET, &request.body, now, 300)
-        .expect("a valid signature");
+    let verified = busline::signature::verify(
+        busline::signature::Scheme::StandardWebhooks,
+        &busline::signature::Scheme::StandardWebhooks
+            .key(SECRET)
+            .unwrap(),
+        |name| request.headers.get(name).and_then(|v| v.to_str().ok()),
+        &request.body,
+        now,
+        300,
+    )
+    .expect("a valid Standard Webhooks signature");
+    assert_eq!(verified.delivery_id, "e-1", "webhook-id is the event id");
     let body: Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(
         (body["id"].as_str(), body["type"].as_str()),
@@ -321,10 +335,23 @@ async fn what_is_not_an_event_or_has_no_subscriber_is_dead_lettered() {
 fn subscriptions_are_read_and_checked() {
     let config = Config::from_env(&[(
         "SUBSCRIPTIONS",
-        r#"{"t.v1": [{"url": "https://erp.example/hooks"}]}"#,
+        r#"{"t.v1": [{"url": "https://erp.example/hooks", "secret": "erp"}], "u.v1": [{"url": "https://erp.example/hooks", "secret": "erp"}]}"#,
     )])
     .unwrap();
     assert_eq!(config.subscriptions["t.v1"][0].name, "erp.example");
+    assert_eq!(
+        config.endpoint_secrets(),
+        [("erp.example".to_owned(), "erp".to_owned())]
+    );
+    for bad in [
+        r#"{"t.v1": [{"url": "https://erp.example/hooks"}]}"#,
+        r#"{"t.v1": [{"url": "https://erp.example/hooks", "secret": "a"}], "u.v1": [{"url": "https://erp.example/hooks", "secret": "b"}]}"#,
+    ] {
+        assert!(
+            Config::from_env(&[("SUBSCRIPTIONS", bad)]).is_err(),
+            "an endpoint needs one secret: {bad}"
+        );
+    }
     assert!(Config::from_env(&[("SUBSCRIPTIONS", r#"{"t.v1": [{"url": "ftp://x"}]}"#)]).is_err());
     assert!(Config::from_env(&[("SUBSCRIPTIONS", "[]")]).is_err());
 }

@@ -1,22 +1,31 @@
 //! Webhook ingest: the API-led way in to the bus.
 //!
 //! A source system POSTs to `/webhooks/{source}` through a Lambda Function URL (or an API Gateway
-//! HTTP API). For each request the handler, in this order:
+//! HTTP API). Each source is signed in the [scheme](busline::signature::Scheme) its sender uses
+//! (Standard Webhooks by default; Stripe, GitHub, Shopify or busline-v1 by configuration). For each
+//! request the handler, in this order:
 //!
-//! 1. finds the source (404 if it is not configured);
+//! 1. finds the source (404 if it is not configured) and requires POST (405);
 //! 2. refuses bodies that cannot fit in one EventBridge entry (413);
-//! 3. verifies the `X-Busline-Signature` header, `t=<unix seconds>,v1=<hex>` (401);
-//! 4. requires an `X-Delivery-Id` header (400), the sender's id for this delivery;
-//! 5. parses the body as JSON (400) and validates it against the source's schema (422);
-//! 6. runs the publish under busline's [idempotency](busline::idempotency) layer, keyed by the
+//! 3. verifies the signature under the source's scheme (401), and takes the delivery id the scheme
+//!    lets it trust: one the sender signed, or one derived from what it signed (400 if unusable);
+//! 4. only then reads the sender's `traceparent` and `X-Correlation-Id` (400 if the correlation id
+//!    is not a short token);
+//! 5. parses the body as JSON (400) and validates it against the source's schema (422, with at most
+//!    [`MAX_VIOLATIONS`] violations listed and no value echoed);
+//! 6. for busline-v1, whose signature does not cover the delivery id, admits the signature once
+//!    ([`replay`]): the same signature under another delivery id is a replay (401);
+//! 7. runs the publish under busline's [idempotency](busline::idempotency) layer, keyed by the
 //!    envelope's source and id (both derived from the source and delivery id): a delivery already
 //!    handled answers 202 with the event id it produced and publishes nothing; one being handled
 //!    right now answers 409; the same delivery id with a different body answers 422;
-//! 7. publishes the envelope, retrying rejected entries; if the bus still refuses, the idempotency
+//! 8. publishes the envelope, retrying rejected entries; if the bus still refuses, the idempotency
 //!    record is deleted and it answers 503, so the sender's retry runs again.
 //!
 //! The envelope id is derived from the source and delivery id, so even a publish whose completion
 //! was never recorded republishes under the same id, and consumers deduplicate on it.
+
+pub mod replay;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -28,7 +37,7 @@ use busline::envelope::{EnvelopeError, MAX_ENTRY_BYTES};
 use busline::idempotency::{Idempotency, IdempotencyError, IdempotencyStore, StoreError};
 use busline::retry::Deadline;
 use busline::schema::{Schema, SchemaError, Violation};
-use busline::signature::{self, SignatureError};
+use busline::signature::{self, Scheme, SignatureError, SigningKey, Verified};
 use busline::telemetry::{Metrics, TRACEPARENT_HEADER, TraceContext, Unit, in_context};
 use busline::{Envelope, EventType};
 use chrono::{DateTime, Utc};
@@ -38,12 +47,14 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::{Instrument, field};
 
-/// Header carrying the signature.
-pub const SIGNATURE_HEADER: &str = "x-busline-signature";
-/// Header carrying the sender's delivery id.
-pub const DELIVERY_ID_HEADER: &str = "x-delivery-id";
+use crate::replay::{ReplayError, ReplayGuard};
+
 /// Optional header carrying the sender's correlation id.
 pub const CORRELATION_ID_HEADER: &str = "x-correlation-id";
+/// The longest correlation id accepted; it becomes the audit trail's partition key.
+pub const MAX_CORRELATION_ID_LEN: usize = 128;
+/// How many schema violations a 422 lists (the answer also gives the count).
+pub const MAX_VIOLATIONS: usize = 20;
 
 /// Namespace for envelope ids derived from `(source, delivery id)`.
 const EVENT_ID_NAMESPACE: uuid::Uuid =
@@ -89,7 +100,24 @@ pub const SOURCES: &[SourceSpec] = &[
         schema: include_str!("../../../infra/schemas/webhooks/helpdesk-user.v1.json"),
         subject: "/detail/external_id",
     },
+    SourceSpec {
+        name: "payments",
+        event_type: "io.busline.payments.event.v1",
+        schema: include_str!("../../../infra/schemas/webhooks/payments-event.v1.json"),
+        subject: "/data/object/id",
+    },
 ];
+
+/// A configured source: its name, the Secrets Manager id of its signing secret, and its scheme.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// The source's name, one of [`SOURCES`].
+    pub name: String,
+    /// The Secrets Manager id of its signing secret.
+    pub secret_id: String,
+    /// How its sender signs.
+    pub scheme: Scheme,
+}
 
 /// The function's configuration, read once at cold start (see the README for each variable).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,8 +126,9 @@ pub struct Config {
     pub bus_name: String,
     /// `IDEMPOTENCY_TABLE`: the idempotency records' table.
     pub idempotency_table: String,
-    /// `WEBHOOK_SOURCES`: `source=secret-id` pairs, comma separated.
-    pub sources: Vec<(String, String)>,
+    /// `WEBHOOK_SOURCES` (`source=secret-id` pairs, comma separated) with `WEBHOOK_SCHEMES`
+    /// (`source=scheme` pairs; a source not named there is on Standard Webhooks).
+    pub sources: Vec<SourceConfig>,
     /// `SIGNATURE_TOLERANCE_SECONDS`, default 300.
     pub tolerance_secs: u64,
     /// `IDEMPOTENCY_TTL_SECONDS`: how long a handled delivery is remembered, default 72 h (senders
@@ -117,16 +146,51 @@ impl Config {
             value: raw.clone(),
             expected: SOURCES_EXPECTED,
         };
-        let sources = raw
-            .split(',')
-            .map(|pair| {
-                let (source, secret) = pair.trim().split_once('=').ok_or_else(invalid)?;
-                let known = SOURCES.iter().any(|s| s.name == source.trim());
-                (known && !secret.trim().is_empty())
-                    .then(|| (source.trim().to_owned(), secret.trim().to_owned()))
-                    .ok_or_else(invalid)
+        let pairs = |raw: &str| -> Option<Vec<(String, String)>> {
+            if raw.trim().is_empty() {
+                return Some(Vec::new());
+            }
+            raw.split(',')
+                .map(|pair| {
+                    let (name, value) = pair.trim().split_once('=')?;
+                    let (name, value) = (name.trim(), value.trim());
+                    (SOURCES.iter().any(|s| s.name == name) && !value.is_empty())
+                        .then(|| (name.to_owned(), value.to_owned()))
+                })
+                .collect()
+        };
+        const SCHEMES_EXPECTED: &str = "comma-separated source=scheme pairs for configured sources, the schemes being standard-webhooks, stripe, github, shopify or busline-v1";
+        let raw_schemes = env.get("WEBHOOK_SCHEMES").unwrap_or_default();
+        let invalid_schemes = || ConfigError::Invalid {
+            name: "WEBHOOK_SCHEMES",
+            value: raw_schemes.clone(),
+            expected: SCHEMES_EXPECTED,
+        };
+        let schemes = pairs(&raw_schemes)
+            .ok_or_else(invalid_schemes)?
+            .into_iter()
+            .map(|(name, scheme)| Scheme::parse(&scheme).map(|s| (name, s)))
+            .collect::<Option<HashMap<_, _>>>()
+            .ok_or_else(invalid_schemes)?;
+        let sources: Vec<SourceConfig> = pairs(&raw)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(invalid)?
+            .into_iter()
+            .map(|(name, secret_id)| SourceConfig {
+                scheme: schemes
+                    .get(&name)
+                    .copied()
+                    .unwrap_or(Scheme::StandardWebhooks),
+                name,
+                secret_id,
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect();
+        if schemes
+            .keys()
+            .any(|name| !sources.iter().any(|s| &s.name == name))
+        {
+            return Err(invalid_schemes());
+        }
         Ok(Self {
             bus_name: env.require("BUS_NAME", "the name or ARN of the event bus to publish to")?,
             idempotency_table: env.require(
@@ -148,18 +212,19 @@ impl Config {
     }
 }
 
-/// A live source: its spec, compiled schema and signing secret.
+/// A live source: its spec, compiled schema, scheme and signing key.
 #[derive(Debug)]
 pub struct Source {
     spec: &'static SourceSpec,
     event_type: EventType,
     schema: Schema,
-    secret: Vec<u8>,
+    scheme: Scheme,
+    key: SigningKey,
 }
 
 impl Source {
-    /// Compiles the source `name` with its signing `secret`.
-    pub fn new(name: &str, secret: impl Into<Vec<u8>>) -> Result<Self, StartupError> {
+    /// Compiles the source `name`, signed under `scheme` with `secret`.
+    pub fn new(name: &str, scheme: Scheme, secret: &str) -> Result<Self, StartupError> {
         let spec = SOURCES
             .iter()
             .find(|s| s.name == name)
@@ -168,8 +233,20 @@ impl Source {
             spec,
             event_type: EventType::parse(spec.event_type).map_err(StartupError::EventType)?,
             schema: Schema::compile(spec.name, spec.schema).map_err(StartupError::Schema)?,
-            secret: secret.into(),
+            scheme,
+            key: scheme
+                .key(secret)
+                .map_err(|source| StartupError::BadSecret {
+                    source_name: name.to_owned(),
+                    scheme,
+                    source,
+                })?,
         })
+    }
+
+    /// How the source's sender signs.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
     }
 }
 
@@ -188,6 +265,22 @@ pub enum StartupError {
     /// A built-in schema does not compile.
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// A signing secret is not a key of its source's scheme.
+    #[error("the signing secret of source {source_name} is not a {scheme} secret: {source}")]
+    BadSecret {
+        /// The source.
+        source_name: String,
+        /// Its scheme.
+        scheme: Scheme,
+        /// What is wrong with it.
+        #[source]
+        source: signature::KeyError,
+    },
+    /// Two sources share a signing secret, so a request signed for one would pass for the other.
+    #[error(
+        "sources {0} and {1} share a signing secret; give each source its own, or a request for one can be replayed to the other"
+    )]
+    SharedSecret(String, String),
     /// A signing secret could not be read.
     #[error(
         "could not read signing secret {secret_id} for source {source_name}; check that it exists and that the function may read it"
@@ -205,11 +298,13 @@ pub enum StartupError {
 
 /// Everything the handler needs, built once per cold start.
 #[derive(Debug)]
-pub struct Deps<P, S> {
+pub struct Deps<P, S, R> {
     /// Where events go.
     pub publisher: P,
     /// Which deliveries were handled, keyed by envelope source and id.
     pub idempotency: Idempotency<S, Envelope<Value>>,
+    /// Which single-use signatures were admitted (busline-v1 sources).
+    pub replay: R,
     /// Live sources by name.
     pub sources: HashMap<String, Source>,
     /// Signature tolerance, seconds.
@@ -219,20 +314,35 @@ pub struct Deps<P, S> {
 /// How many handled deliveries a warm environment remembers without asking the store.
 const LOCAL_CACHE_ENTRIES: usize = 1024;
 
-impl<P: EventPublisher, S: IdempotencyStore> Deps<P, S> {
-    /// Assembles the handler's dependencies from config and already-fetched secrets.
+impl<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard> Deps<P, S, R> {
+    /// Assembles the handler's dependencies from config and already-fetched secrets, `(source,
+    /// secret)`; each source's scheme comes from `config`, Standard Webhooks when it has none.
     pub fn new(
         publisher: P,
         store: S,
+        replay: R,
         config: &Config,
-        secrets: Vec<(String, Vec<u8>)>,
+        secrets: Vec<(String, String)>,
     ) -> Result<Self, StartupError> {
+        for (i, (name, secret)) in secrets.iter().enumerate() {
+            if let Some((other, _)) = secrets[..i].iter().find(|(_, s)| s == secret) {
+                return Err(StartupError::SharedSecret(other.clone(), name.clone()));
+            }
+        }
+        let scheme_of = |name: &str| {
+            config
+                .sources
+                .iter()
+                .find(|s| s.name == name)
+                .map_or(Scheme::StandardWebhooks, |s| s.scheme)
+        };
         let sources = secrets
             .into_iter()
-            .map(|(name, secret)| Source::new(&name, secret).map(|s| (name, s)))
+            .map(|(name, secret)| Source::new(&name, scheme_of(&name), &secret).map(|s| (name, s)))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             publisher,
+            replay,
             idempotency: Idempotency::for_envelopes(store, "ingest-webhook")
                 .ttl(std::time::Duration::from_secs(config.idempotency_ttl_secs))
                 .local_cache(LOCAL_CACHE_ENTRIES),
@@ -246,10 +356,15 @@ impl<P: EventPublisher, S: IdempotencyStore> Deps<P, S> {
 pub async fn fetch_secrets(
     client: &aws_sdk_secretsmanager::Client,
     config: &Config,
-) -> Result<Vec<(String, Vec<u8>)>, StartupError> {
+) -> Result<Vec<(String, String)>, StartupError> {
     // Concurrently: each read is a round trip, and they all sit on the cold-start path.
-    let mut reads = tokio::task::JoinSet::<Result<(String, Vec<u8>), StartupError>>::new();
-    for (source, secret_id) in config.sources.clone() {
+    let mut reads = tokio::task::JoinSet::<Result<(String, String), StartupError>>::new();
+    for SourceConfig {
+        name: source,
+        secret_id,
+        ..
+    } in config.sources.clone()
+    {
         let client = client.clone();
         reads.spawn(async move {
             let secret = busline::aws::secret_string(&client, &secret_id)
@@ -259,7 +374,7 @@ pub async fn fetch_secrets(
                     secret_id: secret_id.clone(),
                     source: Box::new(e),
                 })?;
-            Ok((source, secret.into_bytes()))
+            Ok((source, secret))
         });
     }
     let mut secrets = Vec::with_capacity(config.sources.len());
@@ -278,8 +393,10 @@ pub struct Rejection {
     pub code: &'static str,
     /// What went wrong and what to do about it.
     pub reason: String,
-    /// Schema violations, for 422.
+    /// Schema violations, for 422: at most [`MAX_VIOLATIONS`] of them.
     pub violations: Vec<Violation>,
+    /// How many violations there were in all.
+    pub violation_count: usize,
 }
 
 impl Rejection {
@@ -289,6 +406,7 @@ impl Rejection {
             code,
             reason: reason.into(),
             violations: Vec::new(),
+            violation_count: 0,
         }
     }
 
@@ -296,6 +414,7 @@ impl Rejection {
         let mut body = json!({"error": self.code, "reason": self.reason});
         if !self.violations.is_empty() {
             body["violations"] = json!(self.violations);
+            body["violation_count"] = json!(self.violation_count);
         }
         let mut response = json_response(self.status, &body);
         let headers = response.headers_mut();
@@ -323,13 +442,28 @@ pub struct Accepted {
 }
 
 /// The Lambda handler: every outcome is an HTTP response, never a function error.
-pub async fn handle<P: EventPublisher, S: IdempotencyStore>(
+pub async fn handle<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
     request: Request,
-    deps: &Deps<P, S>,
+    deps: &Deps<P, S, R>,
 ) -> Response<Body> {
-    // The request is the first hop of the event's trace: a child of the sender's span when it
-    // sends a `traceparent` header (a malformed one starts a new trace, and says so).
-    let trace = TraceContext::continue_from(header_str(&request, TRACEPARENT_HEADER));
+    handle_at(request, deps, Utc::now()).await
+}
+
+/// [`handle`] with the clock set to `now`.
+pub async fn handle_at<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
+    request: Request,
+    deps: &Deps<P, S, R>,
+    now: DateTime<Utc>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let authenticated = authenticate(&request, deps, now);
+    // Nothing the sender wrote is read, let alone logged, before its signature checks out: an
+    // unauthenticated request is a trace of its own. An authenticated one is a child of the
+    // sender's span when it sends a `traceparent` (a malformed one starts a new trace, and says so).
+    let trace = match &authenticated {
+        Ok(_) => TraceContext::continue_from(header_str(&request, TRACEPARENT_HEADER)),
+        Err(_) => TraceContext::root(),
+    };
     let span = tracing::info_span!(
         "hop",
         trace_id = %trace.trace_id,
@@ -342,12 +476,14 @@ pub async fn handle<P: EventPublisher, S: IdempotencyStore>(
         correlation_id = field::Empty,
     );
     let work = async {
-        let started = Instant::now();
-        let outcome = ingest(&request, deps, Utc::now()).await;
-        let source_name = request_source(&request)
-            .filter(|s| deps.sources.contains_key(*s))
-            .unwrap_or("unknown")
-            .to_owned();
+        let source_name = match &authenticated {
+            Ok((source, _)) => source.spec.name,
+            Err(_) => "unknown",
+        };
+        let outcome = match authenticated {
+            Ok((source, verified)) => ingest(&request, deps, source, verified).await,
+            Err(rejection) => Err(rejection),
+        };
         let metrics = Metrics::new("busline")
             .dimension("Function", "ingest-webhook")
             .dimension("Source", source_name);
@@ -371,7 +507,7 @@ pub async fn handle<P: EventPublisher, S: IdempotencyStore>(
                 json_response(StatusCode::ACCEPTED, &accepted)
             }
             Err(rejection) => {
-                tracing::warn!(status = rejection.status.as_u16(), code = rejection.code, reason = %rejection.reason, violations = rejection.violations.len(), "webhook rejected");
+                tracing::warn!(status = rejection.status.as_u16(), code = rejection.code, reason = %rejection.reason, violations = rejection.violation_count, "webhook rejected");
                 metrics
                     .dimension("Outcome", rejection.code)
                     .metric("Webhooks", Unit::Count, 1.0)
@@ -399,12 +535,12 @@ pub fn event_id(source: &str, delivery_id: &str) -> String {
     .to_string()
 }
 
-async fn ingest<P: EventPublisher, S: IdempotencyStore>(
+/// Route, method, size and signature: everything checked before the request's own words are read.
+fn authenticate<'d, P, S, R>(
     request: &Request,
-    deps: &Deps<P, S>,
+    deps: &'d Deps<P, S, R>,
     now: DateTime<Utc>,
-) -> Result<Accepted, Rejection> {
-    let span = tracing::Span::current();
+) -> Result<(&'d Source, Verified), Rejection> {
     let name = request_source(request).ok_or_else(|| {
         Rejection::new(
             StatusCode::NOT_FOUND,
@@ -412,14 +548,14 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore>(
             "webhooks are posted to /webhooks/{source}",
         )
     })?;
+    // The name is echoed only when it is one of ours: the path is the sender's to write.
     let source = deps.sources.get(name).ok_or_else(|| {
         Rejection::new(
             StatusCode::NOT_FOUND,
             "unknown_source",
-            format!("no webhook source named {name:?} is configured"),
+            "no webhook source of that name is configured",
         )
     })?;
-    span.record("source", name);
     if request.method() != Method::POST {
         return Err(Rejection::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -427,7 +563,6 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore>(
             "webhooks must be POSTed",
         ));
     }
-
     let body = request.body().as_ref();
     if body.len() > MAX_ENTRY_BYTES {
         return Err(too_large(format!(
@@ -435,22 +570,58 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore>(
             body.len()
         )));
     }
-    signature::verify(
-        header_str(request, SIGNATURE_HEADER),
-        &source.secret,
+    let verified = signature::verify(
+        source.scheme,
+        &source.key,
+        |name| header_str(request, name),
         body,
         now.timestamp().max(0) as u64,
         deps.tolerance_secs,
     )
     .map_err(|e: SignatureError| {
-        Rejection::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string())
+        if e.is_bad_delivery_id() {
+            Rejection::new(StatusCode::BAD_REQUEST, "bad_delivery_id", e.to_string())
+        } else {
+            Rejection::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_signature",
+                format!(
+                    "{e} (source {} signs with {})",
+                    source.spec.name, source.scheme
+                ),
+            )
+        }
     })?;
+    Ok((source, verified))
+}
 
-    let delivery_id = header_str(request, DELIVERY_ID_HEADER)
-        .filter(|id| id.len() <= 200)
-        .ok_or_else(|| Rejection::new(StatusCode::BAD_REQUEST, "bad_delivery_id", "send a unique X-Delivery-Id header (at most 200 characters) with every delivery, and the same one when resending"))?;
-    span.record("delivery_id", delivery_id);
+async fn ingest<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
+    request: &Request,
+    deps: &Deps<P, S, R>,
+    source: &Source,
+    verified: Verified,
+) -> Result<Accepted, Rejection> {
+    let span = tracing::Span::current();
+    span.record("source", source.spec.name);
+    span.record("delivery_id", verified.delivery_id.as_str());
+    if let Some(sender_id) = &verified.sender_id {
+        tracing::debug!(sender_id = %sender_id.escape_debug(), "the sender's unsigned delivery id");
+    }
+    let correlation_id = match header_str(request, CORRELATION_ID_HEADER) {
+        None => None,
+        Some(id) if signature::is_token(id, MAX_CORRELATION_ID_LEN, "-_.:") => Some(id),
+        Some(_) => {
+            return Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "bad_correlation_id",
+                format!(
+                    "X-Correlation-Id is at most {MAX_CORRELATION_ID_LEN} letters, digits and - _ . :; leave it out to use the event id"
+                ),
+            ));
+        }
+    };
 
+    let body = request.body().as_ref();
     let payload: Value = serde_json::from_slice(body).map_err(|e| {
         Rejection::new(
             StatusCode::BAD_REQUEST,
@@ -458,19 +629,46 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore>(
             format!("the body is not valid JSON: {e}"),
         )
     })?;
-    let violations = source.schema.violations(&payload);
+    let mut violations = source.schema.violations(&payload);
     if !violations.is_empty() {
+        let count = violations.len();
+        violations.truncate(MAX_VIOLATIONS);
         return Err(Rejection {
             violations,
+            violation_count: count,
             ..Rejection::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "schema_violation",
-                format!("the body does not match the {name} schema"),
+                format!(
+                    "the body does not match the {} schema ({count} violations)",
+                    source.spec.name
+                ),
             )
         });
     }
 
-    let envelope = build_envelope(request, source, delivery_id, payload);
+    if let Some(single_use) = &verified.single_use {
+        match deps.replay.admit(single_use, &verified.delivery_id).await {
+            Ok(()) => {}
+            Err(ReplayError::Replayed) => {
+                return Err(Rejection::new(
+                    StatusCode::UNAUTHORIZED,
+                    "signature_replayed",
+                    "this signature was already used for another delivery id; sign each delivery afresh, and resend it under its own id",
+                ));
+            }
+            Err(e @ ReplayError::Unavailable(_)) => {
+                tracing::error!(error = %e, "could not admit the signature");
+                return Err(Rejection::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "idempotency_unavailable",
+                    "the delivery records cannot be reached; nothing was published, retry later",
+                ));
+            }
+        }
+    }
+
+    let envelope = build_envelope(source, &verified, correlation_id, payload);
     span.record("event_id", envelope.id.as_str());
     span.record("correlation_id", envelope.correlation_id());
     span.record("event_type", envelope.event_type.as_str());
@@ -504,7 +702,7 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore>(
         Err(IdempotencyError::PayloadMismatch { .. }) => Err(Rejection::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "delivery_id_reused",
-            "this X-Delivery-Id was delivered before with a different body; resend the same body, or send new content under a new delivery id",
+            "this delivery id was delivered before with a different body; resend the same body, or send new content under a new delivery id",
         )),
         Err(IdempotencyError::Store(e @ StoreError::Unavailable(_))) => Err(Rejection::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -538,9 +736,9 @@ fn too_large(reason: String) -> Rejection {
 }
 
 fn build_envelope(
-    request: &Request,
     source: &Source,
-    delivery_id: &str,
+    verified: &Verified,
+    correlation_id: Option<&str>,
     payload: Value,
 ) -> Envelope<Value> {
     let subject = payload.pointer(source.spec.subject).and_then(|v| match v {
@@ -550,18 +748,16 @@ fn build_envelope(
     });
     // The trace is the request's span (see `handle`), which continues the sender's `traceparent`.
     let mut envelope = Envelope::new(
-        event_id(source.spec.name, delivery_id),
+        event_id(source.spec.name, &verified.delivery_id),
         format!("busline.webhook.{}", source.spec.name),
         source.event_type.clone(),
         payload,
     )
-    .with_causation_id(delivery_id);
+    .with_causation_id(&verified.delivery_id);
     envelope.subject = subject;
     envelope.dataschema = source.schema.id().map(str::to_owned);
-    envelope.correlationid = Some(
-        header_str(request, CORRELATION_ID_HEADER)
-            .map_or_else(|| envelope.id.clone(), str::to_owned),
-    );
+    envelope.correlationid =
+        Some(correlation_id.map_or_else(|| envelope.id.clone(), str::to_owned));
     envelope
 }
 

@@ -1,6 +1,7 @@
 use busline::bus::EventBridgePublisher;
 use busline::config::ProcessEnv;
 use busline::idempotency::DynamoDbIdempotencyStore;
+use ingest_webhook::replay::DynamoDbReplayGuard;
 use ingest_webhook::{Config, Deps, fetch_secrets, handle};
 use lambda_http::{Error, service_fn};
 
@@ -12,11 +13,10 @@ async fn main() -> Result<(), Error> {
     let secrets = fetch_secrets(&aws_sdk_secretsmanager::Client::new(&aws), &config).await?;
     let publisher =
         EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), &config.bus_name);
-    let store = DynamoDbIdempotencyStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        &config.idempotency_table,
-    );
-    let deps = Deps::new(publisher, store, &config, secrets)?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let store = DynamoDbIdempotencyStore::new(dynamodb.clone(), &config.idempotency_table);
+    let replay = DynamoDbReplayGuard::new(dynamodb, &config.idempotency_table);
+    let deps = Deps::new(publisher, store, replay, &config, secrets)?;
     lambda_http::run(service_fn(|request| async {
         Ok::<_, std::convert::Infallible>(handle(request, &deps).await)
     }))

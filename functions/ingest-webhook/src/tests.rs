@@ -2,16 +2,27 @@
 //! it publishes.
 
 use super::*;
+use crate::replay::InMemoryReplayGuard;
 use busline::bus::InMemoryBus;
 use busline::config::ConfigError;
 use busline::idempotency::{IdempotencyRecord, InMemoryIdempotencyStore};
 use busline_tests::{
-    Headers, SAMPLE_CRM_CUSTOMER, SAMPLE_SHOP_ORDER, signed_headers, webhook_request,
+    Headers, SAMPLE_CRM_CUSTOMER, SAMPLE_SHOP_ORDER, signed_headers, signed_headers_as,
+    webhook_request,
 };
 
-const SHOP_SECRET: &str = "whsec_shop";
+const SHOP_SECRET: &str = "whsec_c2hvcC1zZWNyZXQtb2YtdHdlbnR5LWZvdXItYnl0ZXM=";
+const CRM_SECRET: &str = "whsec_Y3JtLXNlY3JldC1vZi10d2VudHktZm91ci1ieXRlcw==";
+/// The sources on the other schemes, with their senders' secrets.
+const LEGACY: (&str, Scheme, &str) = ("helpdesk", Scheme::BuslineV1, "legacy-helpdesk-secret");
+const GITHUB: (&str, Scheme, &str) = ("marketplace", Scheme::GitHub, "github-style-secret");
+const STRIPE: (&str, Scheme, &str) = ("payments", Scheme::Stripe, "whsec_stripe_style_secret");
 
-type TestDeps = Deps<InMemoryBus, InMemoryIdempotencyStore>;
+const HELPDESK_USER: &str = include_str!("../../../infra/events/helpdesk-user.json");
+const MARKETPLACE_ORDER: &str = include_str!("../../../infra/events/marketplace-order.json");
+const PAYMENTS_EVENT: &str = include_str!("../../../infra/events/payments-event.json");
+
+type TestDeps = Deps<InMemoryBus, InMemoryIdempotencyStore, InMemoryReplayGuard>;
 
 fn deps() -> TestDeps {
     deps_on(InMemoryIdempotencyStore::new())
@@ -19,18 +30,38 @@ fn deps() -> TestDeps {
 
 /// A warm environment of its own, sharing `store` with others.
 fn deps_on(store: InMemoryIdempotencyStore) -> TestDeps {
+    let others = [LEGACY, GITHUB, STRIPE];
     let config = Config {
         bus_name: "bus".into(),
         idempotency_table: "idempotency".into(),
-        sources: vec![],
+        sources: others
+            .iter()
+            .map(|(name, scheme, _)| SourceConfig {
+                name: (*name).into(),
+                secret_id: format!("{name}-secret"),
+                scheme: *scheme,
+            })
+            .collect(),
         tolerance_secs: 300,
         idempotency_ttl_secs: 3600,
     };
-    let secrets = vec![
-        ("shop".to_owned(), SHOP_SECRET.into()),
-        ("crm".to_owned(), b"whsec_crm".to_vec()),
+    let mut secrets = vec![
+        ("shop".to_owned(), SHOP_SECRET.to_owned()),
+        ("crm".to_owned(), CRM_SECRET.to_owned()),
     ];
-    Deps::new(InMemoryBus::new(), store, &config, secrets).unwrap()
+    secrets.extend(
+        others
+            .iter()
+            .map(|(name, _, secret)| ((*name).to_owned(), (*secret).to_owned())),
+    );
+    Deps::new(
+        InMemoryBus::new(),
+        store,
+        InMemoryReplayGuard::new(),
+        &config,
+        secrets,
+    )
+    .unwrap()
 }
 
 async fn post(deps: &TestDeps, path: &str, body: &str, headers: Headers) -> (StatusCode, Value) {
@@ -163,7 +194,7 @@ async fn a_delivery_id_resent_with_another_body_is_refused_422() {
 #[tokio::test]
 async fn the_same_delivery_id_from_two_sources_is_two_deliveries() {
     let deps = deps();
-    let crm = signed_headers("whsec_crm", SAMPLE_CRM_CUSTOMER, "dlv-4");
+    let crm = signed_headers(CRM_SECRET, SAMPLE_CRM_CUSTOMER, "dlv-4");
     assert_eq!(
         post(&deps, "/webhooks/crm", SAMPLE_CRM_CUSTOMER, crm)
             .await
@@ -267,14 +298,8 @@ async fn a_delivery_being_handled_elsewhere_answers_409() {
 async fn every_bad_input_gets_its_status_and_reason_and_publishes_nothing() {
     let deps = deps();
     let order = SAMPLE_SHOP_ORDER;
-    let old = chrono::Utc::now().timestamp() as u64 - 301;
-    let expired = vec![
-        (
-            "x-busline-signature".to_owned(),
-            busline::signature::sign(SHOP_SECRET.as_bytes(), old, order.as_bytes()),
-        ),
-        ("x-delivery-id".to_owned(), "d".to_owned()),
-    ];
+    let old = chrono::Utc::now().timestamp() - 301;
+    let expired = signed_headers_as(Scheme::StandardWebhooks, SHOP_SECRET, order, "d", old);
     let tampered_body = order.replace("SO-1001", "SO-9999");
     let not_json = "{\"order_id\": ";
     let mut invalid: Value = serde_json::from_str(order).unwrap();
@@ -288,7 +313,33 @@ async fn every_bad_input_gets_its_status_and_reason_and_publishes_nothing() {
     let mut nearly: Value = serde_json::from_str(order).unwrap();
     nearly["customer"]["name"] = json!("x".repeat(MAX_ENTRY_BYTES - order.len()));
     let nearly = nearly.to_string();
-    let no_delivery_id = vec![signed_headers(SHOP_SECRET, order, "x").remove(0)];
+    let no_delivery_id: Headers = signed_headers(SHOP_SECRET, order, "x")
+        .into_iter()
+        .filter(|(name, _)| name != "webhook-id")
+        .collect();
+    let no_legacy_delivery_id: Headers = signed_headers_as(
+        LEGACY.1,
+        LEGACY.2,
+        HELPDESK_USER,
+        "x",
+        chrono::Utc::now().timestamp(),
+    )
+    .into_iter()
+    .filter(|(name, _)| name != "x-delivery-id")
+    .collect();
+    let odd_delivery_id = signed_headers(SHOP_SECRET, order, "dlv 1;drop");
+    let mut odd_correlation_id = signed_headers(SHOP_SECRET, order, "d-corr");
+    odd_correlation_id.push(("x-correlation-id".into(), "c".repeat(129)));
+    let mut not_a_business_key: Value = serde_json::from_str(order).unwrap();
+    not_a_business_key["order_id"] = json!("SO-1#2");
+    let not_a_business_key = not_a_business_key.to_string();
+    let mut too_many_lines: Value = serde_json::from_str(order).unwrap();
+    too_many_lines["lines"] = json!(
+        (0..100)
+            .map(|i| json!({"sku": format!("SKU-{i}"), "quantity": 1, "unit_price_cents": 1}))
+            .collect::<Vec<_>>()
+    );
+    let too_many_lines = too_many_lines.to_string();
     let long_delivery_id = signed_headers(SHOP_SECRET, order, &"d".repeat(201));
 
     let cases: Vec<(&str, &str, &str, &str, Headers, StatusCode, &str)> = vec![
@@ -333,7 +384,13 @@ async fn every_bad_input_gets_its_status_and_reason_and_publishes_nothing() {
             "POST",
             "/webhooks/shop",
             order,
-            vec![("x-delivery-id".into(), "d".into())],
+            vec![
+                ("webhook-id".into(), "d".into()),
+                (
+                    "webhook-timestamp".into(),
+                    chrono::Utc::now().timestamp().to_string(),
+                ),
+            ],
             StatusCode::UNAUTHORIZED,
             "bad_signature",
         ),
@@ -342,7 +399,29 @@ async fn every_bad_input_gets_its_status_and_reason_and_publishes_nothing() {
             "POST",
             "/webhooks/shop",
             order,
-            vec![("x-busline-signature".into(), "sha256=abc".into())],
+            vec![
+                ("webhook-id".into(), "d".into()),
+                (
+                    "webhook-timestamp".into(),
+                    chrono::Utc::now().timestamp().to_string(),
+                ),
+                ("webhook-signature".into(), "sha256=abc".into()),
+            ],
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+        ),
+        (
+            "busline-v1's signature on a Standard Webhooks source",
+            "POST",
+            "/webhooks/shop",
+            order,
+            signed_headers_as(
+                Scheme::BuslineV1,
+                SHOP_SECRET,
+                order,
+                "d",
+                chrono::Utc::now().timestamp(),
+            ),
             StatusCode::UNAUTHORIZED,
             "bad_signature",
         ),
@@ -369,9 +448,54 @@ async fn every_bad_input_gets_its_status_and_reason_and_publishes_nothing() {
             "POST",
             "/webhooks/shop",
             order,
-            signed_headers("whsec_crm", order, "d"),
+            signed_headers(CRM_SECRET, order, "d"),
             StatusCode::UNAUTHORIZED,
             "bad_signature",
+        ),
+        (
+            "no busline-v1 delivery id",
+            "POST",
+            "/webhooks/helpdesk",
+            HELPDESK_USER,
+            no_legacy_delivery_id,
+            StatusCode::BAD_REQUEST,
+            "bad_delivery_id",
+        ),
+        (
+            "delivery id with a space and a semicolon",
+            "POST",
+            "/webhooks/shop",
+            order,
+            odd_delivery_id,
+            StatusCode::BAD_REQUEST,
+            "bad_delivery_id",
+        ),
+        (
+            "correlation id over 128 characters",
+            "POST",
+            "/webhooks/shop",
+            order,
+            odd_correlation_id,
+            StatusCode::BAD_REQUEST,
+            "bad_correlation_id",
+        ),
+        (
+            "an order id no saga can be named by",
+            "POST",
+            "/webhooks/shop",
+            &not_a_business_key,
+            signed_headers(SHOP_SECRET, &not_a_business_key, "d-key"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "schema_violation",
+        ),
+        (
+            "more lines than one reservation holds",
+            "POST",
+            "/webhooks/shop",
+            &too_many_lines,
+            signed_headers(SHOP_SECRET, &too_many_lines, "d-lines"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "schema_violation",
         ),
         (
             "no delivery id",
@@ -502,8 +626,47 @@ fn config_names_the_missing_or_malformed_variable() {
     let config = Config::from_env(&full).unwrap();
     assert_eq!(
         config.sources,
-        vec![("shop".into(), "s1".into()), ("crm".into(), "s2".into())]
+        vec![
+            SourceConfig {
+                name: "shop".into(),
+                secret_id: "s1".into(),
+                scheme: Scheme::StandardWebhooks
+            },
+            SourceConfig {
+                name: "crm".into(),
+                secret_id: "s2".into(),
+                scheme: Scheme::StandardWebhooks
+            }
+        ]
     );
+    let with_schemes = Config::from_env(&[
+        ("BUS_NAME", "b"),
+        ("IDEMPOTENCY_TABLE", "t"),
+        ("WEBHOOK_SOURCES", "shop=s1,crm=s2"),
+        ("WEBHOOK_SCHEMES", "crm=busline-v1"),
+    ])
+    .unwrap();
+    assert_eq!(with_schemes.sources[1].scheme, Scheme::BuslineV1);
+    assert_eq!(with_schemes.sources[0].scheme, Scheme::StandardWebhooks);
+    for bad in ["crm=hmac", "crm", "helpdesk=github", "erp=github"] {
+        let err = Config::from_env(&[
+            ("BUS_NAME", "b"),
+            ("IDEMPOTENCY_TABLE", "t"),
+            ("WEBHOOK_SOURCES", "shop=s1,crm=s2"),
+            ("WEBHOOK_SCHEMES", bad),
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    name: "WEBHOOK_SCHEMES",
+                    ..
+                }
+            ),
+            "{bad}: {err}"
+        );
+    }
     assert_eq!(
         (config.tolerance_secs, config.idempotency_ttl_secs),
         (300, 72 * 3600)
@@ -556,6 +719,265 @@ fn config_names_the_missing_or_malformed_variable() {
 #[test]
 fn every_built_in_source_compiles() {
     for spec in SOURCES {
-        Source::new(spec.name, b"s".to_vec()).unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+        Source::new(spec.name, Scheme::GitHub, "s")
+            .unwrap_or_else(|e| panic!("{}: {e}", spec.name));
     }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn post_at(
+    deps: &TestDeps,
+    source: &str,
+    body: &str,
+    headers: Headers,
+    at: i64,
+) -> (StatusCode, Value) {
+    let request = webhook_request("POST", &format!("/webhooks/{source}"), body, &headers);
+    let response = handle_at(request, deps, DateTime::from_timestamp(at, 0).unwrap()).await;
+    (
+        response.status(),
+        serde_json::from_slice(response.body().as_ref()).unwrap(),
+    )
+}
+
+/// A captured request, sent again as it was and with a fresh delivery id, under every scheme: the
+/// first is a duplicate, the second a duplicate or a refusal, and one event is published in all.
+#[tokio::test]
+async fn a_replay_under_any_scheme_publishes_nothing_more() {
+    let standard = ("shop", Scheme::StandardWebhooks, SHOP_SECRET);
+    for ((source, scheme, secret), body, fresh_id_answer) in [
+        (standard, SAMPLE_SHOP_ORDER, Some("bad_signature")),
+        (LEGACY, HELPDESK_USER, Some("signature_replayed")),
+        (GITHUB, MARKETPLACE_ORDER, None),
+        (STRIPE, PAYMENTS_EVENT, None),
+    ] {
+        let deps = deps();
+        let headers = signed_headers_as(scheme, secret, body, "dlv-orig", now());
+        let (status, first) = post_at(&deps, source, body, headers.clone(), now()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{scheme}: {first}");
+        let (status, again) = post_at(&deps, source, body, headers.clone(), now()).await;
+        assert_eq!(
+            (status, &again["duplicate"], &again["eventId"]),
+            (StatusCode::ACCEPTED, &json!(true), &first["eventId"]),
+            "{scheme}: the same request again"
+        );
+        // The attacker swaps the id header for a new one and keeps the signature.
+        let fresh: Headers = headers
+            .iter()
+            .map(|(name, value)| {
+                let id_header =
+                    name == "webhook-id" || Some(name.as_str()) == scheme.unsigned_id_header();
+                (
+                    name.clone(),
+                    if id_header {
+                        "dlv-fresh".into()
+                    } else {
+                        value.clone()
+                    },
+                )
+            })
+            .collect();
+        let (status, replay) = post_at(&deps, source, body, fresh, now()).await;
+        match fresh_id_answer {
+            Some(code) => assert_eq!(
+                (status, replay["error"].as_str()),
+                (StatusCode::UNAUTHORIZED, Some(code)),
+                "{scheme}: {replay}"
+            ),
+            None => assert_eq!(
+                (status, &replay["duplicate"], &replay["eventId"]),
+                (StatusCode::ACCEPTED, &json!(true), &first["eventId"]),
+                "{scheme}: deduplicated on what the sender signed"
+            ),
+        }
+        assert_eq!(deps.publisher.published().len(), 1, "{scheme}");
+    }
+}
+
+#[tokio::test]
+async fn a_busline_v1_sender_that_re_signs_its_retry_is_deduplicated_on_the_delivery_id() {
+    let deps = deps();
+    let (source, scheme, secret) = LEGACY;
+    let first = signed_headers_as(scheme, secret, HELPDESK_USER, "dlv-retry", now() - 60);
+    let retry = signed_headers_as(scheme, secret, HELPDESK_USER, "dlv-retry", now());
+    assert_eq!(
+        post_at(&deps, source, HELPDESK_USER, first, now()).await.0,
+        StatusCode::ACCEPTED
+    );
+    let (status, again) = post_at(&deps, source, HELPDESK_USER, retry, now()).await;
+    assert_eq!(
+        (status, &again["duplicate"]),
+        (StatusCode::ACCEPTED, &json!(true))
+    );
+    assert_eq!(deps.publisher.published().len(), 1);
+    assert_eq!(deps.replay.len(), 2, "each signature admitted once");
+}
+
+#[tokio::test]
+async fn a_signature_for_one_source_does_not_pass_for_another() {
+    let deps = deps();
+    // shop and crm are both on Standard Webhooks, each with its own secret.
+    let headers = signed_headers(SHOP_SECRET, SAMPLE_CRM_CUSTOMER, "dlv-path");
+    let (status, answer) = post_at(&deps, "crm", SAMPLE_CRM_CUSTOMER, headers, now()).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_signature"))
+    );
+    assert!(deps.publisher.published().is_empty());
+}
+
+#[test]
+fn two_sources_with_one_secret_do_not_start() {
+    let config = Config::from_env(&[
+        ("BUS_NAME", "b"),
+        ("IDEMPOTENCY_TABLE", "t"),
+        ("WEBHOOK_SOURCES", "shop=s1,crm=s2"),
+    ])
+    .unwrap();
+    let err = Deps::new(
+        InMemoryBus::new(),
+        InMemoryIdempotencyStore::new(),
+        InMemoryReplayGuard::new(),
+        &config,
+        vec![
+            ("shop".into(), SHOP_SECRET.into()),
+            ("crm".into(), SHOP_SECRET.into()),
+        ],
+    )
+    .unwrap_err();
+    assert!(matches!(err, StartupError::SharedSecret(..)), "{err}");
+    let err = Deps::new(
+        InMemoryBus::new(),
+        InMemoryIdempotencyStore::new(),
+        InMemoryReplayGuard::new(),
+        &config,
+        vec![("shop".into(), "whsec_short".into())],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("not a standard-webhooks secret"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn timestamps_one_second_inside_the_tolerance_pass_and_one_second_outside_fail() {
+    let deps = deps();
+    let at = now();
+    for (offset, ok) in [(-301, false), (-299, true), (299, true), (301, false)] {
+        let id = format!("dlv-edge{offset}");
+        let headers = signed_headers_as(
+            Scheme::StandardWebhooks,
+            SHOP_SECRET,
+            SAMPLE_SHOP_ORDER,
+            &id,
+            at + offset,
+        );
+        let (status, answer) = post_at(&deps, "shop", SAMPLE_SHOP_ORDER, headers, at).await;
+        let expected = if ok {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(status, expected, "{offset}: {answer}");
+    }
+    assert_eq!(deps.publisher.published().len(), 2);
+}
+
+#[tokio::test]
+async fn during_rotation_either_secret_signs() {
+    let deps = deps();
+    let at = now();
+    let old_secret = busline_tests::new_standard_webhooks_secret();
+    let old = signed_headers_as(
+        Scheme::StandardWebhooks,
+        &old_secret,
+        SAMPLE_SHOP_ORDER,
+        "dlv-rot",
+        at,
+    );
+    let new = signed_headers_as(
+        Scheme::StandardWebhooks,
+        SHOP_SECRET,
+        SAMPLE_SHOP_ORDER,
+        "dlv-rot",
+        at,
+    );
+    let both = format!("{} {}", old[2].1, new[2].1);
+    let mut headers = new.clone();
+    headers[2].1 = both;
+    assert_eq!(
+        post_at(&deps, "shop", SAMPLE_SHOP_ORDER, headers, at)
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
+    let (status, _) = post_at(&deps, "shop", SAMPLE_SHOP_ORDER, old, at).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the old secret alone no longer signs"
+    );
+}
+
+#[tokio::test]
+async fn fifty_concurrent_copies_of_one_delivery_publish_one_event() {
+    for (source, scheme, secret, body) in [
+        (
+            "shop",
+            Scheme::StandardWebhooks,
+            SHOP_SECRET,
+            SAMPLE_SHOP_ORDER,
+        ),
+        (LEGACY.0, LEGACY.1, LEGACY.2, HELPDESK_USER),
+    ] {
+        let deps = deps();
+        let headers = signed_headers_as(scheme, secret, body, "dlv-50", now());
+        let copies = (0..50).map(|_| post_at(&deps, source, body, headers.clone(), now()));
+        let answers = futures_util::future::join_all(copies).await;
+        for (status, answer) in &answers {
+            assert!(
+                *status == StatusCode::ACCEPTED || *status == StatusCode::CONFLICT,
+                "{scheme}: {status} {answer}"
+            );
+        }
+        assert_eq!(deps.publisher.published().len(), 1, "{scheme}");
+    }
+}
+
+#[tokio::test]
+async fn schema_violations_are_capped_and_never_echo_a_value() {
+    let deps = deps();
+    let mut order: Value = serde_json::from_str(SAMPLE_SHOP_ORDER).unwrap();
+    order["lines"] = json!(
+        (0..30)
+            .map(|_| json!({"sku": "S", "quantity": "PRIVATE-VALUE-4111", "unit_price_cents": 1}))
+            .collect::<Vec<_>>()
+    );
+    let body = order.to_string();
+    let (status, answer) = post_signed(&deps, &body, "dlv-cap").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        answer["violations"].as_array().unwrap().len(),
+        MAX_VIOLATIONS
+    );
+    assert_eq!(answer["violation_count"], 30);
+    assert!(!answer.to_string().contains("PRIVATE-VALUE"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_stripe_event_without_an_event_id_is_refused_400() {
+    let deps = deps();
+    let (source, scheme, secret) = STRIPE;
+    let body = r#"{"object":"event","type":"charge.refunded"}"#;
+    let headers = signed_headers_as(scheme, secret, body, "ignored", now());
+    let (status, answer) = post_at(&deps, source, body, headers, now()).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_delivery_id"))
+    );
+    assert!(deps.publisher.published().is_empty());
 }
