@@ -18,53 +18,47 @@ const SETTLE: Duration = Duration::from_secs(5);
 const TIMEOUT: Duration = Duration::from_secs(60);
 const TOLERANCE: i64 = busline::signature::DEFAULT_TOLERANCE_SECS as i64;
 
-/// A deployed source: its name, its secret's output, a sample body and where its subject is.
+/// A deployed source: ingest's own spec of it (name, subject pointer) and its sample body.
 struct Source {
-    name: &'static str,
-    secret_output: &'static str,
+    spec: &'static ingest_webhook::SourceSpec,
     sample: &'static str,
-    subject: &'static str,
 }
 
-const SOURCES: [Source; 5] = [
-    Source {
-        name: "shop",
-        secret_output: "ShopWebhookSecretArn",
-        sample: include_str!("../../infra/events/shop-order.json"),
-        subject: "/order_id",
-    },
-    Source {
-        name: "crm",
-        secret_output: "CrmWebhookSecretArn",
-        sample: include_str!("../../infra/events/crm-customer.json"),
-        subject: "/customer_id",
-    },
-    Source {
-        name: "marketplace",
-        secret_output: "MarketplaceWebhookSecretArn",
-        sample: include_str!("../../infra/events/marketplace-order.json"),
-        subject: "/payload/orderNumber",
-    },
-    Source {
-        name: "helpdesk",
-        secret_output: "HelpdeskWebhookSecretArn",
-        sample: include_str!("../../infra/events/helpdesk-user.json"),
-        subject: "/detail/external_id",
-    },
-    Source {
-        name: "payments",
-        secret_output: "PaymentsWebhookSecretArn",
-        sample: include_str!("../../infra/events/payments-event.json"),
-        subject: "/data/object/id",
-    },
-];
+/// Every source ingest knows, with its sample from `infra/events/`.
+fn sources() -> Vec<Source> {
+    ingest_webhook::SOURCES
+        .iter()
+        .map(|spec| Source {
+            spec,
+            sample: match spec.name {
+                "shop" => include_str!("../../infra/events/shop-order.json"),
+                "crm" => include_str!("../../infra/events/crm-customer.json"),
+                "marketplace" => include_str!("../../infra/events/marketplace-order.json"),
+                "helpdesk" => include_str!("../../infra/events/helpdesk-user.json"),
+                "payments" => include_str!("../../infra/events/payments-event.json"),
+                other => panic!("no sample for source {other}: add one to infra/events/"),
+            },
+        })
+        .collect()
+}
 
 impl Source {
+    fn name(&self) -> &'static str {
+        self.spec.name
+    }
+
+    /// The output with its signing secret's ARN: `ShopWebhookSecretArn` for `shop`.
+    fn secret_output(&self) -> String {
+        let mut name = self.spec.name.chars();
+        let first = name.next().unwrap().to_ascii_uppercase();
+        format!("{first}{}WebhookSecretArn", name.as_str())
+    }
+
     /// The sample with `subject` as its subject (and, for Stripe events, an event id of its own).
     fn body(&self, subject: &str) -> String {
         let mut body: Value = serde_json::from_str(self.sample).unwrap();
-        *body.pointer_mut(self.subject).unwrap() = json!(subject);
-        if self.name == "payments" {
+        *body.pointer_mut(self.spec.subject).unwrap() = json!(subject);
+        if self.spec.name == "payments" {
             body["id"] = json!(format!("evt_{}", subject.replace('-', "_")));
         }
         body.to_string()
@@ -103,7 +97,7 @@ impl Run<'_> {
     }
 
     fn path(&self) -> String {
-        format!("/webhooks/{}", self.source.name)
+        format!("/webhooks/{}", self.source.name())
     }
 
     /// Sends and checks the answer at once; the events are counted at the end.
@@ -175,9 +169,14 @@ fn with_rotation(scheme: Scheme, headers: &Headers, old: &Headers) -> Headers {
         .collect()
 }
 
-async fn attack(aws: &SdkConfig, stack: &DeployedStack, source: &'static Source) -> Vec<Case> {
-    let scheme = stack.scheme_of(source.name).unwrap();
-    let secret = stack.secret(aws, source.secret_output).await.unwrap();
+async fn attack(
+    aws: &SdkConfig,
+    stack: &DeployedStack,
+    source: &Source,
+    all: &[Source],
+) -> Vec<Case> {
+    let scheme = stack.scheme_of(source.name()).unwrap();
+    let secret = stack.secret(aws, &source.secret_output()).await.unwrap();
     let tag = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let mut run = Run {
         stack,
@@ -247,11 +246,11 @@ async fn attack(aws: &SdkConfig, stack: &DeployedStack, source: &'static Source)
     .await;
 
     // 4. The same signed request sent to another source's path.
-    let elsewhere = SOURCES.iter().find(|s| s.name != source.name).unwrap();
+    let elsewhere = all.iter().find(|s| s.name() != source.name()).unwrap();
     run.case(
         "signature for another path",
         &subject,
-        (&format!("/webhooks/{}", elsewhere.name), &body, &headers),
+        (&format!("/webhooks/{}", elsewhere.name()), &body, &headers),
         (401, Some("bad_signature"), 1),
     )
     .await;
@@ -379,9 +378,10 @@ async fn attack(aws: &SdkConfig, stack: &DeployedStack, source: &'static Source)
 async fn every_scheme_holds_against_replays_forgeries_and_floods() {
     let aws = localstack().await.unwrap();
     let stack = DeployedStack::read(&aws).await.unwrap();
-    let schemes: Vec<Scheme> = SOURCES
+    let sources = sources();
+    let schemes: Vec<Scheme> = sources
         .iter()
-        .map(|s| stack.scheme_of(s.name).unwrap())
+        .map(|s| stack.scheme_of(s.name()).unwrap())
         .collect();
     for scheme in Scheme::ALL {
         assert!(
@@ -400,12 +400,12 @@ async fn every_scheme_holds_against_replays_forgeries_and_floods() {
     .unwrap();
 
     let mut cases = Vec::new();
-    for source in &SOURCES {
+    for source in &sources {
         cases.extend(
-            attack(&aws, &stack, source)
+            attack(&aws, &stack, source, &sources)
                 .await
                 .into_iter()
-                .map(|case| (source.name, case)),
+                .map(|case| (source.name(), case)),
         );
     }
 

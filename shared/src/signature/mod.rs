@@ -254,8 +254,8 @@ pub fn verify<'h>(
                 single_use: None,
             })
         }
-        Scheme::Stripe => {
-            timestamped::verify(
+        Scheme::Stripe | Scheme::BuslineV1 => {
+            let (timestamp, mac) = timestamped::verify(
                 scheme.signature_header(),
                 signature,
                 key,
@@ -263,6 +263,16 @@ pub fn verify<'h>(
                 now,
                 tolerance_secs,
             )?;
+            if scheme == Scheme::BuslineV1 {
+                return Ok(Verified {
+                    delivery_id: delivery_id(sender_id.as_deref(), "X-Delivery-Id")?,
+                    sender_id: None,
+                    single_use: Some(SingleUse {
+                        token: hex::encode(Sha256::digest(mac)),
+                        expires_at: timestamp.saturating_add(tolerance_secs),
+                    }),
+                });
+            }
             #[derive(serde::Deserialize)]
             struct Event<'a> {
                 #[serde(borrow)]
@@ -281,24 +291,6 @@ pub fn verify<'h>(
                 delivery_id: format!("sha256-{}", hex::encode(Sha256::digest(body))),
                 sender_id,
                 single_use: None,
-            })
-        }
-        Scheme::BuslineV1 => {
-            let (timestamp, mac) = timestamped::verify(
-                scheme.signature_header(),
-                signature,
-                key,
-                body,
-                now,
-                tolerance_secs,
-            )?;
-            Ok(Verified {
-                delivery_id: delivery_id(sender_id.as_deref(), "X-Delivery-Id")?,
-                sender_id: None,
-                single_use: Some(SingleUse {
-                    token: hex::encode(Sha256::digest(mac)),
-                    expires_at: timestamp.saturating_add(tolerance_secs),
-                }),
             })
         }
     }
