@@ -30,9 +30,13 @@ pub enum Recorded {
 /// An audit write that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    /// The store could not be reached or refused the call. Retryable.
+    /// The store could not be reached, or failed for now (throttling, 5xx). Retryable.
     #[error("the audit trail is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store refused the call for good (validation, such as a correlation id over DynamoDB's
+    /// 2 KB key limit; access denied; no such table: see [`crate::sdk_error`]). Permanent.
+    #[error("the audit trail refused the record")]
+    Refused(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The envelope cannot be stored as an item. Permanent.
     #[error("envelope {event_id} cannot be stored")]
     Unstorable {
@@ -48,15 +52,32 @@ impl Classify for AuditError {
     fn class(&self) -> ErrorClass {
         match self {
             Self::Unavailable(_) => ErrorClass::Retryable,
-            Self::Unstorable { .. } => ErrorClass::Permanent,
+            Self::Refused(_) | Self::Unstorable { .. } => ErrorClass::Permanent,
         }
     }
 
     fn error_type(&self) -> &'static str {
         match self {
             Self::Unavailable(_) => "AuditTrailUnavailable",
+            Self::Refused(_) => "AuditTrailRefused",
             Self::Unstorable { .. } => "AuditRecordUnstorable",
         }
+    }
+}
+
+fn sdk_failure<E>(
+    e: aws_sdk_dynamodb::error::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> AuditError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if crate::sdk_error::is_permanent(&e) {
+        AuditError::Refused(Box::new(e))
+    } else {
+        AuditError::Unavailable(Box::new(e))
     }
 }
 
@@ -165,7 +186,7 @@ impl AuditTrail for DynamoDbAuditTrail {
             {
                 Ok(Recorded::AlreadyThere)
             }
-            Err(e) => Err(AuditError::Unavailable(Box::new(e))),
+            Err(e) => Err(sdk_failure(e)),
         }
     }
 
@@ -184,7 +205,7 @@ impl AuditTrail for DynamoDbAuditTrail {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| AuditError::Unavailable(Box::new(e)))?;
+            .map_err(sdk_failure)?;
         items
             .into_iter()
             .map(|item| {

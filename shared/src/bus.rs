@@ -63,15 +63,19 @@ pub enum PublishError {
         /// Attempts made.
         attempts: u32,
     },
-    /// The call itself failed (network, throttling of the whole call, missing bus). Retryable.
+    /// The call itself failed for now (network, throttling of the whole call, 5xx). Retryable.
     #[error("the bus could not be reached")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The bus refused the call for good (validation, access denied, no such bus: see
+    /// [`crate::sdk_error`]). Permanent: not retried, here or by the caller.
+    #[error("the bus refused the call")]
+    Refused(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Classify for PublishError {
     fn class(&self) -> ErrorClass {
         match self {
-            Self::Unpublishable { .. } => ErrorClass::Permanent,
+            Self::Unpublishable { .. } | Self::Refused(_) => ErrorClass::Permanent,
             Self::Rejected { .. } | Self::Unavailable(_) => ErrorClass::Retryable,
         }
     }
@@ -81,6 +85,7 @@ impl Classify for PublishError {
             Self::Unpublishable { .. } => "EventUnpublishable",
             Self::Rejected { .. } => "EventsRejected",
             Self::Unavailable(_) => "BusUnavailable",
+            Self::Refused(_) => "BusRefused",
         }
     }
 }
@@ -152,11 +157,42 @@ impl EventBridgePublisher {
             .set_entries(Some(batch.iter().map(|(_, entry)| entry.clone()).collect()))
             .send()
             .await
-            .map_err(|e| PublishError::Unavailable(Box::new(e)))?;
-        if output.failed_entry_count() == 0 {
+            .map_err(|e| {
+                if crate::sdk_error::is_permanent(&e) {
+                    PublishError::Refused(Box::new(e))
+                } else {
+                    PublishError::Unavailable(Box::new(e))
+                }
+            })?;
+        if output.failed_entry_count() == 0 && output.entries().len() == batch.len() {
             return Ok(Vec::new());
         }
-        // Results come back in request order, one per entry.
+        // Results come back in request order, one per entry. An answer that does not have one per
+        // entry cannot say which were taken: every entry is offered again (consumers deduplicate on
+        // the envelope id), rather than any counted as published that may not be.
+        if output.entries().len() != batch.len() {
+            tracing::warn!(
+                sent = batch.len(),
+                answered = output.entries().len(),
+                failed = output.failed_entry_count(),
+                "PutEvents answered for fewer entries than were sent; offering them all again"
+            );
+            return Ok(batch
+                .iter()
+                .map(|(id, entry)| {
+                    let rejected = RejectedEntry {
+                        event_id: id.clone(),
+                        code: "IncompleteAnswer".to_owned(),
+                        message: format!(
+                            "PutEvents answered {} of {} entries",
+                            output.entries().len(),
+                            batch.len()
+                        ),
+                    };
+                    (id.clone(), entry.clone(), rejected)
+                })
+                .collect());
+        }
         Ok(batch
             .iter()
             .zip(output.entries())
@@ -196,7 +232,7 @@ impl EventBridgePublisher {
                         .map(|(id, entry, _)| (id, entry))
                         .collect();
                 }
-                Err(e) if last => return Err(e),
+                Err(e) if last || e.class() == ErrorClass::Permanent => return Err(e),
                 Err(e) => tracing::warn!(attempt, error = %e, "PutEvents failed; retrying"),
             }
             tokio::time::sleep(self.backoff.delay(attempt)).await;

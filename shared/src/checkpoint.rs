@@ -22,9 +22,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Classify, ErrorClass};
@@ -73,9 +74,13 @@ pub enum CheckpointError {
         /// The checkpoint as it now stands (`None` if it does not exist).
         current: Option<Checkpoint>,
     },
-    /// The store could not be reached or refused the call. Retryable.
+    /// The store could not be reached, or failed for now (throttling, 5xx). Retryable.
     #[error("the checkpoint store is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store refused the call for good (validation, access denied, no such table: see
+    /// [`crate::sdk_error`]). Permanent.
+    #[error("the checkpoint store refused the call")]
+    Refused(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A stored checkpoint could not be read. Permanent until someone fixes it.
     #[error("checkpoint {name} is unreadable")]
     Corrupt {
@@ -92,7 +97,7 @@ impl Classify for CheckpointError {
         match self {
             Self::Conflict { .. } => ErrorClass::Duplicate,
             Self::Unavailable(_) => ErrorClass::Retryable,
-            Self::Corrupt { .. } => ErrorClass::Permanent,
+            Self::Refused(_) | Self::Corrupt { .. } => ErrorClass::Permanent,
         }
     }
 
@@ -100,6 +105,7 @@ impl Classify for CheckpointError {
         match self {
             Self::Conflict { .. } => "CheckpointConflict",
             Self::Unavailable(_) => "CheckpointStoreUnavailable",
+            Self::Refused(_) => "CheckpointStoreRefused",
             Self::Corrupt { .. } => "CheckpointCorrupt",
         }
     }
@@ -141,8 +147,27 @@ impl DynamoDbCheckpointStore {
     }
 }
 
-fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> CheckpointError {
-    CheckpointError::Unavailable(Box::new(e))
+fn unavailable<E>(e: SdkError<E, HttpResponse>) -> CheckpointError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if crate::sdk_error::is_permanent(&e) {
+        CheckpointError::Refused(Box::new(e))
+    } else {
+        CheckpointError::Unavailable(Box::new(e))
+    }
+}
+
+/// [`unavailable`] for a service error taken out of its `SdkError`.
+fn service_failure<E>(e: E) -> CheckpointError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if crate::sdk_error::classify_service_error(&e) == ErrorClass::Permanent {
+        CheckpointError::Refused(Box::new(e))
+    } else {
+        CheckpointError::Unavailable(Box::new(e))
+    }
 }
 
 fn read(name: &str, item: HashMap<String, AttributeValue>) -> Result<Checkpoint, CheckpointError> {
@@ -202,7 +227,7 @@ impl CheckpointStore for DynamoDbCheckpointStore {
                         current: failed.item.map(|item| read(name, item)).transpose()?,
                     })
                 }
-                other => Err(unavailable(other)),
+                other => Err(service_failure(other)),
             },
             Err(e) => Err(unavailable(e)),
         }

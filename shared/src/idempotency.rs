@@ -51,13 +51,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, PutRequest, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     WriteRequest,
 };
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use futures_util::StreamExt;
 use lru::LruCache;
 use serde::de::DeserializeOwned;
@@ -269,9 +270,13 @@ impl IdempotencyRecord {
 /// A store call that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The store could not be reached or refused the call. Retryable.
+    /// The store could not be reached, or failed for now (throttling, 5xx). Retryable.
     #[error("the idempotency store is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store refused the call for good (validation, access denied, no such table: see
+    /// [`crate::sdk_error`]). Permanent: the same call fails the same way until someone acts.
+    #[error("the idempotency store refused the call")]
+    Refused(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A stored record could not be read. Permanent until someone fixes the record.
     #[error("idempotency record {key} is unreadable")]
     Corrupt {
@@ -287,20 +292,40 @@ impl Classify for StoreError {
     fn class(&self) -> ErrorClass {
         match self {
             Self::Unavailable(_) => ErrorClass::Retryable,
-            Self::Corrupt { .. } => ErrorClass::Permanent,
+            Self::Refused(_) | Self::Corrupt { .. } => ErrorClass::Permanent,
         }
     }
 
     fn error_type(&self) -> &'static str {
         match self {
             Self::Unavailable(_) => "IdempotencyStoreUnavailable",
+            Self::Refused(_) => "IdempotencyStoreRefused",
             Self::Corrupt { .. } => "IdempotencyRecordCorrupt",
         }
     }
 }
 
-fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
-    StoreError::Unavailable(Box::new(e))
+fn unavailable<E>(e: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if crate::sdk_error::is_permanent(&e) {
+        StoreError::Refused(Box::new(e))
+    } else {
+        StoreError::Unavailable(Box::new(e))
+    }
+}
+
+/// [`unavailable`] for a service error taken out of its `SdkError`.
+fn service_failure<E>(e: E) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if crate::sdk_error::classify_service_error(&e) == ErrorClass::Permanent {
+        StoreError::Refused(Box::new(e))
+    } else {
+        StoreError::Unavailable(Box::new(e))
+    }
 }
 
 fn corrupt(key: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
@@ -888,7 +913,7 @@ impl DynamoDbIdempotencyStore {
             .set_expression_attribute_values(Some(condition_values(now_ms)))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
-            .map_err(unavailable)
+            .map_err(|e| StoreError::Refused(Box::new(e)))
     }
 }
 
@@ -938,7 +963,7 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
                 PutItemError::ConditionalCheckFailedException(failed) => {
                     existing_record(&claim.pk, failed.item).map(Some)
                 }
-                other => Err(unavailable(other)),
+                other => Err(service_failure(other)),
             },
             Err(e) => Err(unavailable(e)),
         }
@@ -975,7 +1000,7 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
                         TransactWriteItemsError::TransactionCanceledException(cancelled) => {
                             cancelled.cancellation_reasons.unwrap_or_default()
                         }
-                        other => return Err(unavailable(other)),
+                        other => return Err(service_failure(other)),
                     },
                     Err(e) => return Err(unavailable(e)),
                 };
@@ -1018,7 +1043,7 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
                     let put = PutRequest::builder()
                         .set_item(Some(item))
                         .build()
-                        .map_err(unavailable)?;
+                        .map_err(|e| StoreError::Refused(Box::new(e)))?;
                     Ok(WriteRequest::builder().put_request(put).build())
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;

@@ -12,7 +12,8 @@
 //!   (backoff with full jitter that respects the invocation's deadline);
 //! - [`config`] and [`aws`]: configuration read once at cold start, and SDK clients built once;
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format metrics;
-//! - [`error`]: the retryable / permanent / duplicate taxonomy that becomes a Lambda `Diagnostic`;
+//! - [`error`]: the retryable / permanent / duplicate taxonomy that becomes a Lambda `Diagnostic`,
+//!   and [`sdk_error`]: every AWS SDK error classified once into it;
 //! - [`time`]: RFC 3339 times written and read fast, exactly as chrono does;
 //! - [`signature`] and [`schema`]: webhook signatures, JSON Schema validation, and the schema
 //!   compatibility rules ([`schema::compat`]);
@@ -38,6 +39,7 @@ pub mod idempotency;
 pub mod redrive;
 pub mod retry;
 pub mod schema;
+pub mod sdk_error;
 pub mod signature;
 pub mod telemetry;
 pub mod time;
