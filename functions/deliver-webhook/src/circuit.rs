@@ -4,6 +4,10 @@
 //! the destination are not attempted, and their messages wait (visibility) until it may close.
 //! After that, the next delivery is a trial: a success closes the circuit (the count is reset), a
 //! failure opens it again at once.
+//!
+//! An endpoint that answers `410 Gone` is **disabled**: it said it will never take events again,
+//! so none is sent to it until an operator enables it (deletes its item, `circuit#<name>`); each
+//! event for it goes to the dead-letter queue with the reason instead.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,12 +17,14 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 /// A destination's circuit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Circuit {
     /// Consecutive failures.
     pub failures: u32,
     /// Open until this time (Unix ms), if open.
     pub open_until_ms: Option<i64>,
+    /// Why the endpoint is disabled, if it is (it answered `410 Gone`).
+    pub disabled: Option<String>,
 }
 
 impl Circuit {
@@ -80,6 +86,13 @@ pub trait CircuitStore: Send + Sync {
     /// Closes the circuit.
     fn succeeded(&self, destination: &str)
     -> impl Future<Output = Result<(), CircuitError>> + Send;
+
+    /// Disables the destination for good, with the reason, until an operator enables it.
+    fn disable(
+        &self,
+        destination: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), CircuitError>> + Send;
 }
 
 /// Circuits on DynamoDB: item `circuit#<destination>` in a table keyed by `pk`.
@@ -112,6 +125,10 @@ fn circuit(item: Option<&HashMap<String, AttributeValue>>) -> Circuit {
     Circuit {
         failures: number("failures").unwrap_or(0).max(0) as u32,
         open_until_ms: number("open_until_ms"),
+        disabled: item
+            .and_then(|i| i.get("disabled"))
+            .and_then(|v| v.as_s().ok())
+            .cloned(),
     }
 }
 
@@ -178,6 +195,19 @@ impl CircuitStore for DynamoDbCircuitStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn disable(&self, destination: &str, reason: &str) -> Result<(), CircuitError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", key(destination))
+            .update_expression("SET disabled = :reason")
+            .expression_attribute_values(":reason", AttributeValue::S(reason.to_owned()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
 }
 
 /// Circuits in memory, with the same rules.
@@ -200,7 +230,7 @@ impl CircuitStore for InMemoryCircuitStore {
             .lock()
             .unwrap()
             .get(destination)
-            .copied()
+            .cloned()
             .unwrap_or_default())
     }
 
@@ -216,7 +246,7 @@ impl CircuitStore for InMemoryCircuitStore {
         if let Some(until) = policy.opens(circuit, now_ms) {
             circuit.open_until_ms = Some(until);
         }
-        Ok(*circuit)
+        Ok(circuit.clone())
     }
 
     async fn succeeded(&self, destination: &str) -> Result<(), CircuitError> {
@@ -224,6 +254,16 @@ impl CircuitStore for InMemoryCircuitStore {
             .lock()
             .unwrap()
             .insert(destination.to_owned(), Circuit::default());
+        Ok(())
+    }
+
+    async fn disable(&self, destination: &str, reason: &str) -> Result<(), CircuitError> {
+        self.circuits
+            .lock()
+            .unwrap()
+            .entry(destination.to_owned())
+            .or_default()
+            .disabled = Some(reason.to_owned());
         Ok(())
     }
 }
@@ -252,6 +292,14 @@ pub async fn contract<S: CircuitStore>(store: &S, prefix: &str) {
     assert_eq!(reopened.open_until_ms, Some(22_000));
     store.succeeded(&destination).await.unwrap();
     assert_eq!(store.get(&destination).await.unwrap(), Circuit::default());
+
+    let gone = format!("{prefix}gone.example");
+    store.disable(&gone, "answered 410 Gone").await.unwrap();
+    assert_eq!(
+        store.get(&gone).await.unwrap().disabled.as_deref(),
+        Some("answered 410 Gone")
+    );
+    assert_eq!(store.get(&destination).await.unwrap().disabled, None);
 }
 
 #[cfg(test)]

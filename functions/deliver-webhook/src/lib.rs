@@ -19,6 +19,11 @@
 //!   the open time (visibility) instead of hammering it.
 //! - **Timeouts.** Each request's timeout is the configured one, cut to the invocation's remaining
 //!   time.
+//! - **Redirects are answers, not hops.** The client never follows one ([`http_client`]): a `3xx`
+//!   is permanent, dead-lettered with its `Location`, so a signed event is neither lost to a body-less
+//!   GET that answers 200 nor sent to a host nobody subscribed.
+//! - **`410 Gone` disables the endpoint** ([`circuit`]): its events go to the dead-letter queue with
+//!   the reason, unsent, until an operator enables it again.
 //! - **Partial batches.** One bad destination fails only its own messages.
 
 pub mod circuit;
@@ -155,6 +160,16 @@ impl Config {
     }
 }
 
+/// The HTTP client deliveries go out on: it never follows a redirect (a `3xx` is an answer; see the
+/// module's notes) and sends no `Referer`.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .build()
+        .expect("a client with static settings builds")
+}
+
 /// Reads every endpoint's Standard Webhooks secret from Secrets Manager, concurrently (each read
 /// is a round trip on the cold-start path), failing with the endpoint and secret that are wrong.
 pub async fn fetch_keys(
@@ -188,6 +203,26 @@ pub enum DeliveryError {
     /// The endpoint has no signing key: the function started without its secret. Permanent.
     #[error("no signing secret for {0}")]
     NoSecret(String),
+    /// The destination answered with a redirect, which is never followed. Permanent.
+    #[error(
+        "{destination} answered {status}, a redirect to {location:?}; redirects are not followed: update the subscription's URL"
+    )]
+    Redirected {
+        /// The subscriber.
+        destination: String,
+        /// The HTTP status.
+        status: u16,
+        /// Where it pointed.
+        location: String,
+    },
+    /// The destination is disabled (it answered `410 Gone`). Permanent.
+    #[error("{destination} is disabled ({reason}); enable it by deleting its circuit item")]
+    Disabled {
+        /// The subscriber.
+        destination: String,
+        /// Why.
+        reason: String,
+    },
     /// The destination refused it. Permanent.
     #[error("{destination} refused the event with {status}: {excerpt}")]
     Refused {
@@ -232,6 +267,8 @@ impl Classify for DeliveryError {
             Self::NoSubscriber(_) => "NoSubscriber",
             Self::NoSecret(_) => "NoSigningSecret",
             Self::Refused { .. } => "DeliveryRefused",
+            Self::Redirected { .. } => "DeliveryRedirected",
+            Self::Disabled { .. } => "EndpointDisabled",
             Self::Failed { .. } => "DeliveryFailed",
             Self::CircuitOpen { .. } => "CircuitOpen",
         }
@@ -403,6 +440,12 @@ impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
                 Default::default()
             }
         };
+        if let Some(reason) = &circuit.disabled {
+            return Err(DeliveryError::Disabled {
+                destination: destination.clone(),
+                reason: reason.clone(),
+            });
+        }
         if let Some(wait) = circuit.wait(now) {
             return Err(DeliveryError::CircuitOpen {
                 destination: destination.clone(),
@@ -484,7 +527,30 @@ impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs)
             .unwrap_or_default();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(|l| excerpt(l))
+                .unwrap_or_default();
+            return Err(DeliveryError::Redirected {
+                destination: destination.clone(),
+                status: status.as_u16(),
+                location,
+            });
+        }
         let text = response.text().await.unwrap_or_default();
+        if status == reqwest::StatusCode::GONE {
+            let reason = format!("answered 410 Gone: {}", excerpt(&text));
+            if let Err(e) = self.circuits.disable(destination, &reason).await {
+                tracing::warn!(error = %e, "could not disable the endpoint; it is refused this once");
+            }
+            return Err(DeliveryError::Disabled {
+                destination: destination.clone(),
+                reason,
+            });
+        }
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return Err(failed(
                 format!("answered {status}: {}", excerpt(&text)),

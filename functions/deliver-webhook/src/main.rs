@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     let deliverer = Deliverer {
         config,
         keys,
-        http: reqwest::Client::new(),
+        http: deliver_webhook::http_client(),
         circuits: DynamoDbCircuitStore::new(aws_sdk_dynamodb::Client::new(&aws), table),
         visibility: SqsVisibility::new(aws_sdk_sqs::Client::new(&aws), queue),
     };

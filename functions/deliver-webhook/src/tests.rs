@@ -46,7 +46,7 @@ fn deliverer(server: &MockServer) -> Deliverer<InMemoryCircuitStore, Recorded> {
                 .key(SECRET)
                 .unwrap(),
         )]),
-        http: reqwest::Client::new(),
+        http: http_client(),
         circuits: InMemoryCircuitStore::new(),
         visibility: Recorded::default(),
     }
@@ -354,4 +354,74 @@ fn subscriptions_are_read_and_checked() {
     }
     assert!(Config::from_env(&[("SUBSCRIPTIONS", r#"{"t.v1": [{"url": "ftp://x"}]}"#)]).is_err());
     assert!(Config::from_env(&[("SUBSCRIPTIONS", "[]")]).is_err());
+}
+
+/// A 301, 302 or 303 used to be followed as a body-less GET, whose 200 counted as delivered: the
+/// event was lost. A 307 or 308 sent the signed body to another host. Now every redirect is an
+/// answer: dead-lettered with its Location, and the other host never hears of it.
+#[tokio::test]
+async fn a_redirect_is_never_followed_and_dead_letters_the_event_with_its_location() {
+    let elsewhere = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&elsewhere)
+        .await;
+    for status in [301, 302, 303, 307, 308] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(status)
+                    .insert_header("location", format!("{}/moved", elsewhere.uri())),
+            )
+            .mount(&server)
+            .await;
+        let deliverer = deliverer(&server);
+        let (failures, dlq) = run(&deliverer, vec![message("e-moved", 1)]).await;
+        assert!(failures.is_empty(), "{status}: not retried");
+        let letters = dlq.letters();
+        assert_eq!(letters.len(), 1, "{status}");
+        assert_eq!(letters[0].error_type, "DeliveryRedirected");
+        assert!(
+            letters[0].reason.contains(&status.to_string())
+                && letters[0]
+                    .reason
+                    .contains(&format!("{}/moved", elsewhere.uri())),
+            "{}",
+            letters[0].reason
+        );
+    }
+    assert!(
+        elsewhere.received_requests().await.unwrap().is_empty(),
+        "the redirect's target was never called"
+    );
+}
+
+#[tokio::test]
+async fn a_410_disables_the_endpoint_and_later_events_are_dead_lettered_unsent() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(410).set_body_string("this hook was removed"))
+        .mount(&server)
+        .await;
+    let deliverer = deliverer(&server);
+    let (failures, dlq) = run(&deliverer, vec![message("e-gone-1", 1)]).await;
+    assert!(failures.is_empty());
+    assert_eq!(dlq.letters()[0].error_type, "EndpointDisabled");
+    let circuit = deliverer.circuits.get("warehouse").await.unwrap();
+    assert!(
+        circuit
+            .disabled
+            .as_deref()
+            .is_some_and(|r| r.contains("410")),
+        "{circuit:?}"
+    );
+
+    let (failures, dlq) = run(&deliverer, vec![message("e-gone-2", 1)]).await;
+    assert!(failures.is_empty());
+    assert_eq!(dlq.letters()[0].error_type, "EndpointDisabled");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "nothing more is sent to a disabled endpoint"
+    );
 }
