@@ -47,6 +47,11 @@ pub const MASTER_CHANGED: &str = "io.busline.customer-master.changed.v1";
 /// Merges tried before the message is handed back for a retry.
 pub const MAX_MERGES: usize = 5;
 
+/// How far ahead of now a source's timestamp may be. "Latest wins" trusts sources' clocks, so an
+/// update dated a year ahead would win every such field for a year, whatever came after it: past
+/// this bound a change is refused, permanently, to the dead-letter queue with the reason.
+pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+
 /// Reads `MDM_RULES`, or the default rules when it is unset.
 pub fn rules_from_env(env: &impl Env) -> Result<Rules, ConfigError> {
     match env.get("MDM_RULES").filter(|r| !r.trim().is_empty()) {
@@ -68,6 +73,19 @@ pub enum MdmError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The source's timestamp is further ahead of now than [`MAX_FUTURE_SKEW_MS`]. Permanent.
+    #[error(
+        "the {source_name} change to customer {customer_id} is dated {ahead_ms} ms ahead of now, beyond the {} s skew bound; fix the source's clock or its timestamp and redrive it",
+        MAX_FUTURE_SKEW_MS / 1000
+    )]
+    FutureDated {
+        /// The customer.
+        customer_id: String,
+        /// The source.
+        source_name: String,
+        /// How far ahead of now.
+        ahead_ms: i64,
+    },
     /// Other writers kept winning the race.
     #[error("customer {0} kept changing during {MAX_MERGES} merges")]
     Contended(String),
@@ -79,7 +97,7 @@ pub enum MdmError {
 impl Classify for MdmError {
     fn class(&self) -> ErrorClass {
         match self {
-            Self::Malformed(_) => ErrorClass::Permanent,
+            Self::Malformed(_) | Self::FutureDated { .. } => ErrorClass::Permanent,
             Self::Store(e) => e.class(),
             Self::Contended(_) | Self::Publish(_) => ErrorClass::Retryable,
         }
@@ -88,6 +106,7 @@ impl Classify for MdmError {
     fn error_type(&self) -> &'static str {
         match self {
             Self::Malformed(_) => "MalformedCustomerChange",
+            Self::FutureDated { .. } => "FutureDatedChange",
             Self::Store(e) => e.error_type(),
             Self::Contended(_) => "MasterContended",
             Self::Publish(_) => "BusUnavailable",
@@ -132,6 +151,14 @@ impl<S: MasterStore, P: EventPublisher> CustomerMaster<S, P> {
 
     /// Merges one update into the master.
     pub async fn apply(&self, update: &CustomerUpdate) -> Result<Applied, MdmError> {
+        let ahead_ms = update.ts_ms - chrono::Utc::now().timestamp_millis();
+        if ahead_ms > MAX_FUTURE_SKEW_MS {
+            return Err(MdmError::FutureDated {
+                customer_id: update.customer_id.clone(),
+                source_name: update.source.clone(),
+                ahead_ms,
+            });
+        }
         for _ in 0..MAX_MERGES {
             let stored = self.store.get(&update.customer_id).await?;
             if let Some(stored) = &stored

@@ -138,6 +138,36 @@ async fn what_the_master_cannot_take_is_a_permanent_error() {
     assert!(error.to_string().contains("/updated_at"));
 }
 
+/// An update dated a year ahead used to win every "latest" field for ever. Now it is refused
+/// (permanent, so the dead-letter queue gets it with the reason) and changes nothing; one within
+/// the skew bound is merged.
+#[tokio::test]
+async fn a_far_future_update_is_refused_and_changes_nothing() {
+    let m = master();
+    let now = chrono::Utc::now().timestamp_millis();
+    m.apply(&update("crm", now - 1_000, json!({"email": "a@x"})))
+        .await
+        .unwrap();
+    let year_ahead = now + 365 * 24 * 3600 * 1000;
+    let error = m
+        .apply(&update("shop", year_ahead, json!({"email": "attacker@x"})))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "FutureDatedChange");
+    assert_eq!(error.class(), ErrorClass::Permanent);
+    assert!(error.to_string().contains("skew bound"), "{error}");
+    assert_eq!(m.store.records()["C-1"].fields["email"].value, json!("a@x"));
+    assert_eq!(m.publisher.published().len(), 1);
+
+    let slightly_ahead = now + MAX_FUTURE_SKEW_MS / 2;
+    assert!(matches!(
+        m.apply(&update("shop", slightly_ahead, json!({"email": "b@x"})))
+            .await
+            .unwrap(),
+        Applied::Changed { .. }
+    ));
+}
+
 #[test]
 fn rules_come_from_the_environment() {
     assert_eq!(rules_from_env(&[("X", "y")]).unwrap(), Rules::default());
