@@ -1,5 +1,7 @@
-//! A compensation that still fails after its retries, on the deployed stack: the payment is declined,
-//! and refund-payment (the first compensation) fails 7 times, past its 6 retries. The execution must
+//! A compensation that still fails after its retries, on the deployed stack: take-payment fails with
+//! `PaymentDeclined` before its own code runs (the executor's injected error, as a crash or a Lambda
+//! service error would, so the step records nothing itself), and refund-payment (the first
+//! compensation) fails 7 times, past its 6 retries. The execution must
 //! publish exactly one `order.compensation-failed` event, record `COMPENSATION_FAILED` in the order
 //! status, and end FAILED (what the `CompensationFailedAlarm` watches), with nothing dropped: no
 //! `order.failed` pretending all was undone, and the inventory still held for a person to release.
@@ -14,13 +16,19 @@ use serde_json::json;
 #[tokio::test]
 async fn a_compensation_that_outlasts_its_retries_is_escalated_never_dropped() {
     let aws = localstack().await.unwrap();
-    let scenario = Scenario::new(&aws, 1_000_000, true, 0).await.unwrap();
+    let scenario = Scenario::new(&aws, 1_000_000, false, 0).await.unwrap();
+    queue_faults(
+        "busline-take-payment",
+        json!([{"fault": "error", "errorType": "PaymentDeclined"}]),
+    )
+    .unwrap();
     let faults = vec![json!({"fault": "error", "errorType": "PaymentsUnavailable"}); 7];
     queue_faults("busline-refund-payment", json!(faults)).unwrap();
     scenario.place().await.unwrap();
 
     let finished = scenario.finished(Duration::from_secs(240)).await;
     queue_faults("busline-refund-payment", json!([])).unwrap();
+    queue_faults("busline-take-payment", json!([])).unwrap();
     let finished = finished.unwrap();
     assert_eq!(finished.status, "FAILED", "{finished:?}");
     assert_eq!(
@@ -57,11 +65,13 @@ async fn a_compensation_that_outlasts_its_retries_is_escalated_never_dropped() {
 
     let (_, status) = scenario.status().await.unwrap();
     assert_eq!(status["status"], "COMPENSATION_FAILED", "{status}");
+    // The failing step never ran, so it recorded no reason; the state machine records both
+    // errors, so the person who must act learns why from the status too.
     assert!(
-        status["failure_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("declined")),
-        "the first failure stays the reason: {status}"
+        status["failure_reason"].as_str().is_some_and(|r| {
+            r.starts_with("PaymentDeclined:") && r.contains("PaymentsUnavailable")
+        }),
+        "the first failure is the reason, with the compensation's: {status}"
     );
     // What was not undone is still there for a person: the stock reserved, no payment taken.
     for (sku, quantity) in scenario.order.quantities() {
