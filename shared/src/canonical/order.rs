@@ -14,6 +14,18 @@ use crate::fulfillment::{Address, CURRENCIES, Customer};
 /// The longest order id: a Step Functions execution is named after it (80 characters at most).
 pub const MAX_ORDER_ID_LEN: usize = 80;
 
+/// Whether `name` can name a Step Functions execution, by AWS's documented rule (`StartExecution`,
+/// `name`): 1 to 80 characters, and none of white space, brackets `< > { } [ ]`, wildcards `? *`,
+/// the special characters `" # % \ ^ | ~ ` $ & , ; : /`, or control characters (U+0000–U+001F,
+/// U+007F–U+009F). The order saga is named after its order, so an order id that fails this is
+/// refused where the order enters, with the reason, instead of failing `StartExecution` after the
+/// sender was told 202. LocalStack accepts any name, so this rule is tested here, not there.
+pub fn is_execution_name(name: &str) -> bool {
+    let forbidden =
+        |c: char| c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c);
+    (1..=MAX_ORDER_ID_LEN).contains(&name.chars().count()) && !name.chars().any(forbidden)
+}
+
 /// Where an order was placed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -171,6 +183,14 @@ impl OrderPlaced {
         p.check(self.order_id.len() <= MAX_ORDER_ID_LEN, || {
             format!("the order id is longer than {MAX_ORDER_ID_LEN} characters")
         });
+        p.check(
+            self.order_id.is_empty()
+                || self.order_id.len() > MAX_ORDER_ID_LEN
+                || is_execution_name(&self.order_id),
+            || {
+                "the order id names the order's saga execution, so it cannot hold white space, brackets, ? * \" # % \\ ^ | ~ ` $ & , ; : / or control characters".to_owned()
+            },
+        );
         if let Some(external_id) = &self.external_id {
             p.non_empty("the external id", external_id);
         }
@@ -348,6 +368,39 @@ mod tests {
         // A v2 event that lacks v2's fields is malformed, not silently upcast.
         let err = read_order(&envelope(ORDER_PLACED_V2, v1())).unwrap_err();
         assert!(err.to_string().contains("missing field"), "{err}");
+    }
+
+    #[test]
+    fn an_execution_name_keeps_to_the_documented_rule() {
+        for good in [
+            "SO-1001",
+            "MP-402-8812340-1",
+            "a",
+            "ordre-été_2",
+            &"x".repeat(80),
+        ] {
+            assert!(is_execution_name(good), "{good:?}");
+        }
+        let mut bad: Vec<String> = [
+            "", "SO 1", "SO\t1", "SO-1\n", "SO#1", "SO%1", "SO/1", "SO:1", "SO?1", "SO,1", "SO;1",
+            "SO\\1", "SO^1", "SO|1", "SO~1", "SO$1", "SO&1", "SO*1", "SO\"1", "SO`1", "SO<1>",
+            "SO{1}", "SO[1]", "SO\u{7f}", "SO\u{85}", "SO\u{0}",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        bad.push("x".repeat(81));
+        for name in bad {
+            assert!(!is_execution_name(&name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn an_order_id_no_saga_can_be_named_by_is_invalid() {
+        let mut order = read_order(&envelope(ORDER_PLACED_V1, v1())).unwrap().data;
+        order.order_id = "SO-1#2".to_owned();
+        let err = order.validate().unwrap_err();
+        assert!(err.to_string().contains("saga execution"), "{err}");
     }
 
     #[test]
