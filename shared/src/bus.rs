@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
@@ -128,7 +129,13 @@ pub struct EventBridgePublisher {
     client: Client,
     bus: String,
     backoff: Backoff,
+    budget: Duration,
 }
+
+/// How long one `publish` may take, calls and waits included, unless set otherwise: half the
+/// stack's 10 s function timeout, so a caller holding a claim (ingest's idempotency record) answers
+/// 503 and releases it instead of being killed mid-call.
+pub const DEFAULT_PUBLISH_BUDGET: Duration = Duration::from_secs(5);
 
 impl EventBridgePublisher {
     /// Publishes to `bus` (a name or ARN) with the default backoff.
@@ -137,7 +144,15 @@ impl EventBridgePublisher {
             client,
             bus: bus.into(),
             backoff: Backoff::default(),
+            budget: DEFAULT_PUBLISH_BUDGET,
         }
+    }
+
+    /// Replaces the time one `publish` may take in all ([`DEFAULT_PUBLISH_BUDGET`]): past it, a call
+    /// still waiting for the bus is abandoned and the publish fails, retryably.
+    pub fn with_budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Replaces the backoff used for rejected entries and failed calls.
@@ -212,11 +227,25 @@ impl EventBridgePublisher {
     async fn put_with_retries(
         &self,
         mut pending: Vec<(String, PutEventsRequestEntry)>,
+        until: tokio::time::Instant,
     ) -> Result<(), PublishError> {
         let mut attempt = 1;
         loop {
-            let outcome = self.put_once(&pending).await;
-            let last = attempt >= self.backoff.max_attempts.max(1);
+            let outcome = match tokio::time::timeout_at(until, self.put_once(&pending)).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    return Err(PublishError::Unavailable(
+                        format!(
+                            "the bus did not answer within the publish budget of {} ms",
+                            self.budget.as_millis()
+                        )
+                        .into(),
+                    ));
+                }
+            };
+            let wait = self.backoff.delay(attempt);
+            let out_of_time = tokio::time::Instant::now() + wait >= until;
+            let last = attempt >= self.backoff.max_attempts.max(1) || out_of_time;
             match outcome {
                 Ok(rejected) if rejected.is_empty() => return Ok(()),
                 Ok(rejected) if last => {
@@ -235,7 +264,7 @@ impl EventBridgePublisher {
                 Err(e) if last || e.class() == ErrorClass::Permanent => return Err(e),
                 Err(e) => tracing::warn!(attempt, error = %e, "PutEvents failed; retrying"),
             }
-            tokio::time::sleep(self.backoff.delay(attempt)).await;
+            tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
@@ -281,8 +310,9 @@ impl EventPublisher for EventBridgePublisher {
     ) -> Result<(), PublishError> {
         let mut rejected = Vec::new();
         let mut attempts = 0;
+        let until = tokio::time::Instant::now() + self.budget;
         for batch in batches(entries(&self.bus, events)?) {
-            match self.put_with_retries(batch).await {
+            match self.put_with_retries(batch, until).await {
                 Ok(()) => {}
                 Err(PublishError::Rejected {
                     rejected: r,

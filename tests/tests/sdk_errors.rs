@@ -253,3 +253,30 @@ async fn a_refused_put_events_call_is_permanent_at_once_and_throttling_is_retrie
         "retried to its limit"
     );
 }
+
+/// A bus that never answers used to hold ingest until Lambda killed it, its idempotency claim still
+/// in progress. Now a publish has a time budget, past which it fails retryably (ingest: 503, claim
+/// released). The stub answers 200 after 30 s: without the budget this publish would succeed.
+#[tokio::test]
+async fn a_bus_that_never_answers_fails_the_publish_within_its_budget() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            answer(
+                json!({"FailedEntryCount": 0, "Entries": [{"EventId": "a"}]}),
+                200,
+            )
+            .set_delay(Duration::from_secs(30)),
+        )
+        .mount(&server)
+        .await;
+    let publisher = EventBridgePublisher::new(eventbridge_at(&server), "bus")
+        .with_backoff(FAST)
+        .with_budget(Duration::from_millis(500));
+    let error = publisher.publish(&[event("evt-a")]).await.unwrap_err();
+    assert!(
+        matches!(&error, PublishError::Unavailable(e) if e.to_string().contains("budget")),
+        "{error:?}"
+    );
+    assert_eq!(error.class(), ErrorClass::Retryable);
+}
