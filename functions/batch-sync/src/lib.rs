@@ -22,8 +22,17 @@
 //!
 //! It respects the source's rate limit (a `429`'s `Retry-After`) and retries `5xx`, transport errors
 //! and unreadable answers with backoff, all within the invocation's time: before it would run out,
-//! it stops cleanly, releasing the lease with the checkpoint at the last published page. A record
-//! without an `id` or `updated_at` goes to the dead-letter queue with the reason; the rest go on.
+//! it stops cleanly, releasing the lease with the checkpoint at the last published page.
+//!
+//! Nothing stalls it for good:
+//! - a record without an `id` or `updated_at`, or one that cannot travel on the bus (its envelope
+//!   over 256 KB), goes to the dead-letter queue whole, with the reason, and the rest of the page
+//!   goes on;
+//! - a saved cursor the source no longer knows (it answers `400`, `404`, `410` or `422` to a page
+//!   asked for with a cursor) restarts the run from the watermark, once, and says so; the pages
+//!   already published in it are published again under the same event ids;
+//! - any other refusal (a `4xx` but `429`) fails the run as permanent (`SourceRefused`), and a bus
+//!   that refuses for good fails it as permanent too: retrying either is a stall.
 
 use std::time::Duration;
 
@@ -129,6 +138,9 @@ pub struct Report {
     pub batches: u64,
     /// Whether the run reached the last page (otherwise the next run resumes it).
     pub complete: bool,
+    /// Whether the saved cursor had expired at the source, so the run started again from the
+    /// watermark.
+    pub restarted: bool,
     /// Why it stopped early, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
@@ -154,6 +166,9 @@ pub enum SyncError {
     /// The source kept failing (after its retries, within the time left).
     #[error("the source failed: {0}")]
     Source(String),
+    /// The source refused the request (a 4xx other than 429). Permanent.
+    #[error("the source refused the request: {0}")]
+    SourceRefused(String),
     /// The bus did not take a page.
     #[error(transparent)]
     Publish(#[from] PublishError),
@@ -167,7 +182,8 @@ impl Classify for SyncError {
         match self {
             Self::Refused(_) => ErrorClass::Duplicate,
             Self::Checkpoint(e) => e.class(),
-            Self::BadCheckpoint { .. } => ErrorClass::Permanent,
+            Self::BadCheckpoint { .. } | Self::SourceRefused(_) => ErrorClass::Permanent,
+            Self::Publish(e) => e.class(),
             _ => ErrorClass::Retryable,
         }
     }
@@ -178,6 +194,7 @@ impl Classify for SyncError {
             Self::Checkpoint(e) => e.error_type(),
             Self::BadCheckpoint { .. } => "SyncCheckpointUnreadable",
             Self::Source(_) => "SourceUnavailable",
+            Self::SourceRefused(_) => "SourceRefused",
             Self::Publish(_) => "BusUnavailable",
             Self::DeadLetter(_) => "DeadLetterUnavailable",
         }
@@ -194,6 +211,8 @@ struct Page {
 /// What fetching a page came to.
 enum Fetched {
     Page(Page),
+    /// The source does not know the cursor (any more): start the run again from the watermark.
+    CursorExpired(String),
     /// Out of time (waiting for the rate limit or a retry would pass the deadline).
     OutOfTime(String),
 }
@@ -303,6 +322,7 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> Sync<C, P, D> {
         deadline: Deadline,
         report: &mut Report,
     ) -> Result<(), SyncError> {
+        let mut restarted = false;
         loop {
             if deadline.remaining() <= self.config.stop_margin {
                 report.stopped = Some("out of time before the next page".to_owned());
@@ -310,6 +330,15 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> Sync<C, P, D> {
             }
             let page = match self.fetch(position, deadline).await? {
                 Fetched::Page(page) => page,
+                Fetched::CursorExpired(why) if !restarted => {
+                    restarted = true;
+                    tracing::warn!(sync = %self.config.name, cursor = ?position.cursor, watermark = %position.watermark, reason = %why, "the source no longer knows the saved cursor; restarting the run from the watermark (pages already published go out again under the same ids)");
+                    position.cursor = None;
+                    *version = self.advance(*version, position).await?;
+                    report.restarted = true;
+                    continue;
+                }
+                Fetched::CursorExpired(why) => return Err(SyncError::SourceRefused(why)),
                 Fetched::OutOfTime(why) => {
                     report.stopped = Some(why);
                     return Ok(());
@@ -317,7 +346,13 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> Sync<C, P, D> {
             };
             let mut envelopes = Vec::with_capacity(page.records.len());
             for record in &page.records {
-                match self.envelope(record) {
+                match self.envelope(record).and_then(|(envelope, updated_at)| {
+                    // What the bus can never take is parked now, not retried with its page.
+                    envelope
+                        .to_eventbridge_entry("size-check")
+                        .map(|_| (envelope, updated_at))
+                        .map_err(|e| format!("the record cannot travel on the bus: {e}"))
+                }) {
                     Ok((envelope, updated_at)) => {
                         if position
                             .high_water
@@ -335,7 +370,12 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> Sync<C, P, D> {
                                 record_id: record["id"].as_str().unwrap_or("?").to_owned(),
                                 source: Some(self.config.source_url.clone()),
                                 group: None,
-                                error_type: "MalformedSourceRecord".to_owned(),
+                                error_type: if reason.starts_with("the record cannot travel") {
+                                    "UnpublishableSourceRecord"
+                                } else {
+                                    "MalformedSourceRecord"
+                                }
+                                .to_owned(),
                                 reason,
                             })
                             .await?;
@@ -444,6 +484,16 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> Sync<C, P, D> {
                         Ok(page) => return Ok(Fetched::Page(page)),
                         Err(e) => self.failed(&mut failures, format!("an unreadable page: {e}"))?,
                     }
+                }
+                Ok(response) if response.status().is_client_error() => {
+                    let status = response.status();
+                    let body = response.text().await.unwrap_or_default();
+                    let why = format!("answered {status}: {}", truncate(&body));
+                    let unknown_cursor = matches!(status.as_u16(), 400 | 404 | 410 | 422);
+                    if position.cursor.is_some() && unknown_cursor {
+                        return Ok(Fetched::CursorExpired(why));
+                    }
+                    return Err(SyncError::SourceRefused(why));
                 }
                 Ok(response) => {
                     let status = response.status();

@@ -276,3 +276,75 @@ fn the_configuration_is_read_and_checked() {
             .contains("SOURCE_URL")
     );
 }
+
+/// A record too large for the bus used to fail its page on every run, forever. Now it is parked in
+/// the dead-letter queue whole, with the reason, and the run completes.
+#[tokio::test]
+async fn a_record_the_bus_can_never_take_is_dead_lettered_and_the_run_goes_on() {
+    let (server, stub) = source(0).await;
+    let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let mut records: Vec<Value> = (0..5)
+        .map(|i| json!({"id": format!("R-{i}"), "updated_at": (start + chrono::TimeDelta::seconds(i)).to_rfc3339()}))
+        .collect();
+    records[2]["notes"] = json!("x".repeat(300 * 1024));
+    stub.set_records(records);
+    let sync = sync(&server);
+    let report = sync.run("run-big", minute()).await.unwrap();
+    assert!(report.complete, "{report:?}");
+    assert_eq!((report.published, report.dead_lettered), (4, 1));
+    let letters = sync.dead_letters.letters();
+    assert_eq!(letters[0].error_type, "UnpublishableSourceRecord");
+    assert_eq!(letters[0].record_id, "R-2");
+    assert!(
+        letters[0].reason.contains("cannot travel on the bus"),
+        "{}",
+        letters[0].reason
+    );
+    assert!(
+        letters[0].body.len() > 300 * 1024,
+        "the letter holds the whole record"
+    );
+    assert_eq!(subjects(&sync.publisher), ["R-0", "R-1", "R-3", "R-4"]);
+}
+
+/// A run that resumes with a cursor the source has expired used to fail on every later run: a
+/// permanent stall. Now it starts again from the watermark, once, and completes.
+#[tokio::test]
+async fn an_expired_cursor_restarts_the_run_from_the_watermark() {
+    let (server, _stub) = source(150).await;
+    Mock::given(method("GET"))
+        .and(query_param("cursor", "token-from-last-week"))
+        .respond_with(ResponseTemplate::new(410).set_body_string("cursor expired"))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    let sync = sync(&server);
+    let stale = Position {
+        watermark: EPOCH.to_owned(),
+        cursor: Some("token-from-last-week".to_owned()),
+        in_progress: true,
+        ..Position::default()
+    };
+    sync.checkpoints
+        .advance("crm-contacts", 0, &serde_json::to_string(&stale).unwrap())
+        .await
+        .unwrap();
+    let report = sync.run("run-after", minute()).await.unwrap();
+    assert!(report.complete && report.restarted, "{report:?}");
+    assert_eq!(report.published, 150);
+    assert_eq!(position(&sync).await.cursor, None);
+}
+
+#[tokio::test]
+async fn a_source_that_refuses_the_request_fails_the_run_as_permanent() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(403).set_body_string("token revoked"))
+        .mount(&server)
+        .await;
+    let sync = sync(&server);
+    let error = sync.run("run-403", minute()).await.unwrap_err();
+    assert_eq!(error.error_type(), "SourceRefused");
+    assert_eq!(error.class(), ErrorClass::Permanent);
+    assert!(error.to_string().contains("token revoked"), "{error}");
+}
