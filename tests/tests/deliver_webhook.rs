@@ -37,6 +37,20 @@ async fn subscribed_events_are_delivered_signed_and_refusals_dead_lettered() {
     let server = MockServer::builder().listener(listener).start().await;
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let (good, bad) = (format!("SO-good-{tag}"), format!("SO-bad-{tag}"));
+    let flaky = format!("SO-flaky-{tag}");
+    // The flaky one fails once: deliver-webhook requeues it on the real queue, with its attempt
+    // and first-attempt time as message attributes and SQS's delay as the backoff.
+    Mock::given(method("POST"))
+        .and(path("/hooks"))
+        .and(header(
+            "idempotency-key",
+            format!("busline.saga.order-fulfillment:{flaky}"),
+        ))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
     Mock::given(method("POST"))
         .and(path("/hooks"))
         .and(header(
@@ -64,7 +78,7 @@ async fn subscribed_events_are_delivered_signed_and_refusals_dead_lettered() {
         aws_sdk_eventbridge::Client::new(&aws),
         stack.output("EventBusName").unwrap(),
     )
-    .publish(&[fulfilled(&good), fulfilled(&bad)])
+    .publish(&[fulfilled(&good), fulfilled(&bad), fulfilled(&flaky)])
     .await
     .unwrap();
 
@@ -110,6 +124,31 @@ async fn subscribed_events_are_delivered_signed_and_refusals_dead_lettered() {
         .expect("the official standardwebhooks package verifies the delivery");
     let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(verified.delivery_id, body["id"].as_str().unwrap());
+
+    let flaky_key = format!("busline.saga.order-fulfillment:{flaky}");
+    let started = Instant::now();
+    loop {
+        let attempts = server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| {
+                r.headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    == Some(flaky_key.as_str())
+            })
+            .count();
+        if attempts >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the failed delivery was not retried from its requeued message ({attempts} attempts)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(body["subject"], good.as_str());
 

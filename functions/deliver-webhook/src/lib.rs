@@ -9,14 +9,18 @@
 //!   asks for one per endpoint, so one subscriber's secret cannot sign for another), and
 //!   `Idempotency-Key: <source>:<id>`, so receivers can drop copies. Any Standard Webhooks
 //!   library verifies it, and so does busline's own ingest.
-//! - **Retries by visibility, not by sleeping.** A `5xx`, a `429`, a timeout or a transport error
-//!   leaves the message on the queue with its visibility timeout set to the backoff for its attempt
-//!   (`ApproximateReceiveCount`; exponential, full jitter, capped; at least the `Retry-After` a
-//!   `429` asks for), and the batch response names it. Any other `4xx` (or `3xx`) is permanent: the
-//!   event goes to the dead-letter queue with the status and an excerpt of the answer.
+//! - **Delivery per endpoint** ([`requeue`]). Each (event, endpoint) pair is its own message: an
+//!   event for several subscribers is fanned out into one message each, so one endpoint's refusal
+//!   dead-letters only its own copy and a slow one delays only its own.
+//! - **Retries by requeue, not by sleeping, for a time, not a count.** A `5xx`, a `429`, a timeout
+//!   or a transport error sends the message again with SQS's delay set to the backoff for its
+//!   attempt (exponential, full jitter, capped at 15 min; at least the `Retry-After` a `429` asks
+//!   for), carrying the attempt and the first attempt's time. Past the retry horizon
+//!   (`RETRY_HORIZON_SECONDS`, 24 h) the event goes to the dead-letter queue with the last failure.
+//!   Any other `4xx` is permanent: dead-lettered at once with the status and an excerpt of the answer.
 //! - **Circuit breaker per destination**, in DynamoDB so every concurrent environment shares it
 //!   ([`circuit`]): after consecutive failures it opens, and while open, messages for it wait out
-//!   the open time (visibility) instead of hammering it.
+//!   the open time (requeued with that delay) instead of hammering it.
 //! - **Timeouts.** Each request's timeout is the configured one, cut to the invocation's remaining
 //!   time.
 //! - **Redirects are answers, not hops.** The client never follows one ([`http_client`]): a `3xx`
@@ -27,6 +31,8 @@
 //! - **Partial batches.** One bad destination fails only its own messages.
 
 pub mod circuit;
+pub mod endpoints;
+pub mod requeue;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -46,11 +52,13 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::circuit::{CircuitStore, Policy};
+pub use crate::requeue::{
+    ATTEMPT_ATTRIBUTE, ENDPOINT_ATTRIBUTE, FIRST_ATTEMPT_ATTRIBUTE, MAX_DELAY, Redelivery, Requeue,
+    SqsRequeue,
+};
 
 /// The deduplication header.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
-/// SQS's longest visibility timeout.
-const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 /// Time kept back from a request's timeout for answering Lambda.
 const RESERVE: Duration = Duration::from_millis(500);
 
@@ -77,6 +85,12 @@ pub struct Config {
     pub backoff: Backoff,
     /// When a destination's circuit opens.
     pub circuit: Policy,
+    /// How long an event is retried for one endpoint before it is dead-lettered
+    /// (`RETRY_HORIZON_SECONDS`, default 24 h, as EventBridge API destinations retry).
+    pub retry_horizon: Duration,
+    /// Whether endpoints may be plain `http` or on local addresses (`ALLOW_LOCAL_ENDPOINTS`,
+    /// default false): for local development only ([`endpoints`]).
+    pub allow_local_endpoints: bool,
 }
 
 impl Config {
@@ -94,7 +108,8 @@ impl Config {
     }
 
     /// Reads `SUBSCRIPTIONS`, `REQUEST_TIMEOUT_MS` (5000), `RETRY_BASE_SECONDS` (2),
-    /// `RETRY_MAX_SECONDS` (900), `CIRCUIT_THRESHOLD` (5) and `CIRCUIT_OPEN_SECONDS` (30).
+    /// `RETRY_MAX_SECONDS` (900), `CIRCUIT_THRESHOLD` (5), `CIRCUIT_OPEN_SECONDS` (30) and
+    /// `RETRY_HORIZON_SECONDS` (86400).
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let raw = env.require("SUBSCRIPTIONS", "subscribers per event type, as JSON")?;
         let invalid = || ConfigError::Invalid {
@@ -102,8 +117,23 @@ impl Config {
             value: raw.clone(),
             expected: r#"{"<event type>": [{"name": "...", "url": "http(s)://...", "secret": "<Secrets Manager id>"}]}, one secret per endpoint name"#,
         };
+        let allow_local_endpoints: bool = env.parse_or(
+            "ALLOW_LOCAL_ENDPOINTS",
+            false,
+            "true or false: whether endpoints may be plain http or local addresses",
+        )?;
         let mut subscriptions: HashMap<String, Vec<Subscription>> =
             serde_json::from_str(&raw).map_err(|_| invalid())?;
+        for subscription in subscriptions.values().flatten() {
+            if let Some(why) = endpoints::refusal(&subscription.url, allow_local_endpoints) {
+                tracing::error!(endpoint = %subscription.name, "{why}");
+                return Err(ConfigError::Invalid {
+                    name: "SUBSCRIPTIONS",
+                    value: raw.clone(),
+                    expected: "https endpoints on public hosts (set ALLOW_LOCAL_ENDPOINTS=true for local development)",
+                });
+            }
+        }
         for subscription in subscriptions.values_mut().flatten() {
             let host = subscription
                 .url
@@ -156,16 +186,29 @@ impl Config {
                 )?,
                 open_for: seconds("CIRCUIT_OPEN_SECONDS", 30, "seconds a circuit stays open")?,
             },
+            allow_local_endpoints,
+            retry_horizon: seconds(
+                "RETRY_HORIZON_SECONDS",
+                24 * 3600,
+                "seconds an event is retried for one endpoint",
+            )?,
         })
     }
 }
 
 /// The HTTP client deliveries go out on: it never follows a redirect (a `3xx` is an answer; see the
-/// module's notes) and sends no `Referer`.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// module's notes), sends no `Referer`, and unless `allow_local` connects to public addresses only
+/// ([`endpoints::PublicOnly`]).
+pub fn http_client(allow_local: bool) -> reqwest::Client {
+    let builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .referer(false)
+        .referer(false);
+    let builder = if allow_local {
+        builder
+    } else {
+        builder.dns_resolver(endpoints::public_only())
+    };
+    builder
         .build()
         .expect("a client with static settings builds")
 }
@@ -233,7 +276,7 @@ pub enum DeliveryError {
         /// The start of its answer.
         excerpt: String,
     },
-    /// The destination failed; the message waits `retry_in` (its visibility).
+    /// The destination failed; the message is tried again in `retry_in`.
     #[error("{destination} failed ({why}); retrying in {} s", retry_in.as_secs())]
     Failed {
         /// The subscriber.
@@ -242,6 +285,20 @@ pub enum DeliveryError {
         why: String,
         /// When the message comes back.
         retry_in: Duration,
+    },
+    /// The endpoint kept failing past the retry horizon. Permanent.
+    #[error(
+        "{destination} was tried {attempts} times over {hours:.1} h, past the retry horizon; last: {last}"
+    )]
+    GaveUp {
+        /// The subscriber.
+        destination: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Hours since the first.
+        hours: f64,
+        /// The last failure.
+        last: String,
     },
     /// The destination's circuit is open; the message waits until it may close.
     #[error("the circuit to {destination} is open; retrying in {} s", retry_in.as_secs())]
@@ -269,53 +326,10 @@ impl Classify for DeliveryError {
             Self::Refused { .. } => "DeliveryRefused",
             Self::Redirected { .. } => "DeliveryRedirected",
             Self::Disabled { .. } => "EndpointDisabled",
+            Self::GaveUp { .. } => "DeliveryGaveUp",
             Self::Failed { .. } => "DeliveryFailed",
             Self::CircuitOpen { .. } => "CircuitOpen",
         }
-    }
-}
-
-/// Sets how long a received message stays hidden: the backoff, applied by SQS.
-pub trait Visibility: Send + Sync {
-    /// Hides the message with `receipt_handle` for `delay` from now.
-    fn delay(
-        &self,
-        receipt_handle: &str,
-        delay: Duration,
-    ) -> impl Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send;
-}
-
-/// `ChangeMessageVisibility` on the queue the function consumes.
-#[derive(Clone, Debug)]
-pub struct SqsVisibility {
-    client: aws_sdk_sqs::Client,
-    queue_url: String,
-}
-
-impl SqsVisibility {
-    /// For the queue at `queue_url`.
-    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
-        Self {
-            client,
-            queue_url: queue_url.into(),
-        }
-    }
-}
-
-impl Visibility for SqsVisibility {
-    async fn delay(
-        &self,
-        receipt_handle: &str,
-        delay: Duration,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        self.client
-            .change_message_visibility()
-            .queue_url(&self.queue_url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(delay.min(MAX_VISIBILITY).as_secs().max(1) as i32)
-            .send()
-            .await?;
-        Ok(())
     }
 }
 
@@ -329,8 +343,8 @@ pub struct Deliverer<C, V> {
     pub http: reqwest::Client,
     /// Circuits per destination.
     pub circuits: C,
-    /// The queue's visibility, for backoff.
-    pub visibility: V,
+    /// Where retries and fanned-out messages go.
+    pub requeue: V,
 }
 
 fn excerpt(text: &str) -> String {
@@ -341,7 +355,7 @@ fn excerpt(text: &str) -> String {
     text[..end].to_owned()
 }
 
-impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
+impl<C: CircuitStore, V: Requeue> Deliverer<C, V> {
     /// Delivers one message to every subscriber of its event's type.
     pub async fn deliver(
         &self,
@@ -365,7 +379,10 @@ impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
             .await
     }
 
-    /// [`Deliverer::deliver`] once the body is read: to every subscriber, in the event's hop.
+    /// [`Deliverer::deliver`] once the body is read, in the event's hop: a message from the bus
+    /// rule is fanned out into one message per endpoint (or delivered at once when there is one
+    /// endpoint); a message for one endpoint is delivered to it, and a retryable failure is
+    /// requeued with its backoff until the retry horizon has passed.
     async fn deliver_event(
         &self,
         event: EventBridgeEvent<Value>,
@@ -376,51 +393,126 @@ impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
     ) -> Result<(), DeliveryError> {
         let envelope = Envelope::<Value>::from_eventbridge(event)
             .map_err(|e| DeliveryError::NotAnEvent(e.to_string()))?;
+        let event_type = envelope.event_type.as_str();
         let subscribers = self
             .config
             .subscriptions
-            .get(envelope.event_type.as_str())
+            .get(event_type)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| DeliveryError::NoSubscriber(envelope.event_type.as_str().to_owned()))?;
+            .ok_or_else(|| DeliveryError::NoSubscriber(event_type.to_owned()))?;
+        let attribute = |name: &str| {
+            message
+                .message_attributes
+                .get(name)
+                .and_then(|a| a.string_value.as_deref())
+        };
+        let body = message.body.as_deref().unwrap_or_default();
+        let first_attempt_ms = attribute(FIRST_ATTEMPT_ATTRIBUTE)
+            .and_then(|t| t.parse().ok())
+            .or(sent_at_ms)
+            .unwrap_or(started_at_ms);
+        let subscriber = match attribute(ENDPOINT_ATTRIBUTE) {
+            Some(name) => subscribers
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| DeliveryError::NoSubscriber(format!("{event_type} at {name}")))?,
+            None if subscribers.len() == 1 => &subscribers[0],
+            None => {
+                let fanned: Vec<Redelivery> = subscribers
+                    .iter()
+                    .map(|s| Redelivery {
+                        body: body.to_owned(),
+                        endpoint: s.name.clone(),
+                        attempt: 1,
+                        first_attempt_ms,
+                        delay: Duration::ZERO,
+                    })
+                    .collect();
+                self.requeue
+                    .send(&fanned)
+                    .await
+                    .map_err(|e| DeliveryError::Failed {
+                        destination: "every endpoint".to_owned(),
+                        why: format!("could not queue one message per endpoint: {e}"),
+                        retry_in: Duration::from_secs(1),
+                    })?;
+                tracing::info!(event_id = %envelope.id, endpoints = fanned.len(), "one message per endpoint");
+                return Ok(());
+            }
+        };
         let payload = serde_json::to_vec(&envelope).expect("an envelope serialises");
         let key = format!("{}:{}", envelope.source, envelope.id);
-        let attempt: u32 = message
-            .attributes
-            .get("ApproximateReceiveCount")
+        // A requeued message says its attempt; one SQS redelivered (after a crash) counts receives.
+        let attempt: u32 = attribute(ATTEMPT_ATTRIBUTE)
+            .or_else(|| {
+                message
+                    .attributes
+                    .get("ApproximateReceiveCount")
+                    .map(String::as_str)
+            })
             .and_then(|n| n.parse().ok())
             .unwrap_or(1);
-        for subscriber in subscribers {
-            if let Err(error) = self
-                .post(
-                    subscriber,
-                    &payload,
-                    (&envelope.id, &key),
+        let error = match self
+            .post(
+                subscriber,
+                &payload,
+                (&envelope.id, &key),
+                attempt,
+                deadline,
+            )
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(
+                    event_id = %envelope.id,
+                    destination = %subscriber.name,
                     attempt,
-                    deadline,
-                )
-                .await
-            {
-                if let DeliveryError::Failed { retry_in, .. }
-                | DeliveryError::CircuitOpen { retry_in, .. } = &error
-                    && let Some(handle) = &message.receipt_handle
-                    && let Err(e) = self.visibility.delay(handle, *retry_in).await
-                {
-                    tracing::warn!(error = %e, "could not set the backoff; the queue's own visibility applies");
-                }
+                    sent_at_ms,
+                    started_at_ms,
+                    queue_age_ms = sent_at_ms.map(|sent| started_at_ms - sent),
+                    "delivered"
+                );
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        let retry_in = match &error {
+            DeliveryError::Failed { retry_in, .. }
+            | DeliveryError::CircuitOpen { retry_in, .. } => *retry_in,
+            _ => {
                 tracing::warn!(event_id = %envelope.id, destination = %subscriber.name, attempt, error = %error, "not delivered");
                 return Err(error);
             }
-            tracing::info!(
-                event_id = %envelope.id,
-                destination = %subscriber.name,
-                attempt,
-                sent_at_ms,
-                started_at_ms,
-                queue_age_ms = sent_at_ms.map(|sent| started_at_ms - sent),
-                "delivered"
-            );
+        };
+        let trying_for = Duration::from_millis((now_millis() - first_attempt_ms).max(0) as u64);
+        if trying_for + retry_in > self.config.retry_horizon {
+            let gave_up = DeliveryError::GaveUp {
+                destination: subscriber.name.clone(),
+                attempts: attempt,
+                hours: trying_for.as_secs_f64() / 3600.0,
+                last: error.to_string(),
+            };
+            tracing::warn!(event_id = %envelope.id, destination = %subscriber.name, attempt, error = %gave_up, "not delivered");
+            return Err(gave_up);
         }
-        Ok(())
+        let again = Redelivery {
+            body: body.to_owned(),
+            endpoint: subscriber.name.clone(),
+            attempt: attempt + 1,
+            first_attempt_ms,
+            delay: retry_in.min(MAX_DELAY),
+        };
+        match self.requeue.send(std::slice::from_ref(&again)).await {
+            Ok(()) => {
+                tracing::warn!(event_id = %envelope.id, destination = %subscriber.name, attempt, retry_in_s = again.delay.as_secs(), error = %error, "not delivered; requeued for the next attempt");
+                Ok(())
+            }
+            Err(e) => {
+                // The message itself comes back after its visibility timeout instead.
+                tracing::warn!(event_id = %envelope.id, destination = %subscriber.name, attempt, error = %error, requeue_error = %e, "not delivered, and could not be requeued");
+                Err(error)
+            }
+        }
     }
 
     async fn post(
@@ -532,7 +624,7 @@ impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
                 .headers()
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
-                .map(|l| excerpt(l))
+                .map(excerpt)
                 .unwrap_or_default();
             return Err(DeliveryError::Redirected {
                 destination: destination.clone(),
@@ -568,7 +660,7 @@ impl<C: CircuitStore, V: Visibility> Deliverer<C, V> {
 
 /// The Lambda handler: each message delivered on its own; the batch response names the ones to
 /// retry, and permanent failures go to the dead-letter queue.
-pub async fn handle<C: CircuitStore, V: Visibility, Q: DeadLetterQueue>(
+pub async fn handle<C: CircuitStore, V: Requeue, Q: DeadLetterQueue>(
     event: SqsEvent,
     deliverer: &Deliverer<C, V>,
     processor: &BatchProcessor<Q>,

@@ -3,14 +3,18 @@ use busline::batch::{BatchProcessor, SqsDeadLetterQueue};
 use busline::config::{Env, ProcessEnv};
 use busline::retry::Deadline;
 use deliver_webhook::circuit::DynamoDbCircuitStore;
-use deliver_webhook::{Config, Deliverer, SqsVisibility, fetch_keys, handle};
+use deliver_webhook::{Config, Deliverer, SqsRequeue, fetch_keys, handle};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
     let config = Config::from_env(&ProcessEnv)?;
-    let queue = ProcessEnv.require("QUEUE_URL", "the queue the function consumes (for backoff)")?;
+    let allow_local = config.allow_local_endpoints;
+    let queue = ProcessEnv.require(
+        "QUEUE_URL",
+        "the queue the function consumes (retries and fanned-out messages go back to it)",
+    )?;
     let dlq = ProcessEnv.require("DEAD_LETTER_QUEUE_URL", "the queue refused events go to")?;
     let table = ProcessEnv.require("CIRCUIT_TABLE", "the DynamoDB table circuits are kept in")?;
     let aws = busline::aws::load_config().await;
@@ -18,9 +22,9 @@ async fn main() -> Result<(), Error> {
     let deliverer = Deliverer {
         config,
         keys,
-        http: deliver_webhook::http_client(),
+        http: deliver_webhook::http_client(allow_local),
         circuits: DynamoDbCircuitStore::new(aws_sdk_dynamodb::Client::new(&aws), table),
-        visibility: SqsVisibility::new(aws_sdk_sqs::Client::new(&aws), queue),
+        requeue: SqsRequeue::new(aws_sdk_sqs::Client::new(&aws), queue),
     };
     let processor = BatchProcessor::new()
         .concurrency(4)

@@ -12,22 +12,44 @@ use crate::circuit::InMemoryCircuitStore;
 const FULFILLED: &str = include_str!("../../../tests/fixtures/eventbridge-order-fulfilled.json");
 const SECRET: &str = "whsec_d2FyZWhvdXNlLWVuZHBvaW50LXNlY3JldC0yNGI=";
 
-/// Visibility changes, recorded.
+/// Redeliveries, recorded (the queue, in memory).
 #[derive(Clone, Default)]
-struct Recorded(Arc<Mutex<Vec<(String, Duration)>>>);
+struct Recorded(Arc<Mutex<Vec<Redelivery>>>);
 
-impl Visibility for Recorded {
-    async fn delay(
+impl Recorded {
+    fn all(&self) -> Vec<Redelivery> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn take(&self) -> Vec<Redelivery> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Requeue for Recorded {
+    async fn send(
         &self,
-        receipt_handle: &str,
-        delay: Duration,
+        redeliveries: &[Redelivery],
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        self.0
-            .lock()
-            .unwrap()
-            .push((receipt_handle.to_owned(), delay));
+        self.0.lock().unwrap().extend_from_slice(redeliveries);
         Ok(())
     }
+}
+
+/// The SQS message a redelivery becomes: its body, and its attributes as message attributes.
+fn redelivered(r: &Redelivery, n: usize) -> Value {
+    let string = |v: String| json!({"stringValue": v, "dataType": "String"});
+    json!({
+        "messageId": format!("re-{n}-{}-{}", r.endpoint, r.attempt), "receiptHandle": format!("rh-re-{n}"), "body": r.body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": now_millis().to_string()},
+        "messageAttributes": {
+            ENDPOINT_ATTRIBUTE: string(r.endpoint.clone()),
+            ATTEMPT_ATTRIBUTE: string(r.attempt.to_string()),
+            FIRST_ATTEMPT_ATTRIBUTE: string(r.first_attempt_ms.to_string()),
+        },
+        "md5OfBody": "x", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:deliveries", "awsRegion": "us-east-1"
+    })
 }
 
 fn deliverer(server: &MockServer) -> Deliverer<InMemoryCircuitStore, Recorded> {
@@ -38,6 +60,7 @@ fn deliverer(server: &MockServer) -> Deliverer<InMemoryCircuitStore, Recorded> {
             ("REQUEST_TIMEOUT_MS", "500"),
             ("CIRCUIT_THRESHOLD", "3"),
             ("CIRCUIT_OPEN_SECONDS", "1"),
+            ("ALLOW_LOCAL_ENDPOINTS", "true"),
         ])
         .unwrap(),
         keys: HashMap::from([(
@@ -46,9 +69,9 @@ fn deliverer(server: &MockServer) -> Deliverer<InMemoryCircuitStore, Recorded> {
                 .key(SECRET)
                 .unwrap(),
         )]),
-        http: http_client(),
+        http: http_client(true),
         circuits: InMemoryCircuitStore::new(),
-        visibility: Recorded::default(),
+        requeue: Recorded::default(),
     }
 }
 
@@ -63,7 +86,7 @@ fn copy_of(id: &str, copy: &str, attempt: u32) -> Value {
     event["detail"]["id"] = json!(id);
     json!({
         "messageId": format!("msg-{id}{copy}"), "receiptHandle": format!("rh-{id}-{attempt}"), "body": event.to_string(),
-        "attributes": {"ApproximateReceiveCount": attempt.to_string(), "SentTimestamp": "1795564530000", "SenderId": "AIDA", "ApproximateFirstReceiveTimestamp": "1795564530001"},
+        "attributes": {"ApproximateReceiveCount": attempt.to_string(), "SentTimestamp": now_millis().to_string(), "SenderId": "AIDA", "ApproximateFirstReceiveTimestamp": now_millis().to_string()},
         "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:deliveries", "awsRegion": "us-east-1"
     })
@@ -141,7 +164,7 @@ async fn an_event_is_posted_signed_with_its_idempotency_key() {
 }
 
 #[tokio::test]
-async fn failures_wait_by_visibility_with_a_growing_backoff() {
+async fn failures_are_requeued_with_a_growing_backoff() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(503))
@@ -152,20 +175,21 @@ async fn failures_wait_by_visibility_with_a_growing_backoff() {
     let mut caps = Vec::new();
     for attempt in 1..=6 {
         let (failures, dlq) = run(&deliverer, vec![message("e-1", attempt)]).await;
-        assert_eq!(failures, ["msg-e-1"], "attempt {attempt} is retried");
+        assert!(
+            failures.is_empty(),
+            "attempt {attempt} is requeued, not left on the queue"
+        );
         assert!(dlq.letters().is_empty());
         caps.push(deliverer.config.backoff.cap(attempt));
     }
-    let delays: Vec<Duration> = deliverer
-        .visibility
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, d)| *d)
-        .collect();
+    let requeued = deliverer.requeue.all();
+    assert_eq!(
+        requeued.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+        [2, 3, 4, 5, 6, 7]
+    );
+    let delays: Vec<Duration> = requeued.iter().map(|r| r.delay).collect();
     println!(
-        "backoff schedule (attempt: visibility, cap): {:?}",
+        "backoff schedule (attempt: delay, cap): {:?}",
         delays.iter().zip(&caps).collect::<Vec<_>>()
     );
     for (delay, cap) in delays.iter().zip(&caps) {
@@ -189,7 +213,7 @@ async fn a_429_waits_at_least_its_retry_after() {
         .await;
     let deliverer = deliverer(&server);
     run(&deliverer, vec![message("e-1", 1)]).await;
-    assert!(deliverer.visibility.0.lock().unwrap()[0].1 >= Duration::from_secs(120));
+    assert!(deliverer.requeue.all()[0].delay >= Duration::from_secs(120));
 }
 
 #[tokio::test]
@@ -209,7 +233,7 @@ async fn a_permanent_refusal_goes_to_the_dead_letter_queue_with_status_and_excer
         "{}",
         letters[0].reason
     );
-    assert!(deliverer.visibility.0.lock().unwrap().is_empty());
+    assert!(deliverer.requeue.all().is_empty());
 }
 
 #[tokio::test]
@@ -231,13 +255,13 @@ async fn the_circuit_opens_after_failures_stops_calls_and_closes_after_a_good_tr
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
     // Open: the next message is not sent, and waits out the open time.
     let (failures, _) = run(&deliverer, vec![message("e-3", 1)]).await;
-    assert_eq!(failures, ["msg-e-3"]);
+    assert!(failures.is_empty(), "requeued to wait out the open time");
     assert_eq!(
         server.received_requests().await.unwrap().len(),
         3,
         "no call while open"
     );
-    let last = deliverer.visibility.0.lock().unwrap().last().unwrap().1;
+    let last = deliverer.requeue.all().last().unwrap().delay;
     assert!(last >= Duration::from_secs(1));
     // After the open time, a trial goes through and closes it.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -283,26 +307,22 @@ async fn every_event_reaches_a_deduplicating_receiver_exactly_once() {
         .await;
     let mut deliverer = deliverer(&server);
     deliverer.config.circuit.threshold = 1000;
-    // Twenty events; each batch is redelivered (as SQS would after the visibility) until done, and
-    // some deliveries are duplicated on purpose, as at-least-once delivery allows.
-    let mut pending: Vec<(String, String, u32)> = (0..20)
-        .map(|i| (format!("e-{i}"), String::new(), 1))
-        .collect();
-    pending.extend((0..5).map(|i| (format!("e-{i}"), "-copy".to_owned(), 1)));
+    // Twenty events; what fails is requeued and fed back (as SQS would after its delay) until
+    // done, and some deliveries are duplicated on purpose, as at-least-once delivery allows.
+    let mut messages: Vec<Value> = (0..20).map(|i| message(&format!("e-{i}"), 1)).collect();
+    messages.extend((0..5).map(|i| copy_of(&format!("e-{i}"), "-copy", 1)));
     let mut rounds = 0;
-    while !pending.is_empty() {
+    while !messages.is_empty() {
         rounds += 1;
         assert!(rounds < 20, "never drained");
-        let messages = pending
-            .iter()
-            .map(|(id, copy, n)| copy_of(id, copy, *n))
-            .collect();
         let (failures, dlq) = run(&deliverer, messages).await;
-        assert!(dlq.letters().is_empty());
-        pending = pending
-            .into_iter()
-            .filter(|(id, copy, _)| failures.contains(&format!("msg-{id}{copy}")))
-            .map(|(id, copy, n)| (id, copy, n + 1))
+        assert!(failures.is_empty() && dlq.letters().is_empty());
+        messages = deliverer
+            .requeue
+            .take()
+            .iter()
+            .enumerate()
+            .map(|(n, r)| redelivered(r, n))
             .collect();
     }
     let (requests, keys, copies) = receiver.seen.lock().unwrap().clone();
@@ -424,4 +444,142 @@ async fn a_410_disables_the_endpoint_and_later_events_are_dead_lettered_unsent()
         1,
         "nothing more is sent to a disabled endpoint"
     );
+}
+
+/// Two subscribers of one event type, a warehouse that refuses and an ERP that takes it. They were
+/// POSTed in sequence, so the first one's 4xx dead-lettered the event for both.
+#[tokio::test]
+async fn with_two_subscribers_one_endpoints_refusal_is_its_own() {
+    let warehouse = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(422).set_body_string("unknown order"))
+        .mount(&warehouse)
+        .await;
+    let erp = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&erp)
+        .await;
+    let mut deliverer = deliverer(&warehouse);
+    deliverer.config.subscriptions.insert(
+        "io.busline.order.fulfilled.v1".to_owned(),
+        vec![
+            Subscription {
+                name: "warehouse".into(),
+                url: format!("{}/hooks", warehouse.uri()),
+                secret: "warehouse-secret".into(),
+            },
+            Subscription {
+                name: "erp".into(),
+                url: format!("{}/hooks", erp.uri()),
+                secret: "erp-secret".into(),
+            },
+        ],
+    );
+    deliverer.keys.insert(
+        "erp".into(),
+        busline::signature::Scheme::StandardWebhooks
+            .key("whsec_ZXJwLWVuZHBvaW50LXNlY3JldC1vZi0yNC1ieXRlcw==")
+            .unwrap(),
+    );
+
+    // The rule's message is fanned out: one message per endpoint, nothing sent yet.
+    let (failures, dlq) = run(&deliverer, vec![message("e-two", 1)]).await;
+    assert!(failures.is_empty() && dlq.letters().is_empty());
+    let fanned = deliverer.requeue.take();
+    let endpoints: Vec<&str> = fanned.iter().map(|r| r.endpoint.as_str()).collect();
+    assert_eq!(endpoints, ["warehouse", "erp"]);
+    assert!(fanned.iter().all(|r| r.attempt == 1 && r.delay.is_zero()));
+
+    let messages = fanned
+        .iter()
+        .enumerate()
+        .map(|(n, r)| redelivered(r, n))
+        .collect();
+    let (failures, dlq) = run(&deliverer, messages).await;
+    assert!(failures.is_empty());
+    let letters = dlq.letters();
+    assert_eq!(letters.len(), 1, "only the warehouse's copy: {letters:?}");
+    assert!(
+        letters[0].reason.contains("warehouse"),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(
+        erp.received_requests().await.unwrap().len(),
+        1,
+        "the ERP has it"
+    );
+}
+
+/// A subscriber down for 25 minutes: while its circuit was open each retry spent one of the queue's
+/// 50 receives, and the event reached the dead-letter queue in about 25 minutes. The horizon is a
+/// time now: at the 60th attempt, 25 minutes in, it is requeued, and delivered once the endpoint
+/// is back. (The clock is the first attempt's time, set 25 minutes back.)
+#[tokio::test]
+async fn a_25_minute_outage_is_waited_out_whatever_the_attempt_count() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let deliverer = deliverer(&server);
+    let body = message("e-outage", 1)["body"].as_str().unwrap().to_owned();
+    let late = Redelivery {
+        body,
+        endpoint: "warehouse".into(),
+        attempt: 60,
+        first_attempt_ms: now_millis() - 25 * 60 * 1000,
+        delay: Duration::ZERO,
+    };
+    let (failures, dlq) = run(&deliverer, vec![redelivered(&late, 0)]).await;
+    assert!(
+        failures.is_empty() && dlq.letters().is_empty(),
+        "{:?}",
+        dlq.letters()
+    );
+    let again = deliverer.requeue.take();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].attempt, again[0].first_attempt_ms),
+        (61, late.first_attempt_ms),
+        "the horizon still counts from the first attempt"
+    );
+    let (failures, dlq) = run(&deliverer, vec![redelivered(&again[0], 1)]).await;
+    assert!(failures.is_empty() && dlq.letters().is_empty());
+    assert!(deliverer.requeue.all().is_empty(), "delivered");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn past_the_retry_horizon_the_event_is_dead_lettered_with_the_last_failure() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("maintenance"))
+        .mount(&server)
+        .await;
+    let deliverer = deliverer(&server);
+    let body = message("e-horizon", 1)["body"].as_str().unwrap().to_owned();
+    let day_old = Redelivery {
+        body,
+        endpoint: "warehouse".into(),
+        attempt: 9,
+        first_attempt_ms: now_millis() - (24 * 3600 + 60) * 1000,
+        delay: Duration::ZERO,
+    };
+    let (failures, dlq) = run(&deliverer, vec![redelivered(&day_old, 0)]).await;
+    assert!(failures.is_empty());
+    let letters = dlq.letters();
+    assert_eq!(letters[0].error_type, "DeliveryGaveUp");
+    assert!(
+        letters[0].reason.contains("maintenance") && letters[0].reason.contains("horizon"),
+        "{}",
+        letters[0].reason
+    );
+    assert!(deliverer.requeue.all().is_empty());
 }
