@@ -63,6 +63,11 @@ pub struct Envelope<T> {
     /// W3C trace context (`00-<trace id>-<span id>-<flags>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// Where the payload is when it was too large to travel with the event (the CloudEvents
+    /// `dataref` extension, `s3://<bucket>/<key>`): [`claim_check`](crate::claim_check) put it there
+    /// and resolves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataref: Option<String>,
     /// The payload.
     pub data: T,
 }
@@ -101,7 +106,27 @@ impl<T> Envelope<T> {
             correlationid: None,
             causationid: None,
             traceparent: Some(traceparent),
+            dataref: None,
             data,
+        }
+    }
+
+    /// The same envelope around `f(data)`.
+    pub fn map_data<U>(self, f: impl FnOnce(T) -> U) -> Envelope<U> {
+        Envelope {
+            id: self.id,
+            source: self.source,
+            specversion: self.specversion,
+            event_type: self.event_type,
+            time: self.time,
+            subject: self.subject,
+            dataschema: self.dataschema,
+            datacontenttype: self.datacontenttype,
+            correlationid: self.correlationid,
+            causationid: self.causationid,
+            traceparent: self.traceparent,
+            dataref: self.dataref,
+            data: f(self.data),
         }
     }
 

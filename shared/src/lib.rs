@@ -3,7 +3,7 @@
 //! Every busline Lambda is a thin `main.rs` over a handler that depends on the pieces in this crate:
 //!
 //! - [`envelope`]: the CloudEvents 1.0 envelope every event travels in, and its lossless mapping to and
-//!   from EventBridge;
+//!   from EventBridge; [`claim_check`]: payloads too large for the bus, kept in S3 and resolved;
 //! - [`bus`] and [`audit`]: ports (traits) for publishing events and keeping the audit trail, each
 //!   with an AWS adapter and an in-memory twin for fast tests;
 //! - the reliability toolkit: [`idempotency`] (run a handler once per request however often it is
@@ -31,6 +31,7 @@ pub mod batch;
 pub mod bus;
 pub mod canonical;
 pub mod checkpoint;
+pub mod claim_check;
 pub mod config;
 pub mod envelope;
 pub mod error;

@@ -125,3 +125,19 @@ async fn the_dynamodb_order_tracker_keeps_the_status_contract() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_s3_claim_check_store_keeps_the_contract() {
+    let aws = localstack().await.unwrap();
+    let bucket = format!(
+        "claims-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    busline::claim_check::contract(&busline::claim_check::S3PayloadStore::new(&aws, &bucket)).await;
+}

@@ -140,3 +140,81 @@ async fn a_malformed_stream_record_reaches_the_dead_letter_queue_with_its_reason
     );
     assert_eq!(letter.attribute("busline.record_id"), marker);
 }
+
+/// A change too large for the bus (a 300 KB attribute, in an item near DynamoDB's 400 KB limit)
+/// flows end to end: cdc-stream checks its body in to the stack's claim-check bucket and publishes
+/// the event with a `dataref`; the customer master resolves it and merges the ERP's email. Before,
+/// it was resumed at until Lambda bisected and dropped it, with the records behind it.
+#[tokio::test]
+async fn a_300_kb_change_flows_end_to_end_by_claim_check() {
+    let aws = localstack().await.unwrap();
+    let stack = DeployedStack::read(&aws).await.unwrap();
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let customer = format!("C-big-{tag}");
+    let queue = watch_bus(
+        &aws,
+        stack.output("EventBusName").unwrap(),
+        &format!("cdc-big-{tag}"),
+        &json!({"detail-type": ["io.busline.cdc.erp-customers.changed.v1"],
+                "detail": {"subject": [format!("customer_id={customer}")]}}),
+    )
+    .await
+    .unwrap();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    dynamodb
+        .put_item()
+        .table_name(stack.output("ErpCustomersTableName").unwrap())
+        .item("customer_id", s(&customer))
+        .item("email", s("big@example.com"))
+        .item("notes", s(&"n".repeat(300 * 1024)))
+        .send()
+        .await
+        .unwrap();
+
+    let events = receive(
+        &aws,
+        &queue,
+        1,
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let detail = &events[0]["detail"];
+    let dataref = detail["dataref"]
+        .as_str()
+        .expect("the event carries a dataref");
+    let bucket = stack.output("ClaimCheckBucketName").unwrap();
+    assert!(dataref.starts_with(&format!("s3://{bucket}/")), "{dataref}");
+    assert!(detail["data"]["bytes"].as_u64().unwrap() > 300 * 1024);
+
+    // The consumer's side: the master resolves the payload and merges the ERP's email.
+    let started = std::time::Instant::now();
+    loop {
+        let item = dynamodb
+            .get_item()
+            .table_name(stack.output("CustomerMasterTableName").unwrap())
+            .key("customer_id", s(&customer))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item;
+        if let Some(item) = item {
+            let record: Value = serde_dynamo::from_item(item).unwrap();
+            assert_eq!(
+                record["fields"]["email"]["value"], "big@example.com",
+                "{record}"
+            );
+            assert_eq!(record["fields"]["email"]["source"], "erp");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the master never merged the checked-in change"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -42,7 +42,8 @@ async fn three_sources_shuffled_and_duplicated_converge_to_one_golden_record() {
     );
     let now = Utc::now();
     let at = |seconds: i64| (now + TimeDelta::seconds(seconds)).to_rfc3339();
-    // The CRM is older than everyone, the shop newer than everyone; the ERP writes now.
+    // The CRM is older than everyone, the shop newer than everyone (within the master's 5-minute
+    // bound on a source clock ahead of ours); the ERP writes now.
     let crm = envelope(
         "io.busline.crm.customer.updated.v1",
         "busline.webhook.crm",
@@ -52,7 +53,7 @@ async fn three_sources_shuffled_and_duplicated_converge_to_one_golden_record() {
     let mut order: Value =
         serde_json::from_str(include_str!("../../infra/events/shop-order.json")).unwrap();
     order["order_id"] = json!(format!("SO-mdm-{tag}"));
-    order["placed_at"] = json!(at(600));
+    order["placed_at"] = json!(at(240));
     order["customer"] = json!({"id": customer, "email": "shop@example.com", "name": "Ada (shop)"});
     order["shipping_address"] =
         json!({"line1": "1 Shop St", "city": "Dublin", "postal_code": "D01", "country": "IE"});

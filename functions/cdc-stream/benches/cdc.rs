@@ -60,6 +60,7 @@ fn cdc(c: &mut Criterion) {
             }
         })
     });
+    let payloads = busline::claim_check::InMemoryPayloadStore::new();
     group.bench_function("cdc handler", |b| {
         b.iter(|| {
             let event: Value = serde_json::from_str(black_box(&text)).unwrap();
@@ -69,6 +70,7 @@ fn cdc(c: &mut Criterion) {
                     &config,
                     &SerialisingPublisher,
                     &NoDeadLetterQueue,
+                    &payloads,
                 ))
                 .unwrap();
             assert_eq!(outcome.published, RECORDS);

@@ -25,11 +25,18 @@
 //! that cannot be read as a change (an unknown `eventName`, a missing image or sequence number, an
 //! image that is not an item) goes to the dead-letter queue with the reason, whole, and the rest of
 //! the batch goes on.
+//!
+//! A change too large for one EventBridge entry (a 400 KB item with both its images) is not refused:
+//! its body is checked in to the claim-check store (S3, `CLAIM_CHECK_BUCKET`;
+//! [`busline::claim_check`]) and the event carries a `dataref` to it, which consumers resolve. If
+//! the store is down, the shard resumes at that change; if it refuses for good, the record goes to
+//! the dead-letter queue whole, with the reason. Either way the records behind it are not dropped.
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use busline::batch::{DeadLetter, DeadLetterError, DeadLetterQueue};
 use busline::bus::{EventPublisher, MAX_ENTRIES_PER_CALL, PublishError};
+use busline::claim_check::{PayloadStore, check_in};
 use busline::config::{ConfigError, Env};
 use busline::telemetry::{TraceContext, hop_span};
 use busline::{Classify, Envelope, ErrorClass, EventType};
@@ -289,17 +296,19 @@ impl Outcome {
 
 /// The Lambda handler. The event is read record by record, so one malformed record does not take
 /// the batch down with it.
-pub async fn handle<P: EventPublisher, D: DeadLetterQueue>(
+pub async fn handle<P: EventPublisher, D: DeadLetterQueue, S: PayloadStore>(
     event: Value,
     config: &CdcConfig,
     publisher: &P,
     dead_letters: &D,
+    payloads: &S,
 ) -> Result<Outcome, CdcError> {
     let Some(Value::Array(records)) = event.get("Records") else {
         return Err(CdcError::NotABatch("no Records array".to_owned()));
     };
     let mut outcome = Outcome::default();
-    let mut changes: Vec<Envelope<Change>> = Vec::with_capacity(records.len());
+    // Each change as it will travel (checked in when too large), and its sequence number.
+    let mut changes = Changes::default();
     for (position, raw) in records.iter().enumerate() {
         let record_id = raw["eventID"]
             .as_str()
@@ -321,12 +330,40 @@ pub async fn handle<P: EventPublisher, D: DeadLetterQueue>(
                             tracing::info!(op = %envelope.data.op, subject = envelope.subject.as_deref(), lag_ms, "change captured");
                         });
                 }
-                changes.push(envelope);
+                let sequence = envelope.data.source.sequence_number.clone();
+                match check_in(envelope, payloads).await {
+                    Ok(travelling) => {
+                        changes.envelopes.push(travelling);
+                        changes.sequences.push(sequence);
+                    }
+                    Err(e) if e.class() == ErrorClass::Retryable => {
+                        tracing::warn!(error = %e, "the claim-check store is unavailable; the shard resumes at this change");
+                        return Ok(publish(changes, publisher, outcome, Some(sequence)).await);
+                    }
+                    Err(e) => {
+                        let letter = (
+                            record_id.as_str(),
+                            e.error_type(),
+                            busline::error::with_causes(&e),
+                        );
+                        tracing::warn!(record_id, reason = %letter.2, "a change that cannot travel");
+                        if let Err(e) = dead_letter(dead_letters, raw, letter).await {
+                            tracing::error!(error = %e, "the dead-letter queue is unreachable");
+                            return Ok(publish(changes, publisher, outcome, Some(sequence)).await);
+                        }
+                        outcome.dead_lettered += 1;
+                    }
+                }
             }
             Err(reason) => {
                 let error = MalformedRecord { record_id, reason };
                 tracing::warn!(record_id = %error.record_id, reason = %error.reason, "malformed stream record");
-                if let Err(e) = dead_letter(dead_letters, raw, &error).await {
+                let letter = (
+                    error.record_id.as_str(),
+                    error.error_type(),
+                    error.to_string(),
+                );
+                if let Err(e) = dead_letter(dead_letters, raw, letter).await {
                     // Not parked: the shard must stop here. Publish what came before, then resume at
                     // this record (or at the first one, if it has no sequence number of its own).
                     tracing::error!(error = %e, "the dead-letter queue is unreachable");
@@ -349,19 +386,20 @@ fn first_sequence(records: &[Value]) -> Option<String> {
         .find_map(|r| r["dynamodb"]["SequenceNumber"].as_str().map(str::to_owned))
 }
 
+/// Parks `raw` whole, with `(record id, error type, reason)`.
 async fn dead_letter<D: DeadLetterQueue>(
     dead_letters: &D,
     raw: &Value,
-    error: &MalformedRecord,
+    (record_id, error_type, reason): (&str, &str, String),
 ) -> Result<(), DeadLetterError> {
     dead_letters
         .send(&DeadLetter {
             body: raw.to_string(),
-            record_id: error.record_id.clone(),
+            record_id: record_id.to_owned(),
             source: raw["eventSourceARN"].as_str().map(str::to_owned),
             group: None,
-            error_type: error.error_type().to_owned(),
-            reason: error.to_string(),
+            error_type: error_type.to_owned(),
+            reason,
         })
         .await
 }
@@ -369,24 +407,36 @@ async fn dead_letter<D: DeadLetterQueue>(
 /// Publishes `changes` (in stream order) ten per call, and stops at the first chunk the bus does
 /// not take whole: the shard resumes at its first rejected record. `stop_at` is where to resume if
 /// every change is published but the batch could not be finished.
+/// The batch's changes in stream order, as they travel, and each one's sequence number.
+#[derive(Default)]
+struct Changes {
+    envelopes: Vec<Envelope<Value>>,
+    sequences: Vec<String>,
+}
+
 async fn publish<P: EventPublisher>(
-    changes: Vec<Envelope<Change>>,
+    changes: Changes,
     publisher: &P,
     mut outcome: Outcome,
     stop_at: Option<String>,
 ) -> Outcome {
-    for chunk in changes.chunks(MAX_ENTRIES_PER_CALL) {
+    let sequences = changes.sequences.chunks(MAX_ENTRIES_PER_CALL);
+    for (chunk, sequences) in changes
+        .envelopes
+        .chunks(MAX_ENTRIES_PER_CALL)
+        .zip(sequences)
+    {
         match publisher.publish(chunk).await {
             Ok(()) => outcome.published += chunk.len(),
             Err(error) => {
-                let resume = match &error {
+                let at = match &error {
                     PublishError::Rejected { rejected, .. } => chunk
                         .iter()
-                        .find(|e| rejected.iter().any(|r| r.event_id == e.id))
-                        .or(chunk.first()),
-                    _ => chunk.first(),
+                        .position(|e| rejected.iter().any(|r| r.event_id == e.id))
+                        .unwrap_or(0),
+                    _ => 0,
                 };
-                let resume = resume.map(|e| e.data.source.sequence_number.clone());
+                let resume = sequences.get(at).cloned();
                 tracing::warn!(error = %error, resume_at = ?resume, "the bus did not take every change; the shard resumes there");
                 outcome.resume_at = resume;
                 return outcome;

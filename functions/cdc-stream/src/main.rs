@@ -1,5 +1,6 @@
 use busline::batch::SqsDeadLetterQueue;
 use busline::bus::EventBridgePublisher;
+use busline::claim_check::S3PayloadStore;
 use busline::config::{Env, ProcessEnv};
 use cdc_stream::{CdcConfig, handle};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -17,8 +18,13 @@ async fn main() -> Result<(), Error> {
     let aws = busline::aws::load_config().await;
     let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), bus);
     let dead_letters = SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), dlq);
+    let bucket = ProcessEnv.require(
+        "CLAIM_CHECK_BUCKET",
+        "the S3 bucket changes too large for the bus are checked in to",
+    )?;
+    let payloads = S3PayloadStore::new(&aws, bucket);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async {
-        let outcome = handle(event.payload, &config, &publisher, &dead_letters)
+        let outcome = handle(event.payload, &config, &publisher, &dead_letters, &payloads)
             .await
             .map_err(|e| busline::error::diagnostic(&e))?;
         tracing::info!(

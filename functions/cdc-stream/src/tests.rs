@@ -3,6 +3,7 @@ use busline::bus::InMemoryBus;
 use serde_json::json;
 
 use super::*;
+use busline::claim_check::InMemoryPayloadStore;
 
 const STREAM: &str = include_str!("../../../tests/fixtures/dynamodb-stream-event.json");
 
@@ -12,7 +13,9 @@ fn batch() -> Value {
 
 async fn run(event: Value, config: &CdcConfig) -> (Outcome, InMemoryBus, InMemoryDeadLetterQueue) {
     let (bus, dlq) = (InMemoryBus::new(), InMemoryDeadLetterQueue::new());
-    let outcome = handle(event, config, &bus, &dlq).await.unwrap();
+    let outcome = handle(event, config, &bus, &dlq, &InMemoryPayloadStore::new())
+        .await
+        .unwrap();
     (outcome, bus, dlq)
 }
 
@@ -161,9 +164,15 @@ async fn a_malformed_record_is_dead_lettered_whole_and_the_rest_goes_on() {
 async fn a_rejected_change_stops_the_batch_at_its_sequence_number() {
     let (bus, dlq) = (InMemoryBus::new(), InMemoryDeadLetterQueue::new());
     bus.reject_next(1);
-    let outcome = handle(batch(), &CdcConfig::default(), &bus, &dlq)
-        .await
-        .unwrap();
+    let outcome = handle(
+        batch(),
+        &CdcConfig::default(),
+        &bus,
+        &dlq,
+        &InMemoryPayloadStore::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         outcome.resume_at.as_deref(),
         Some("4421584500000000017450439091")
@@ -177,9 +186,15 @@ async fn a_rejected_change_stops_the_batch_at_its_sequence_number() {
 
     let bus = InMemoryBus::new();
     bus.set_unavailable(true);
-    let outcome = handle(batch(), &CdcConfig::default(), &bus, &dlq)
-        .await
-        .unwrap();
+    let outcome = handle(
+        batch(),
+        &CdcConfig::default(),
+        &bus,
+        &dlq,
+        &InMemoryPayloadStore::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         outcome.resume_at.as_deref(),
         Some("4421584500000000017450439091")
@@ -207,9 +222,15 @@ async fn an_unreachable_dead_letter_queue_stops_the_batch_at_the_bad_record() {
     event["Records"][2]["eventName"] = json!("TRUNCATE");
     let (bus, dlq) = (InMemoryBus::new(), InMemoryDeadLetterQueue::new());
     dlq.set_unavailable(true);
-    let outcome = handle(event, &CdcConfig::default(), &bus, &dlq)
-        .await
-        .unwrap();
+    let outcome = handle(
+        event,
+        &CdcConfig::default(),
+        &bus,
+        &dlq,
+        &InMemoryPayloadStore::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(outcome.published, 2, "the records before it");
     assert_eq!(
         outcome.resume_at.as_deref(),
@@ -220,8 +241,52 @@ async fn an_unreachable_dead_letter_queue_stops_the_batch_at_the_bad_record() {
 #[tokio::test]
 async fn an_event_that_is_not_a_batch_is_refused() {
     let (bus, dlq) = (InMemoryBus::new(), InMemoryDeadLetterQueue::new());
-    let error = handle(json!({"hello": 1}), &CdcConfig::default(), &bus, &dlq)
-        .await
-        .unwrap_err();
+    let error = handle(
+        json!({"hello": 1}),
+        &CdcConfig::default(),
+        &bus,
+        &dlq,
+        &InMemoryPayloadStore::new(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(error.error_type(), "NotAStreamBatch");
+}
+
+/// A change whose envelope is over 256 KB (a 300 KB attribute, in both images) was resumed at for
+/// every error until Lambda bisected and dropped it with the records behind it. Now its body is
+/// checked in to the claim-check store, and it travels, in order, with a `dataref` to it.
+#[tokio::test]
+async fn a_change_too_large_for_the_bus_is_checked_in_and_travels_in_order() {
+    let mut event = batch();
+    let big = json!({"S": "x".repeat(300 * 1024)});
+    event["Records"][1]["dynamodb"]["NewImage"]["notes"] = big.clone();
+    event["Records"][1]["dynamodb"]["OldImage"]["notes"] = big;
+    let (bus, dlq, payloads) = (
+        InMemoryBus::new(),
+        InMemoryDeadLetterQueue::new(),
+        InMemoryPayloadStore::new(),
+    );
+    let outcome = handle(event, &CdcConfig::default(), &bus, &dlq, &payloads)
+        .await
+        .unwrap();
+    assert_eq!((outcome.published, outcome.dead_lettered), (4, 0));
+    assert!(outcome.response().batch_item_failures.is_empty());
+    assert_eq!(payloads.len(), 1);
+    let published = bus.published();
+    let ops: Vec<&str> = published
+        .iter()
+        .map(|e| e["data"]["op"].as_str().unwrap_or("(checked in)"))
+        .collect();
+    assert_eq!(ops, ["c", "(checked in)", "c", "d"], "stream order kept");
+    let travelling: Envelope<Value> = serde_json::from_value(published[1].clone()).unwrap();
+    assert!(travelling.dataref.is_some());
+    let resolved = busline::claim_check::resolve(travelling, &payloads)
+        .await
+        .unwrap();
+    assert_eq!(resolved.data["op"], "u");
+    assert_eq!(
+        resolved.data["after"]["notes"].as_str().unwrap().len(),
+        300 * 1024
+    );
 }

@@ -32,6 +32,7 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use busline::batch::{BatchError, BatchProcessor, DeadLetterQueue};
 use busline::bus::{EventPublisher, PublishError};
+use busline::claim_check::{ClaimCheckError, PayloadStore, resolve};
 use busline::config::{ConfigError, Env};
 use busline::telemetry::{Hop, sqs_sent_at};
 use busline::{Classify, Envelope, ErrorClass, EventType};
@@ -73,6 +74,9 @@ pub enum MdmError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The change's checked-in payload could not be resolved.
+    #[error(transparent)]
+    ClaimCheck(#[from] ClaimCheckError),
     /// The source's timestamp is further ahead of now than [`MAX_FUTURE_SKEW_MS`]. Permanent.
     #[error(
         "the {source_name} change to customer {customer_id} is dated {ahead_ms} ms ahead of now, beyond the {} s skew bound; fix the source's clock or its timestamp and redrive it",
@@ -99,6 +103,7 @@ impl Classify for MdmError {
         match self {
             Self::Malformed(_) | Self::FutureDated { .. } => ErrorClass::Permanent,
             Self::Store(e) => e.class(),
+            Self::ClaimCheck(e) => e.class(),
             Self::Contended(_) | Self::Publish(_) => ErrorClass::Retryable,
         }
     }
@@ -108,6 +113,7 @@ impl Classify for MdmError {
             Self::Malformed(_) => "MalformedCustomerChange",
             Self::FutureDated { .. } => "FutureDatedChange",
             Self::Store(e) => e.error_type(),
+            Self::ClaimCheck(e) => e.error_type(),
             Self::Contended(_) => "MasterContended",
             Self::Publish(_) => "BusUnavailable",
         }
@@ -240,10 +246,14 @@ impl<S: MasterStore, P: EventPublisher> CustomerMaster<S, P> {
 /// The Lambda handler: a batch of source events from the queue, each merged; what can never be
 /// merged goes to the dead-letter queue with the reason, what failed for a passing reason is
 /// retried. Fails as a whole only when every record failed.
-pub async fn handle<S: MasterStore, P: EventPublisher, Q: DeadLetterQueue>(
+///
+/// An event whose payload was checked in (too large for the bus, `dataref`) is resolved from
+/// `payloads` first.
+pub async fn handle<S: MasterStore, P: EventPublisher, Q: DeadLetterQueue, R: PayloadStore>(
     event: SqsEvent,
     master: &CustomerMaster<S, P>,
     processor: &BatchProcessor<Q>,
+    payloads: &R,
 ) -> Result<SqsBatchResponse, BatchError> {
     let report = processor
         .sqs(&event, async |message| {
@@ -256,6 +266,7 @@ pub async fn handle<S: MasterStore, P: EventPublisher, Q: DeadLetterQueue>(
                 .run(async {
                     let envelope = Envelope::<Value>::from_eventbridge(event)
                         .map_err(|e| MdmError::Malformed(e.to_string()))?;
+                    let envelope = resolve(envelope, payloads).await?;
                     let applied = master.apply_envelope(&envelope).await?;
                     tracing::info!(?applied, "merged");
                     Ok::<_, MdmError>(())

@@ -1,6 +1,7 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use busline::batch::{BatchProcessor, SqsDeadLetterQueue};
 use busline::bus::EventBridgePublisher;
+use busline::claim_check::S3PayloadStore;
 use busline::config::{Env, ProcessEnv};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use mdm_customer::store::DynamoDbMasterStore;
@@ -16,7 +17,12 @@ async fn main() -> Result<(), Error> {
         "DEAD_LETTER_QUEUE_URL",
         "the queue changes that can never be merged go to",
     )?;
+    let bucket = ProcessEnv.require(
+        "CLAIM_CHECK_BUCKET",
+        "the S3 bucket payloads too large for the bus are checked in to",
+    )?;
     let aws = busline::aws::load_config().await;
+    let payloads = S3PayloadStore::new(&aws, bucket);
     let master = CustomerMaster {
         store: DynamoDbMasterStore::new(aws_sdk_dynamodb::Client::new(&aws), table),
         publisher: EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), bus),
@@ -26,7 +32,7 @@ async fn main() -> Result<(), Error> {
     let processor = BatchProcessor::new()
         .dead_letters(SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), dlq));
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        handle(event.payload, &master, &processor)
+        handle(event.payload, &master, &processor, &payloads)
     }))
     .await
 }

@@ -167,6 +167,7 @@ pub fn read_order(envelope: &Envelope<Raw>) -> Result<Envelope<OrderPlaced>, Can
         correlationid: envelope.correlationid.clone(),
         causationid: envelope.causationid.clone(),
         traceparent: envelope.traceparent.clone(),
+        dataref: envelope.dataref.clone(),
         data: order,
     })
 }
