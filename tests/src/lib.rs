@@ -89,6 +89,40 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Creates an on-demand table keyed by the string attribute `hash` (and `range`, if given).
+pub async fn create_table(
+    config: &SdkConfig,
+    table: &str,
+    hash: &str,
+    range: Option<&str>,
+) -> Result<()> {
+    let mut create = aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (name, kind) in [(Some(hash), KeyType::Hash), (range, KeyType::Range)] {
+        let Some(name) = name else { continue };
+        create = create
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(kind)
+                    .build()?,
+            );
+    }
+    create
+        .send()
+        .await
+        .with_context(|| format!("create table {table}"))?;
+    Ok(())
+}
+
 /// Creates an on-demand table keyed by a string `pk`, the shape every busline store uses, with TTL on
 /// `ttl_attribute` if given.
 pub async fn create_key_table(
@@ -97,25 +131,7 @@ pub async fn create_key_table(
     ttl_attribute: Option<&str>,
 ) -> Result<()> {
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
-    dynamodb
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()?,
-        )
-        .send()
-        .await
-        .with_context(|| format!("create table {table}"))?;
+    create_table(config, table, "pk", None).await?;
     if let Some(attribute) = ttl_attribute {
         dynamodb
             .update_time_to_live()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use busline::bus::{EventBridgePublisher, EventPublisher};
 use busline::{Envelope, EventType};
-use busline_tests::{IngestStack, SHOP_ORDER_PLACED, localstack, receive};
+use busline_tests::{IngestStack, SHOP_ORDER_PLACED, create_table, localstack, receive};
 use serde_json::json;
 
 #[tokio::test]
@@ -49,37 +49,10 @@ async fn the_eventbridge_publisher_batches_and_delivers_every_event() {
 
 #[tokio::test]
 async fn the_dynamodb_audit_trail_keeps_the_audit_contract() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
     let aws = localstack().await.unwrap();
     let table = format!("audit-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    create_table(&aws, &table, "pk", Some("sk")).await.unwrap();
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    let string = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    dynamodb
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(string("pk"))
-        .attribute_definitions(string("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .send()
-        .await
-        .unwrap();
     busline::audit::contract(
         &busline::audit::DynamoDbAuditTrail::new(dynamodb, &table),
         "",
@@ -89,36 +62,13 @@ async fn the_dynamodb_audit_trail_keeps_the_audit_contract() {
 
 #[tokio::test]
 async fn the_dynamodb_order_tracker_keeps_the_status_contract() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
     let aws = localstack().await.unwrap();
     let table = format!(
         "status-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     );
+    create_table(&aws, &table, "order_id", None).await.unwrap();
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    dynamodb
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("order_id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("order_id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
     busline::fulfillment::status::contract(
         &busline::fulfillment::status::DynamoDbOrderTracker::new(dynamodb, &table),
         "",

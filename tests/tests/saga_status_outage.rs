@@ -7,37 +7,8 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    SseSpecification,
-};
-use busline_tests::localstack;
 use busline_tests::saga::Scenario;
-
-async fn recreate(dynamodb: &aws_sdk_dynamodb::Client, table: &str) {
-    dynamodb
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("order_id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("order_id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .sse_specification(SseSpecification::builder().enabled(true).build())
-        .send()
-        .await
-        .expect("the status table is created again for the other tests");
-}
+use busline_tests::{create_table, localstack};
 
 #[tokio::test]
 async fn an_order_is_fulfilled_and_paid_once_while_its_status_table_is_gone() {
@@ -61,7 +32,9 @@ async fn an_order_is_fulfilled_and_paid_once_while_its_status_table_is_gone() {
         Ok(()) => scenario.finished(Duration::from_secs(120)).await,
         Err(e) => Err(e),
     };
-    recreate(&dynamodb, &table).await;
+    create_table(&aws, &table, "order_id", None)
+        .await
+        .expect("the status table is created again for the other tests");
     let finished = finished.unwrap();
 
     assert_eq!(finished.output["status"], "FULFILLED", "{finished:?}");

@@ -12,7 +12,7 @@ use busline::batch::{BatchProcessor, InMemoryDeadLetterQueue};
 use busline::bus::{EventBridgePublisher, EventPublisher, PublishError};
 use busline::retry::Backoff;
 use busline::{Classify, Envelope, ErrorClass, EventType};
-use busline_tests::{SHOP_ORDER_PLACED, localstack};
+use busline_tests::{SHOP_ORDER_PLACED, create_table, localstack};
 use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -27,35 +27,8 @@ fn event(id: &str) -> Envelope<Value> {
 }
 
 async fn audit_table(aws: &aws_config::SdkConfig) -> String {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
     let table = format!("audit-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    let string = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    aws_sdk_dynamodb::Client::new(aws)
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(string("pk"))
-        .attribute_definitions(string("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .send()
-        .await
-        .unwrap();
+    create_table(aws, &table, "pk", Some("sk")).await.unwrap();
     table
 }
 
