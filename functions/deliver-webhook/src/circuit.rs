@@ -1,7 +1,8 @@
 //! A circuit breaker per destination, shared by every concurrent environment through DynamoDB.
 //!
 //! Closed, it counts consecutive failures; at `threshold` it opens for `open_for`: deliveries to
-//! the destination are not attempted, and their messages wait (visibility) until it may close.
+//! the destination are not attempted, and their messages wait (requeued with a delay) until it may
+//! close.
 //! After that, the next delivery is a trial: a success closes the circuit (the count is reset), a
 //! failure opens it again at once.
 //!
