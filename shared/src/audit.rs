@@ -74,11 +74,7 @@ fn sdk_failure<E>(
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    if crate::sdk_error::is_permanent(&e) {
-        AuditError::Refused(Box::new(e))
-    } else {
-        AuditError::Unavailable(Box::new(e))
-    }
+    crate::sdk_error::sort(e, AuditError::Refused, AuditError::Unavailable)
 }
 
 /// Keeps envelopes for later inspection.

@@ -173,11 +173,7 @@ impl EventBridgePublisher {
             .send()
             .await
             .map_err(|e| {
-                if crate::sdk_error::is_permanent(&e) {
-                    PublishError::Refused(Box::new(e))
-                } else {
-                    PublishError::Unavailable(Box::new(e))
-                }
+                crate::sdk_error::sort(e, PublishError::Refused, PublishError::Unavailable)
             })?;
         if output.failed_entry_count() == 0 && output.entries().len() == batch.len() {
             return Ok(Vec::new());

@@ -151,11 +151,7 @@ fn unavailable<E>(e: SdkError<E, HttpResponse>) -> CheckpointError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    if crate::sdk_error::is_permanent(&e) {
-        CheckpointError::Refused(Box::new(e))
-    } else {
-        CheckpointError::Unavailable(Box::new(e))
-    }
+    crate::sdk_error::sort(e, CheckpointError::Refused, CheckpointError::Unavailable)
 }
 
 /// [`unavailable`] for a service error taken out of its `SdkError`.
@@ -163,11 +159,7 @@ fn service_failure<E>(e: E) -> CheckpointError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    if crate::sdk_error::classify_service_error(&e) == ErrorClass::Permanent {
-        CheckpointError::Refused(Box::new(e))
-    } else {
-        CheckpointError::Unavailable(Box::new(e))
-    }
+    crate::sdk_error::sort_service_error(e, CheckpointError::Refused, CheckpointError::Unavailable)
 }
 
 fn read(name: &str, item: HashMap<String, AttributeValue>) -> Result<Checkpoint, CheckpointError> {

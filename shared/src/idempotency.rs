@@ -309,11 +309,7 @@ fn unavailable<E>(e: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    if crate::sdk_error::is_permanent(&e) {
-        StoreError::Refused(Box::new(e))
-    } else {
-        StoreError::Unavailable(Box::new(e))
-    }
+    crate::sdk_error::sort(e, StoreError::Refused, StoreError::Unavailable)
 }
 
 /// [`unavailable`] for a service error taken out of its `SdkError`.
@@ -321,11 +317,7 @@ fn service_failure<E>(e: E) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    if crate::sdk_error::classify_service_error(&e) == ErrorClass::Permanent {
-        StoreError::Refused(Box::new(e))
-    } else {
-        StoreError::Unavailable(Box::new(e))
-    }
+    crate::sdk_error::sort_service_error(e, StoreError::Refused, StoreError::Unavailable)
 }
 
 fn corrupt(key: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {

@@ -89,6 +89,42 @@ pub fn classify_service_error<E: ProvideErrorMetadata>(error: &E) -> ErrorClass 
     classify_answer(error.code(), 0)
 }
 
+/// The caller's own error for `error`: `refused(e)` when it is permanent, `unavailable(e)` when it
+/// is worth retrying. Every adapter maps its SDK errors through this (or [`sort_service_error`]).
+pub fn sort<E, T>(
+    error: SdkError<E, HttpResponse>,
+    refused: impl FnOnce(BoxError) -> T,
+    unavailable: impl FnOnce(BoxError) -> T,
+) -> T
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if is_permanent(&error) {
+        refused(Box::new(error))
+    } else {
+        unavailable(Box::new(error))
+    }
+}
+
+/// [`sort`] for a service error taken out of its `SdkError` (classified by its code alone).
+pub fn sort_service_error<E, T>(
+    error: E,
+    refused: impl FnOnce(BoxError) -> T,
+    unavailable: impl FnOnce(BoxError) -> T,
+) -> T
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if classify_service_error(&error) == ErrorClass::Permanent {
+        refused(Box::new(error))
+    } else {
+        unavailable(Box::new(error))
+    }
+}
+
+/// A boxed error, as the adapters' variants keep their source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// True when `error` will fail the same way however often it is retried.
 pub fn is_permanent<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
     classify(error) == ErrorClass::Permanent

@@ -346,13 +346,22 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> Sync<C, P, D> {
             };
             let mut envelopes = Vec::with_capacity(page.records.len());
             for record in &page.records {
-                match self.envelope(record).and_then(|(envelope, updated_at)| {
-                    // What the bus can never take is parked now, not retried with its page.
-                    envelope
-                        .to_eventbridge_entry("size-check")
-                        .map(|_| (envelope, updated_at))
-                        .map_err(|e| format!("the record cannot travel on the bus: {e}"))
-                }) {
+                let checked = self
+                    .envelope(record)
+                    .map_err(|reason| ("MalformedSourceRecord", reason))
+                    .and_then(|(envelope, updated_at)| {
+                        // What the bus can never take is parked now, not retried with its page.
+                        envelope
+                            .to_eventbridge_entry("size-check")
+                            .map(|_| (envelope, updated_at))
+                            .map_err(|e| {
+                                (
+                                    "UnpublishableSourceRecord",
+                                    format!("the record cannot travel on the bus: {e}"),
+                                )
+                            })
+                    });
+                match checked {
                     Ok((envelope, updated_at)) => {
                         if position
                             .high_water
@@ -363,19 +372,14 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> Sync<C, P, D> {
                         }
                         envelopes.push(envelope);
                     }
-                    Err(reason) => {
+                    Err((error_type, reason)) => {
                         self.dead_letters
                             .send(&DeadLetter {
                                 body: record.to_string(),
                                 record_id: record["id"].as_str().unwrap_or("?").to_owned(),
                                 source: Some(self.config.source_url.clone()),
                                 group: None,
-                                error_type: if reason.starts_with("the record cannot travel") {
-                                    "UnpublishableSourceRecord"
-                                } else {
-                                    "MalformedSourceRecord"
-                                }
-                                .to_owned(),
+                                error_type: error_type.to_owned(),
                                 reason,
                             })
                             .await?;

@@ -243,11 +243,6 @@ impl Source {
                 })?,
         })
     }
-
-    /// How the source's sender signs.
-    pub fn scheme(&self) -> Scheme {
-        self.scheme
-    }
 }
 
 /// Why the function could not start.

@@ -32,11 +32,11 @@ fn failure<E>(
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    if crate::sdk_error::is_permanent(&e) {
-        ClaimCheckError::Refused(crate::error::with_causes(&e))
-    } else {
-        ClaimCheckError::Unavailable(Box::new(e))
-    }
+    crate::sdk_error::sort(
+        e,
+        |e| ClaimCheckError::Refused(crate::error::with_causes(&*e)),
+        ClaimCheckError::Unavailable,
+    )
 }
 
 impl PayloadStore for S3PayloadStore {
