@@ -20,7 +20,7 @@ FUNCTIONS  := $(notdir $(wildcard functions/*))
 TARGET_DIR  = $${CARGO_TARGET_DIR:-target}
 
 
-.PHONY: help demo trace test bench bench-run profile-init redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
+.PHONY: help demo trace test soak soak-run bench bench-run profile-init redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,6 +42,19 @@ test: lint-template ## Everything the tests need (the stack on LocalStack, the r
 	  trap '$(LOCALSTACK) stop' EXIT; \
 	  $(MAKE) --no-print-directory deploy-local release && cargo test --workspace --lib --bins --tests --examples && cargo test --workspace --doc; \
 	fi
+
+soak: ## Load and faults at once on the stack (2,000 webhooks from 16 senders, duplicates, poison, executor faults, a bus outage, CDC and a batch sync), then the conservation check and its figures (SOAK_WEBHOOKS=<n> for another size; LocalStack is started and stopped if it was not running)
+	@if $(LOCALSTACK) status >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory soak-run; \
+	else \
+	  $(LOCALSTACK) start; \
+	  trap '$(LOCALSTACK) stop' EXIT; \
+	  $(MAKE) --no-print-directory soak-run; \
+	fi
+
+soak-run: deploy-local
+	@mkdir -p $(TARGET_DIR)/bench
+	cargo run --quiet -p busline-tests --example soak
 
 deploy-local: tools localstack-start ## Build the functions and deploy template.yaml to LocalStack (code changes hot-reload)
 	cargo build $(addprefix -p ,$(FUNCTIONS)) --bins
@@ -110,6 +123,7 @@ bench-run: deploy-local release
 	cargo bench --profile dev -p busline-tests --bench saga  # 50 orders end to end, and where the time goes
 	cargo bench --profile dev -p busline-tests --bench delivery  # 200 events through deliver-webhook, per hop
 	cargo bench --profile dev -p busline-tests --bench batch_sync  # 10,000 records from a stub source to the bus
+	cargo run --quiet -p busline-tests --example soak  # the full soak: conservation under load and faults
 	cargo bench -p busline --bench toolkit -p cdc-stream --bench cdc -p mdm-customer --bench merge -p translate --bench translate -- --warm-up-time 1 --measurement-time 3
 	cargo run --quiet -p busline-tests --bin bench-report
 

@@ -206,6 +206,9 @@ start() {
   # LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC=0.1: LocalStack's SQS event source mapping waits
   # 1 s after every poll that found messages, which caps a queue's consumer at 10 messages a second
   # (one batch a second); AWS's pollers poll again at once. Empty polls still back off up to 10 s.
+  # LAMBDA_RETRY_BASE_DELAY=5: an asynchronous invocation that failed is retried after 1× and 2× this
+  # (AWS waits about 1 and 2 minutes, LocalStack's default is 60 s), so a soak's faults settle in
+  # seconds; the retry count and the on-failure destination are as deployed.
   # SQS_CLOUDWATCH_METRICS_REPORT_INTERVAL=5: LocalStack publishes the queues' CloudWatch metrics
   # (ApproximateNumberOfMessagesVisible, which the dead-letter alarms watch) every 60 s by default;
   # AWS every minute too, but a test should not wait that long.
@@ -221,6 +224,7 @@ start() {
   KINESIS_MOCK_VERSION=$KINESIS_MOCK_VERSION \
   KINESIS_LATENCY=${KINESIS_LATENCY:-0} \
   SQS_CLOUDWATCH_METRICS_REPORT_INTERVAL=${SQS_CLOUDWATCH_METRICS_REPORT_INTERVAL:-5} \
+  LAMBDA_RETRY_BASE_DELAY=${LAMBDA_RETRY_BASE_DELAY:-5} \
   LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC=${LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC:-0.1} \
   LAMBDA_RUNTIME_EXECUTOR=${LAMBDA_RUNTIME_EXECUTOR:-process} \
   BUSLINE_LAMBDA_FAULTS_FILE=${BUSLINE_LAMBDA_FAULTS_FILE:-$state/lambda-faults.json} \

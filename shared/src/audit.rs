@@ -105,7 +105,12 @@ pub struct AuditEntry {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct AuditRecord {
     pk: String,
+    /// `<source>#<id>`: what makes an event itself, so a republished copy (the same id, a later
+    /// `time`, as a publisher writes after an answer it never saw) is recognised.
     sk: String,
+    /// The event's time, RFC 3339 with milliseconds: the order of a history.
+    #[serde(default)]
+    time: String,
     event_type: String,
     envelope: String,
     recorded_at_ms: i64,
@@ -119,7 +124,8 @@ impl AuditRecord {
             .unwrap_or_default();
         Ok(Self {
             pk: envelope.correlation_id().to_owned(),
-            sk: format!("{time}#{}#{}", envelope.source, envelope.id),
+            sk: format!("{}#{}", envelope.source, envelope.id),
+            time,
             event_type: envelope.event_type.to_string(),
             envelope: serde_json::to_string(envelope).map_err(|e| AuditError::Unstorable {
                 event_id: envelope.id.clone(),
@@ -141,6 +147,11 @@ impl AuditRecord {
                 .ok_or_else(|| unstorable("recorded_at_ms is out of range".into()))?,
         })
     }
+}
+
+/// A history's order: by the events' time, then by source and id.
+fn oldest_first(records: &mut [AuditRecord]) {
+    records.sort_by(|a, b| (&a.time, &a.sk).cmp(&(&b.time, &b.sk)));
 }
 
 /// The DynamoDB adapter: partition key `pk`, sort key `sk`, both strings.
@@ -202,17 +213,19 @@ impl AuditTrail for DynamoDbAuditTrail {
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(sdk_failure)?;
-        items
+        let mut records = items
             .into_iter()
             .map(|item| {
-                serde_dynamo::from_item::<_, AuditRecord>(item)
-                    .map_err(|e| AuditError::Unstorable {
+                serde_dynamo::from_item::<_, AuditRecord>(item).map_err(|e| {
+                    AuditError::Unstorable {
                         event_id: correlation_id.to_owned(),
                         source: Box::new(e),
-                    })?
-                    .entry()
+                    }
+                })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        oldest_first(&mut records);
+        records.iter().map(AuditRecord::entry).collect()
     }
 }
 
@@ -254,12 +267,16 @@ impl AuditTrail for InMemoryAuditTrail {
     }
 
     async fn history(&self, correlation_id: &str) -> Result<Vec<AuditEntry>, AuditError> {
-        let records = self.records.lock().unwrap();
-        records
+        let mut records: Vec<AuditRecord> = self
+            .records
+            .lock()
+            .unwrap()
             .iter()
             .filter(|((pk, _), _)| pk == correlation_id)
-            .map(|(_, r)| r.entry())
-            .collect()
+            .map(|(_, r)| r.clone())
+            .collect();
+        oldest_first(&mut records);
+        records.iter().map(AuditRecord::entry).collect()
     }
 }
 
@@ -283,8 +300,14 @@ pub async fn contract<A: AuditTrail>(trail: &A, correlation_prefix: &str) {
 
     assert_eq!(trail.record(&second).await.unwrap(), Recorded::New);
     assert_eq!(trail.record(&first).await.unwrap(), Recorded::New);
-    // A redelivery is recognised and stored once.
+    // A redelivery is recognised and stored once, and so is a copy published again later.
     assert_eq!(trail.record(&second).await.unwrap(), Recorded::AlreadyThere);
+    let mut republished = second.clone();
+    republished.time = chrono::DateTime::from_timestamp(1_800_000_009, 0);
+    assert_eq!(
+        trail.record(&republished).await.unwrap(),
+        Recorded::AlreadyThere
+    );
 
     let history: Vec<_> = trail
         .history(&correlation)

@@ -354,6 +354,7 @@ impl DeadLetterQueue for InMemoryDeadLetterQueue {
 pub struct BatchProcessor<Q = NoDeadLetterQueue> {
     concurrency: usize,
     keep_other_groups: bool,
+    max_receives: Option<u32>,
     dead_letters: Q,
 }
 
@@ -369,16 +370,18 @@ impl BatchProcessor {
         Self {
             concurrency: 1,
             keep_other_groups: false,
+            max_receives: None,
             dead_letters: NoDeadLetterQueue,
         }
     }
 }
 
-/// A record as the processor sees it: its id, ordering group and body.
+/// A record as the processor sees it: its id, ordering group, body and how often it was received.
 struct Item<'a, R> {
     record: &'a R,
     id: String,
     body: fn(&R) -> String,
+    receives: fn(&R) -> Option<u32>,
 }
 
 impl<Q: DeadLetterQueue> BatchProcessor<Q> {
@@ -400,8 +403,17 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
         BatchProcessor {
             concurrency: self.concurrency,
             keep_other_groups: self.keep_other_groups,
+            max_receives: self.max_receives,
             dead_letters: queue,
         }
+    }
+
+    /// The SQS queue's `maxReceiveCount` (`None`: not told). A message that fails for a passing
+    /// reason on its last receive goes to the dead-letter queue with that reason, rather than being
+    /// handed back for SQS to move without one; so every letter says why it is there.
+    pub fn max_receives(mut self, max_receives: Option<u32>) -> Self {
+        self.max_receives = max_receives.filter(|&n| n > 0);
+        self
     }
 
     /// Processes an SQS batch, standard or FIFO.
@@ -545,6 +557,7 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
                 record: r,
                 id: sequence_number(r),
                 body: |r| serde_json::to_string(r).unwrap_or_default(),
+                receives: |_| None,
             })
             .collect();
         let groups = groups_by(&items, key);
@@ -647,12 +660,24 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
             }
             Err(error) => error,
         };
-        let failure = RecordFailure {
+        let mut failure = RecordFailure {
             id: item.id.clone(),
             error_type: error.error_type().to_owned(),
             reason: diagnostic(&error).error_message,
         };
-        if error.class() == ErrorClass::Permanent && self.dead_letters.is_configured() {
+        let last_receive = match (self.max_receives, (item.receives)(item.record)) {
+            (Some(max), Some(received)) if received >= max => Some(received),
+            _ => None,
+        };
+        if let Some(received) = last_receive.filter(|_| error.class() == ErrorClass::Retryable) {
+            failure.reason = format!(
+                "still failing on receive {received} of {}: {}",
+                self.max_receives.unwrap_or(received),
+                failure.reason
+            );
+        }
+        let give_up = error.class() == ErrorClass::Permanent || last_receive.is_some();
+        if give_up && self.dead_letters.is_configured() {
             let letter = DeadLetter {
                 body: (item.body)(item.record),
                 record_id: item.id.clone(),
@@ -663,7 +688,7 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
             };
             match self.dead_letters.send(&letter).await {
                 Ok(()) => {
-                    tracing::warn!(record_id = %failure.id, error_type = %failure.error_type, reason = %failure.reason, "permanent failure: sent to the dead-letter queue");
+                    tracing::warn!(record_id = %failure.id, error_type = %failure.error_type, reason = %failure.reason, "given up: sent to the dead-letter queue");
                     return RecordOutcome::DeadLettered(failure);
                 }
                 Err(e) => {
@@ -685,6 +710,11 @@ fn sqs_items(event: &SqsEvent) -> Vec<Item<'_, SqsMessage>> {
             record: m,
             id: m.message_id.clone().unwrap_or_default(),
             body: |m| m.body.clone().unwrap_or_default(),
+            receives: |m| {
+                m.attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|n| n.parse().ok())
+            },
         })
         .collect()
 }

@@ -13,6 +13,7 @@ pub mod interop;
 pub mod report;
 pub mod runtime_api;
 pub mod saga;
+pub mod soak;
 pub mod source_stub;
 pub mod trace;
 
@@ -632,8 +633,19 @@ pub fn signed_headers_as(
     delivery_id: &str,
     timestamp: i64,
 ) -> Headers {
+    signed_bytes_as(scheme, secret, body.as_bytes(), delivery_id, timestamp)
+}
+
+/// [`signed_headers_as`] over bytes, which need not be text: every scheme but Standard Webhooks
+/// (whose signed content is text) signs bytes as they are.
+pub fn signed_bytes_as(
+    scheme: Scheme,
+    secret: &str,
+    body_bytes: &[u8],
+    delivery_id: &str,
+    timestamp: i64,
+) -> Headers {
     let key = scheme.key(secret).expect("a secret of the scheme");
-    let body_bytes = body.as_bytes();
     let mut headers: Headers = match scheme {
         Scheme::StandardWebhooks => vec![
             (HEADER_WEBHOOK_ID.into(), delivery_id.into()),

@@ -2,7 +2,7 @@ use audit_trail::{CONCURRENCY, Config, handle};
 use aws_lambda_events::event::sqs::SqsEvent;
 use busline::audit::DynamoDbAuditTrail;
 use busline::batch::{BatchProcessor, SqsDeadLetterQueue};
-use busline::config::ProcessEnv;
+use busline::config::{Env, ProcessEnv};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -17,6 +17,11 @@ async fn main() -> Result<(), Error> {
     );
     let processor = BatchProcessor::new()
         .concurrency(CONCURRENCY)
+        .max_receives(Some(ProcessEnv.parse_or(
+            "MAX_RECEIVE_COUNT",
+            0,
+            "the queue's maxReceiveCount (0: not told)",
+        )?))
         .dead_letters(dead_letters);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         handle(event.payload, &trail, &processor)

@@ -28,6 +28,12 @@
 //!   GET that answers 200 nor sent to a host nobody subscribed.
 //! - **`410 Gone` disables the endpoint** ([`circuit`]): its events go to the dead-letter queue with
 //!   the reason, unsent, until an operator enables it again.
+//! - **Each (event, endpoint) is POSTed once** ([`DeliveryOf`]): a 2xx is recorded in the
+//!   idempotency table (`IDEMPOTENCY_TABLE`, kept past the retry horizon), so a message delivered
+//!   again, because the invocation died after its POST, the bus delivered the event twice or an
+//!   operator redrove it, is acknowledged without a second request. Only an invocation that dies
+//!   between the endpoint's answer and the record write sends twice; receivers deduplicate on
+//!   `webhook-id`.
 //! - **Partial batches.** One bad destination fails only its own messages.
 
 pub mod circuit;
@@ -41,6 +47,7 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use busline::batch::{BatchError, BatchProcessor, DeadLetterQueue};
 use busline::config::{ConfigError, Env};
+use busline::idempotency::{Idempotency, IdempotencyError, IdempotencyStore, Selector};
 use busline::retry::{Backoff, Deadline, now_millis};
 use busline::signature::{
     HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP, SigningKey,
@@ -48,7 +55,7 @@ use busline::signature::{
 };
 use busline::telemetry::Hop;
 use busline::{Classify, Envelope, ErrorClass};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::circuit::{CircuitStore, Policy};
@@ -300,6 +307,15 @@ pub enum DeliveryError {
         /// The last failure.
         last: String,
     },
+    /// The record of the delivery cannot be kept: the idempotency table refused the call for
+    /// good (its name, its permissions). Permanent; nothing was sent.
+    #[error("the delivery to {destination} cannot be recorded, so it was not sent: {why}")]
+    Unrecorded {
+        /// The subscriber.
+        destination: String,
+        /// The store's error.
+        why: String,
+    },
     /// The destination's circuit is open; the message waits until it may close.
     #[error("the circuit to {destination} is open; retrying in {} s", retry_in.as_secs())]
     CircuitOpen {
@@ -329,12 +345,36 @@ impl Classify for DeliveryError {
             Self::GaveUp { .. } => "DeliveryGaveUp",
             Self::Failed { .. } => "DeliveryFailed",
             Self::CircuitOpen { .. } => "CircuitOpen",
+            Self::Unrecorded { .. } => "DeliveryUnrecorded",
         }
     }
 }
 
+/// What a delivery is recorded under: one event for one endpoint.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeliveryOf {
+    /// The subscriber's name.
+    pub endpoint: String,
+    /// The event's `Idempotency-Key`, `<source>:<id>`.
+    pub key: String,
+}
+
+/// The delivery records, in `store`, under the `deliver-webhook` namespace: kept a day past the
+/// retry horizon, so a copy of a message redelivered as late as its last retry is still known.
+pub fn delivery_records<S: IdempotencyStore>(
+    store: S,
+    retry_horizon: Duration,
+) -> Idempotency<S, DeliveryOf> {
+    Idempotency::new(
+        store,
+        "deliver-webhook",
+        Selector::function(|d: &DeliveryOf| Some(format!("{}\u{1f}{}", d.endpoint, d.key))),
+    )
+    .ttl(retry_horizon + Duration::from_secs(86_400))
+}
+
 /// The sink: its configuration, signing secret, HTTP client and ports.
-pub struct Deliverer<C, V> {
+pub struct Deliverer<C, V, S> {
     /// What it is told.
     pub config: Config,
     /// Each endpoint's signing key, by endpoint name.
@@ -345,6 +385,8 @@ pub struct Deliverer<C, V> {
     pub circuits: C,
     /// Where retries and fanned-out messages go.
     pub requeue: V,
+    /// What was delivered already ([`delivery_records`]).
+    pub deliveries: Idempotency<S, DeliveryOf>,
 }
 
 fn excerpt(text: &str) -> String {
@@ -355,7 +397,7 @@ fn excerpt(text: &str) -> String {
     text[..end].to_owned()
 }
 
-impl<C: CircuitStore, V: Requeue> Deliverer<C, V> {
+impl<C: CircuitStore, V: Requeue, S: IdempotencyStore> Deliverer<C, V, S> {
     /// Delivers one message to every subscriber of its event's type.
     pub async fn deliver(
         &self,
@@ -452,17 +494,24 @@ impl<C: CircuitStore, V: Requeue> Deliverer<C, V> {
             })
             .and_then(|n| n.parse().ok())
             .unwrap_or(1);
-        let error = match self
-            .post(
-                subscriber,
-                &payload,
-                (&envelope.id, &key),
-                attempt,
-                deadline,
-            )
-            .await
-        {
-            Ok(()) => {
+        let of = DeliveryOf {
+            endpoint: subscriber.name.clone(),
+            key: key.clone(),
+        };
+        let posted = self
+            .deliveries
+            .run_detailed(&of, Some(deadline), || {
+                self.post(
+                    subscriber,
+                    &payload,
+                    (&envelope.id, &key),
+                    attempt,
+                    deadline,
+                )
+            })
+            .await;
+        let error = match posted {
+            Ok(handled) => {
                 tracing::info!(
                     event_id = %envelope.id,
                     destination = %subscriber.name,
@@ -470,11 +519,34 @@ impl<C: CircuitStore, V: Requeue> Deliverer<C, V> {
                     sent_at_ms,
                     started_at_ms,
                     queue_age_ms = sent_at_ms.map(|sent| started_at_ms - sent),
-                    "delivered"
+                    "{}",
+                    if handled.replayed { "delivered before; not sent again" } else { "delivered" }
                 );
                 return Ok(());
             }
-            Err(error) => error,
+            Err(IdempotencyError::AlreadyCompleted { .. }) => return Ok(()),
+            Err(IdempotencyError::Handler(error)) => error,
+            // Another invocation holds the delivery (a copy of the message), or one died during its
+            // request: it comes back when that claim lapses.
+            Err(IdempotencyError::AlreadyInProgress { lease_until_ms, .. }) => {
+                DeliveryError::Failed {
+                    destination: subscriber.name.clone(),
+                    why: "another invocation is delivering it".to_owned(),
+                    retry_in: Duration::from_millis((lease_until_ms - now_millis()).max(0) as u64)
+                        .max(Duration::from_secs(1)),
+                }
+            }
+            Err(e) if e.class() == ErrorClass::Permanent => {
+                return Err(DeliveryError::Unrecorded {
+                    destination: subscriber.name.clone(),
+                    why: e.to_string(),
+                });
+            }
+            Err(e) => DeliveryError::Failed {
+                destination: subscriber.name.clone(),
+                why: format!("its delivery record cannot be kept: {e}"),
+                retry_in: Duration::from_secs(5),
+            },
         };
         let retry_in = match &error {
             DeliveryError::Failed { retry_in, .. }
@@ -660,9 +732,9 @@ impl<C: CircuitStore, V: Requeue> Deliverer<C, V> {
 
 /// The Lambda handler: each message delivered on its own; the batch response names the ones to
 /// retry, and permanent failures go to the dead-letter queue.
-pub async fn handle<C: CircuitStore, V: Requeue, Q: DeadLetterQueue>(
+pub async fn handle<C: CircuitStore, V: Requeue, S: IdempotencyStore, Q: DeadLetterQueue>(
     event: SqsEvent,
-    deliverer: &Deliverer<C, V>,
+    deliverer: &Deliverer<C, V, S>,
     processor: &BatchProcessor<Q>,
     deadline: Deadline,
 ) -> Result<SqsBatchResponse, BatchError> {

@@ -1,9 +1,10 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use busline::batch::{BatchProcessor, SqsDeadLetterQueue};
 use busline::config::{Env, ProcessEnv};
+use busline::idempotency::DynamoDbIdempotencyStore;
 use busline::retry::Deadline;
 use deliver_webhook::circuit::DynamoDbCircuitStore;
-use deliver_webhook::{Config, Deliverer, SqsRequeue, fetch_keys, handle};
+use deliver_webhook::{Config, Deliverer, SqsRequeue, delivery_records, fetch_keys, handle};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -17,14 +18,23 @@ async fn main() -> Result<(), Error> {
     )?;
     let dlq = ProcessEnv.require("DEAD_LETTER_QUEUE_URL", "the queue refused events go to")?;
     let table = ProcessEnv.require("CIRCUIT_TABLE", "the DynamoDB table circuits are kept in")?;
+    let records = ProcessEnv.require(
+        "IDEMPOTENCY_TABLE",
+        "the DynamoDB table that records what was delivered",
+    )?;
     let aws = busline::aws::load_config().await;
     let keys = fetch_keys(&aws_sdk_secretsmanager::Client::new(&aws), &config).await?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let deliverer = Deliverer {
-        config,
         keys,
         http: deliver_webhook::http_client(allow_local),
-        circuits: DynamoDbCircuitStore::new(aws_sdk_dynamodb::Client::new(&aws), table),
+        circuits: DynamoDbCircuitStore::new(dynamodb.clone(), table),
         requeue: SqsRequeue::new(aws_sdk_sqs::Client::new(&aws), queue),
+        deliveries: delivery_records(
+            DynamoDbIdempotencyStore::new(dynamodb, records),
+            config.retry_horizon,
+        ),
+        config,
     };
     let processor = BatchProcessor::new()
         .concurrency(4)

@@ -2,6 +2,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use busline::batch::InMemoryDeadLetterQueue;
+use busline::idempotency::InMemoryIdempotencyStore;
 use serde_json::json;
 use wiremock::matchers::{header_exists, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -52,7 +53,9 @@ fn redelivered(r: &Redelivery, n: usize) -> Value {
     })
 }
 
-fn deliverer(server: &MockServer) -> Deliverer<InMemoryCircuitStore, Recorded> {
+type TestDeliverer = Deliverer<InMemoryCircuitStore, Recorded, InMemoryIdempotencyStore>;
+
+fn deliverer(server: &MockServer) -> TestDeliverer {
     let subscriptions = json!({"io.busline.order.fulfilled.v1": [{"name": "warehouse", "url": format!("{}/hooks", server.uri()), "secret": "warehouse-secret"}]});
     Deliverer {
         config: Config::from_env(&[
@@ -72,6 +75,7 @@ fn deliverer(server: &MockServer) -> Deliverer<InMemoryCircuitStore, Recorded> {
         http: http_client(true),
         circuits: InMemoryCircuitStore::new(),
         requeue: Recorded::default(),
+        deliveries: delivery_records(InMemoryIdempotencyStore::new(), Duration::from_secs(86_400)),
     }
 }
 
@@ -97,7 +101,7 @@ fn batch(messages: Vec<Value>) -> SqsEvent {
 }
 
 async fn run(
-    deliverer: &Deliverer<InMemoryCircuitStore, Recorded>,
+    deliverer: &TestDeliverer,
     messages: Vec<Value>,
 ) -> (Vec<String>, InMemoryDeadLetterQueue) {
     let dlq = InMemoryDeadLetterQueue::new();
@@ -448,6 +452,59 @@ async fn a_410_disables_the_endpoint_and_later_events_are_dead_lettered_unsent()
 
 /// Two subscribers of one event type, a warehouse that refuses and an ERP that takes it. They were
 /// POSTed in sequence, so the first one's 4xx dead-lettered the event for both.
+#[tokio::test]
+async fn a_message_delivered_again_after_its_post_succeeded_is_not_sent_twice() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let deliverer = deliverer(&server);
+    // The invocation that POSTed died before SQS heard of it: the message comes back, and the bus
+    // delivered the event a second time besides.
+    let (failures, dlq) = run(&deliverer, vec![message("e-1", 1)]).await;
+    assert!(failures.is_empty() && dlq.letters().is_empty());
+    let (failures, dlq) = run(
+        &deliverer,
+        vec![message("e-1", 2), copy_of("e-1", "-copy", 1)],
+    )
+    .await;
+    assert!(failures.is_empty() && dlq.letters().is_empty());
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_post_leaves_no_record_and_its_retry_is_sent() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let deliverer = deliverer(&server);
+    let (failures, dlq) = run(&deliverer, vec![message("e-1", 1)]).await;
+    assert!(failures.is_empty() && dlq.letters().is_empty());
+    let retry: Vec<Value> = deliverer
+        .requeue
+        .take()
+        .iter()
+        .enumerate()
+        .map(|(n, r)| redelivered(r, n))
+        .collect();
+    assert_eq!(retry.len(), 1);
+    let (failures, dlq) = run(&deliverer, retry).await;
+    assert!(failures.is_empty() && dlq.letters().is_empty());
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    assert!(
+        deliverer.requeue.take().is_empty(),
+        "delivered on the retry"
+    );
+}
+
 #[tokio::test]
 async fn with_two_subscribers_one_endpoints_refusal_is_its_own() {
     let warehouse = MockServer::start().await;

@@ -30,6 +30,11 @@ async fn main() -> Result<(), Error> {
     };
     // One at a time: messages of one customer would only race each other's versions.
     let processor = BatchProcessor::new()
+        .max_receives(Some(ProcessEnv.parse_or(
+            "MAX_RECEIVE_COUNT",
+            0,
+            "the queue's maxReceiveCount (0: not told)",
+        )?))
         .dead_letters(SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), dlq));
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         handle(event.payload, &master, &processor, &payloads)

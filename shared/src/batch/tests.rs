@@ -378,3 +378,46 @@ async fn claimed_mode_costs_two_calls_for_ten_messages_and_one_for_their_redeliv
     assert_eq!((report.duplicates(), report.dead_lettered()), (10, 1));
     assert_eq!((runs.get(), store.calls()), (10, 3));
 }
+
+#[tokio::test]
+async fn a_passing_failure_on_the_last_receive_is_dead_lettered_with_its_reason() {
+    let dlq = InMemoryDeadLetterQueue::new();
+    let mut event = sqs_event(&[("down", "a"), ("down", "a"), ("ok", "a")], false);
+    // The first is on its second receive of two, the second on its first.
+    event.records[0]
+        .attributes
+        .insert("ApproximateReceiveCount".into(), "2".into());
+    event.records[1]
+        .attributes
+        .insert("ApproximateReceiveCount".into(), "1".into());
+    let report = BatchProcessor::new()
+        .max_receives(Some(2))
+        .dead_letters(dlq.clone())
+        .sqs(&event, async |m| handle_body(m).await)
+        .await;
+    assert_eq!(failed_ids(&report.response), ["m1"], "redelivered");
+    assert_eq!(report.dead_lettered(), 1);
+    let letters = dlq.letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].record_id, "m0");
+    assert_eq!(letters[0].error_type, "WarehouseDown");
+    assert_eq!(
+        letters[0].reason,
+        "still failing on receive 2 of 2: the warehouse is down"
+    );
+}
+
+#[tokio::test]
+async fn without_the_receive_limit_a_passing_failure_is_always_redelivered() {
+    let dlq = InMemoryDeadLetterQueue::new();
+    let mut event = sqs_event(&[("down", "a")], false);
+    event.records[0]
+        .attributes
+        .insert("ApproximateReceiveCount".into(), "9".into());
+    let report = BatchProcessor::new()
+        .dead_letters(dlq.clone())
+        .sqs(&event, async |m| handle_body(m).await)
+        .await;
+    assert_eq!(failed_ids(&report.response), ["m0"]);
+    assert!(dlq.letters().is_empty());
+}

@@ -24,8 +24,27 @@ names to a queue of faults, one popped per invocation of that function::
 
 ``error`` answers with that errorType without running the function; ``timeout`` runs it but
 ignores its answer and times out; ``crash`` runs it (side effects happen) and then kills the process
-before the response is returned. The variable is set on LocalStack by the test tooling, never by a
-template.
+before the response is returned.
+
+Instead of a queue, a function's entry may be a rate: each invocation draws one of ``faults`` with
+probability ``rate``, and the count of each kind drawn is kept in the entry's ``injected`` (and of
+every invocation in ``invocations``), so the tooling can show that faults happened::
+
+    {"split": {"rate": 0.05, "faults": [{"fault": "error"}, {"fault": "crash"}]}}
+
+The same file's ``aws`` entry makes LocalStack's gateway refuse AWS calls for a while, as a bad day
+at AWS does: every request to ``service`` (``operation``, if named)
+from ``from_ms`` (if set) until ``until_ms`` (Unix ms) is answered with the error ``code`` and HTTP
+``status``, and counted in ``refused``::
+
+    {"aws": [{"service": "events", "operation": "PutEvents", "code": "ThrottlingException",
+              "status": 400, "from_ms": 1764601190000, "until_ms": 1764601200000}]}
+
+A window set ahead of time needs no write to the file while functions run (the executor writes it
+too, to count).
+
+That covers every caller, the functions, Step Functions' integrations and the tooling alike. The
+variable is set on LocalStack by the test tooling, never by a template.
 """
 
 from __future__ import annotations
@@ -35,6 +54,7 @@ import logging
 import math
 import os
 import queue
+import random
 import signal
 import subprocess
 import threading
@@ -43,6 +63,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from localstack.runtime import hooks
 from localstack.services.lambda_.invocation.executor_endpoint import StatusErrorException
 from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
@@ -78,11 +99,76 @@ def take_fault(function_name: str) -> dict | None:
             LOG.warning("ignoring unreadable fault file %s: %s", path, e)
             return None
         queued = faults.get(function_name) or []
-        if not queued:
+        if isinstance(queued, dict):
+            fault = _draw(queued)
+        elif queued:
+            fault = queued.pop(0)
+        else:
             return None
-        fault = queued.pop(0)
         Path(path).write_text(json.dumps(faults))
-    return None if fault.get("fault") == "none" else fault
+    return None if not fault or fault.get("fault") == "none" else fault
+
+
+def _draw(entry: dict) -> dict | None:
+    """One invocation under a rate entry: a fault drawn with the entry's probability (counted in
+    the entry), or None."""
+    entry["invocations"] = entry.get("invocations", 0) + 1
+    choices = entry.get("faults") or []
+    if not choices or random.random() >= float(entry.get("rate", 0)):
+        return None
+    fault = random.choice(choices)
+    injected = entry.setdefault("injected", {})
+    injected[fault.get("fault", "none")] = injected.get(fault.get("fault", "none"), 0) + 1
+    return fault
+
+
+def refusal_for(service: str, operation: str, now_ms: int) -> dict | None:
+    """The ``aws`` rule of the fault file that refuses this call now, counted as refused; or None."""
+    path = os.environ.get(FAULTS_FILE_VARIABLE)
+    if not path:
+        return None
+    with _faults_lock:
+        try:
+            faults = json.loads(Path(path).read_text() or "{}")
+        except (OSError, ValueError):
+            return None
+        for rule in faults.get("aws") or []:
+            if (
+                rule.get("service") == service
+                and rule.get("operation", operation) == operation
+                and int(rule.get("from_ms", 0)) <= now_ms < int(rule.get("until_ms", 0))
+            ):
+                rule["refused"] = rule.get("refused", 0) + 1
+                Path(path).write_text(json.dumps(faults))
+                return rule
+    return None
+
+
+def _refuse_aws_calls(chain, context, response) -> None:
+    """A gateway request handler: raises the error of the fault file's ``aws`` rule that matches
+    the request, if one does."""
+    service = context.service.service_name if context.service else None
+    if service is None or context.operation is None or not os.environ.get(FAULTS_FILE_VARIABLE):
+        return
+    rule = refusal_for(service, context.operation.name, int(time.time() * 1000))
+    if rule is None:
+        return
+    from localstack.aws.api import CommonServiceException
+
+    raise CommonServiceException(
+        code=rule.get("code", "ServiceUnavailable"),
+        message=rule.get("message", "refused by BUSLINE_LAMBDA_FAULTS_FILE (a simulated outage)"),
+        status_code=int(rule.get("status", 503)),
+        sender_fault=int(rule.get("status", 503)) < 500,
+    )
+
+
+@hooks.on_infra_start()
+def install_aws_refusals() -> None:
+    """Adds the refusal handler to LocalStack's gateway, after requests are parsed."""
+    from localstack.aws import handlers
+
+    handlers.serve_custom_service_request_handlers.append(_refuse_aws_calls)
 
 
 class _Invocation:

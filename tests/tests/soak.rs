@@ -1,0 +1,17 @@
+//! The short soak (`make test`): a few hundred webhooks under the full soak's mix of duplicates,
+//! poison, executor faults and a bus outage, with CDC writes and a batch sync beside them; then the
+//! conservation check (`busline_tests::soak`). `make soak` runs the full one.
+//!
+//! It binds the stub receivers' ports (8025-8027) and fills the executor's fault file, so it is a
+//! test binary of its own: cargo runs test binaries one at a time.
+
+use busline_tests::localstack;
+use busline_tests::soak::{self, Plan};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_is_lost_duplicated_or_left_in_flight_under_load_and_faults() {
+    let aws = localstack().await.unwrap();
+    let figures = soak::run(&aws, &Plan::short()).await.unwrap();
+    println!("{}", figures.text());
+    soak::check(&figures).unwrap();
+}
