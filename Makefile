@@ -123,7 +123,8 @@ bench-run: deploy-local release
 	cargo bench --profile dev -p busline-tests --bench saga  # 50 orders end to end, and where the time goes
 	cargo bench --profile dev -p busline-tests --bench delivery  # 200 events through deliver-webhook, per hop
 	cargo bench --profile dev -p busline-tests --bench batch_sync  # 10,000 records from a stub source to the bus
-	cargo run --quiet -p busline-tests --example soak  # the full soak: conservation under load and faults
+	@# The full soak: its section is written (and the report marks what it missed) even when it fails.
+	cargo run --quiet -p busline-tests --example soak || echo "bench: the soak broke a promise; its section says which"
 	cargo bench -p busline --bench toolkit -p cdc-stream --bench cdc -p mdm-customer --bench merge -p translate --bench translate -- --warm-up-time 1 --measurement-time 3
 	cargo run --quiet -p busline-tests --bin bench-report
 

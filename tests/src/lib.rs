@@ -736,7 +736,17 @@ pub fn queue_faults(function: &str, faults: Value) -> Result<()> {
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_else(|| json!({}));
     all[function] = faults;
-    std::fs::write(&path, all.to_string()).with_context(|| format!("write {}", path.display()))
+    write_faults(&all)
+}
+
+/// Replaces the fault file with `all` in one step (a new copy renamed over it), as the executor
+/// does, so neither side ever reads it half written.
+pub fn write_faults(all: &Value) -> Result<()> {
+    let path = faults_file();
+    let temporary = path.with_extension(format!("{}.tmp", std::process::id()));
+    std::fs::write(&temporary, all.to_string())
+        .with_context(|| format!("write {}", temporary.display()))?;
+    std::fs::rename(&temporary, &path).with_context(|| format!("replace {}", path.display()))
 }
 
 /// Deploys the binary at `binary` as a `provided.al2023` function named `name` through LocalStack's

@@ -49,7 +49,9 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::report::{Column, Section, Table};
 use crate::source_stub::SourceStub;
-use crate::{DeployedStack, Headers, faults_file, percentile, signed_bytes_as, watch_bus};
+use crate::{
+    DeployedStack, Headers, faults_file, percentile, signed_bytes_as, watch_bus, write_faults,
+};
 
 /// The `p` quantile of `values`, 0 when there are none.
 fn quantile(values: &[f64], p: f64) -> f64 {
@@ -97,7 +99,7 @@ impl Plan {
             bus_outage: Duration::from_secs(8),
             cdc_writes: 200,
             sync_records: 500,
-            quiet_within: Duration::from_secs(900),
+            quiet_within: Duration::from_secs(1800),
             seed: 20_261_201,
         }
     }
@@ -109,7 +111,7 @@ impl Plan {
             cdc_writes: 40,
             sync_records: 100,
             bus_outage: Duration::from_secs(5),
-            quiet_within: Duration::from_secs(420),
+            quiet_within: Duration::from_secs(600),
             ..Self::full()
         }
     }
@@ -750,32 +752,45 @@ fn arm_faults(plan: &Plan, outage_from_ms: i64) -> Result<()> {
         "from_ms": outage_from_ms,
         "until_ms": outage_from_ms + plan.bus_outage.as_millis() as i64
     }]);
-    let path = faults_file();
-    std::fs::write(&path, all.to_string()).with_context(|| format!("write {}", path.display()))
+    write_faults(&all)
 }
 
 /// Takes the faults out, returning what the executor counted: injected faults by kind, and the
-/// bus's refusals.
+/// bus's refusals. An invocation that read the file just before it was emptied writes its copy
+/// back: the file is emptied until it stays empty, and the highest count seen of each is kept.
 fn disarm_faults() -> Result<(BTreeMap<String, usize>, usize)> {
-    let path = faults_file();
-    let all: Value = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_else(|| json!({}));
-    std::fs::write(&path, "{}").with_context(|| format!("write {}", path.display()))?;
-    let mut injected = BTreeMap::new();
-    for f in FAULTED {
-        let entry = &all[format!("{}-{f}", DeployedStack::NAME)]["injected"];
-        for (kind, n) in entry.as_object().into_iter().flatten() {
-            *injected.entry(kind.clone()).or_default() += n.as_u64().unwrap_or(0) as usize;
+    let mut injected: BTreeMap<String, usize> = BTreeMap::new();
+    let mut refused = 0;
+    let mut empty_reads = 0;
+    while empty_reads < 3 {
+        let text = std::fs::read_to_string(faults_file()).unwrap_or_default();
+        let all: Value = serde_json::from_str(&text).unwrap_or_else(|_| json!({}));
+        if all.as_object().is_none_or(|o| o.is_empty()) {
+            empty_reads += 1;
+        } else {
+            empty_reads = 0;
+            let mut counted: BTreeMap<String, usize> = BTreeMap::new();
+            for f in FAULTED {
+                let entry = &all[format!("{}-{f}", DeployedStack::NAME)]["injected"];
+                for (kind, n) in entry.as_object().into_iter().flatten() {
+                    *counted.entry(kind.clone()).or_default() += n.as_u64().unwrap_or(0) as usize;
+                }
+            }
+            for (kind, n) in counted {
+                let kept = injected.entry(kind).or_default();
+                *kept = (*kept).max(n);
+            }
+            let now_refused: usize = all["aws"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| r["refused"].as_u64().unwrap_or(0) as usize)
+                .sum();
+            refused = refused.max(now_refused);
+            write_faults(&json!({}))?;
         }
+        std::thread::sleep(Duration::from_millis(200));
     }
-    let refused = all["aws"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| r["refused"].as_u64().unwrap_or(0) as usize)
-        .sum();
     Ok((injected, refused))
 }
 
@@ -784,7 +799,7 @@ struct FaultsArmed;
 
 impl Drop for FaultsArmed {
     fn drop(&mut self) {
-        let _ = std::fs::write(faults_file(), "{}");
+        let _ = write_faults(&json!({}));
     }
 }
 
@@ -896,6 +911,24 @@ pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
         ),
         ..Figures::default()
     };
+
+    // A soak counts what is in the stack's queues: they must start empty (a backlog from an earlier
+    // run would be counted as this run's in flight, and delay its quiet).
+    let work_queues = stack_work_queues(aws).await?;
+    let waited = Instant::now();
+    loop {
+        let busy = busy_queues(aws, &work_queues).await?;
+        if busy.is_empty() {
+            break;
+        }
+        if waited.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "the stack is not quiet before the soak (a backlog from an earlier run?): {busy:?}; \
+                 wait for it, or restart LocalStack and deploy again"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 
     // The outside systems, where the LocalStack deployment points the stack.
     let bind = |addr: &str| {
@@ -1147,7 +1180,6 @@ pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
         })
         .collect();
     let orders: Vec<&PlacedOrder> = accepted.iter().filter_map(|d| d.order.as_ref()).collect();
-    let work_queues = stack_work_queues(aws).await?;
     let quiet_started = Instant::now();
     let mut cdc_seen = HashSet::new();
     let mut sync_seen = HashSet::new();

@@ -40,8 +40,9 @@ from ``from_ms`` (if set) until ``until_ms`` (Unix ms) is answered with the erro
     {"aws": [{"service": "events", "operation": "PutEvents", "code": "ThrottlingException",
               "status": 400, "from_ms": 1764601190000, "until_ms": 1764601200000}]}
 
-A window set ahead of time needs no write to the file while functions run (the executor writes it
-too, to count).
+A window set ahead of time needs no write to the file while functions run. The executor writes the
+file too (to pop and to count), always whole, by renaming a new copy over it; writers from outside
+should do the same.
 
 That covers every caller, the functions, Step Functions' integrations and the tooling alike. The
 variable is set on LocalStack by the test tooling, never by a template.
@@ -105,8 +106,16 @@ def take_fault(function_name: str) -> dict | None:
             fault = queued.pop(0)
         else:
             return None
-        Path(path).write_text(json.dumps(faults))
+        _write_atomically(path, faults)
     return None if not fault or fault.get("fault") == "none" else fault
+
+
+def _write_atomically(path: str, faults: dict) -> None:
+    """Replaces the fault file in one step, so a reader (the test tooling, reading counts while
+    functions run) never sees it half written."""
+    temporary = Path(f"{path}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(faults))
+    os.replace(temporary, path)
 
 
 def _draw(entry: dict) -> dict | None:
@@ -139,7 +148,7 @@ def refusal_for(service: str, operation: str, now_ms: int) -> dict | None:
                 and int(rule.get("from_ms", 0)) <= now_ms < int(rule.get("until_ms", 0))
             ):
                 rule["refused"] = rule.get("refused", 0) + 1
-                Path(path).write_text(json.dumps(faults))
+                _write_atomically(path, faults)
                 return rule
     return None
 
