@@ -912,18 +912,30 @@ pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
         ..Figures::default()
     };
 
-    // A soak counts what is in the stack's queues: they must start empty (a backlog from an earlier
-    // run would be counted as this run's in flight, and delay its quiet).
+    // A soak counts what is in the stack's queues, so they must start empty: a backlog from earlier
+    // runs would be counted as this run's in flight and delay its quiet. Earlier tests leave
+    // deliveries for warehouses that were not listening, requeued for up to a day: those are
+    // purged, and said so.
     let work_queues = stack_work_queues(aws).await?;
+    let sqs = aws_sdk_sqs::Client::new(aws);
     let waited = Instant::now();
+    let mut purged = false;
     loop {
         let busy = busy_queues(aws, &work_queues).await?;
         if busy.is_empty() {
             break;
         }
-        if waited.elapsed() > Duration::from_secs(120) {
+        if !purged {
+            for (name, depth) in &busy {
+                println!("soak: purging {depth} message(s) an earlier run left in {name}");
+                if let Some((_, url)) = work_queues.iter().find(|(n, _)| n == name) {
+                    sqs.purge_queue().queue_url(url).send().await?;
+                }
+            }
+            purged = true;
+        } else if waited.elapsed() > Duration::from_secs(120) {
             bail!(
-                "the stack is not quiet before the soak (a backlog from an earlier run?): {busy:?}; \
+                "the stack is not quiet before the soak, even after purging its queues: {busy:?}; \
                  wait for it, or restart LocalStack and deploy again"
             );
         }
