@@ -943,32 +943,11 @@ pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
     }
 
     // The outside systems, where the LocalStack deployment points the stack.
-    let bind = |addr: &str| {
-        std::net::TcpListener::bind(addr)
-            .with_context(|| format!("{addr} is free for a stub (a soak runs alone)"))
-    };
     let warehouse = Warehouse::default();
-    let warehouse_server = MockServer::builder()
-        .listener(bind("127.0.0.1:8027")?)
-        .start()
-        .await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(warehouse.clone())
-        .mount(&warehouse_server)
-        .await;
+    let warehouse_server = stub_at("127.0.0.1:8027", Some(warehouse.clone())).await?;
     let email = Email::default();
-    let email_server = MockServer::builder()
-        .listener(bind("127.0.0.1:8025")?)
-        .start()
-        .await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(email.clone())
-        .mount(&email_server)
-        .await;
-    let source_server = MockServer::builder()
-        .listener(bind("127.0.0.1:8026")?)
-        .start()
-        .await;
+    let _email_server = stub_at("127.0.0.1:8025", Some(email.clone())).await?;
+    let source_server = stub_at::<Email>("127.0.0.1:8026", None).await?;
     let source = SourceStub::default();
     let sync_start = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
     source.set_records(
@@ -1551,6 +1530,28 @@ pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
     Ok(figures)
 }
 
+/// A stub server on `addr` (which must be free: a soak runs alone) answering every request with
+/// `responder`, if given.
+async fn stub_at<R: Respond + 'static>(addr: &str, responder: Option<R>) -> Result<MockServer> {
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("{addr} is free for a stub (a soak runs alone)"))?;
+    let server = MockServer::builder().listener(listener).start().await;
+    if let Some(responder) = responder {
+        Mock::given(wiremock::matchers::any())
+            .respond_with(responder)
+            .mount(&server)
+            .await;
+    }
+    Ok(server)
+}
+
+/// Adds one delivery's sending (its requests, their answer times, the duplicates it was told of).
+fn count_requests(figures: &mut Figures, sent: &Sent) {
+    figures.requests += sent.attempts;
+    figures.answer_ms.extend(&sent.answers_ms);
+    figures.duplicates_absorbed += sent.duplicates;
+}
+
 /// Counts what the senders were told.
 fn account_answers(
     figures: &mut Figures,
@@ -1567,9 +1568,7 @@ fn account_answers(
                 .push(format!("delivery {} was never sent", delivery.n));
             continue;
         };
-        figures.requests += sent.attempts;
-        figures.answer_ms.extend(&sent.answers_ms);
-        figures.duplicates_absorbed += sent.duplicates;
+        count_requests(figures, sent);
         let status = sent.status;
         match (status, delivery.kind.refused()) {
             (200..300, false) => figures.accepted += 1,
@@ -1594,9 +1593,7 @@ fn account_answers(
         }
     }
     for (n, sent) in resent {
-        figures.requests += sent.attempts;
-        figures.answer_ms.extend(&sent.answers_ms);
-        figures.duplicates_absorbed += sent.duplicates;
+        count_requests(figures, sent);
         if !(200..300).contains(&sent.status) || sent.duplicates == 0 {
             figures.double_effects.push(format!(
                 "delivery {n} sent again was answered {} {} instead of a duplicate",

@@ -92,12 +92,8 @@ def take_fault(function_name: str) -> dict | None:
     if not path:
         return None
     with _faults_lock:
-        try:
-            faults = json.loads(Path(path).read_text() or "{}")
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as e:
-            LOG.warning("ignoring unreadable fault file %s: %s", path, e)
+        faults = _read_faults(path)
+        if faults is None:
             return None
         queued = faults.get(function_name) or []
         if isinstance(queued, dict):
@@ -108,6 +104,17 @@ def take_fault(function_name: str) -> dict | None:
             return None
         _write_atomically(path, faults)
     return None if not fault or fault.get("fault") == "none" else fault
+
+
+def _read_faults(path: str) -> dict | None:
+    """The fault file's contents; None when there is none or it cannot be read (logged)."""
+    try:
+        return json.loads(Path(path).read_text() or "{}")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        LOG.warning("ignoring unreadable fault file %s: %s", path, e)
+        return None
 
 
 def _write_atomically(path: str, faults: dict) -> None:
@@ -137,9 +144,8 @@ def refusal_for(service: str, operation: str, now_ms: int) -> dict | None:
     if not path:
         return None
     with _faults_lock:
-        try:
-            faults = json.loads(Path(path).read_text() or "{}")
-        except (OSError, ValueError):
+        faults = _read_faults(path)
+        if faults is None:
             return None
         for rule in faults.get("aws") or []:
             if (
