@@ -40,10 +40,10 @@ use anyhow::{Context, Result, bail};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use busline::audit::{AuditTrail, DynamoDbAuditTrail};
-use busline::fulfillment::CreditStanding;
-use busline::fulfillment::dynamodb::DynamoDbFulfillment;
-use busline::fulfillment::status::{DynamoDbOrderTracker, OrderTracker, Status};
 use busline::signature::Scheme;
+use busline_fulfillment::CreditStanding;
+use busline_fulfillment::dynamodb::DynamoDbFulfillment;
+use busline_fulfillment::status::{DynamoDbOrderTracker, OrderTracker, Status};
 use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -83,6 +83,9 @@ pub struct Plan {
     pub sync_records: usize,
     /// How long the stack may take to become quiet after the last answer.
     pub quiet_within: Duration,
+    /// How long the whole soak may take, set-up and checks included: past it, the soak fails
+    /// saying which phase it was in, rather than hang its caller.
+    pub deadline: Duration,
     /// Seeds the generator, so a run's deliveries can be made again.
     pub seed: u64,
 }
@@ -100,18 +103,24 @@ impl Plan {
             cdc_writes: 200,
             sync_records: 500,
             quiet_within: Duration::from_secs(1800),
+            deadline: Duration::from_secs(3600),
             seed: 20_261_201,
         }
     }
 
-    /// `make test`'s: the same mix, a few hundred events.
+    /// `make test`'s: the same mix at a rate LocalStack on two cores keeps up with. Sixteen
+    /// senders overdrive it: its Lambda invoke path then costs seconds per call, ingest times out
+    /// (502s the senders retry), and consumers outlive their visibility timeout, so the run takes
+    /// longer than the rest of `make test`. Four senders keep it to a few minutes.
     pub fn short() -> Self {
         Self {
-            webhooks: 300,
-            cdc_writes: 40,
-            sync_records: 100,
+            webhooks: 150,
+            senders: 4,
+            cdc_writes: 20,
+            sync_records: 50,
             bus_outage: Duration::from_secs(5),
             quiet_within: Duration::from_secs(600),
+            deadline: Duration::from_secs(1200),
             ..Self::full()
         }
     }
@@ -888,9 +897,52 @@ impl Senders {
     }
 }
 
+/// Where a soak is, for its progress lines and for the error if it overruns its deadline.
+#[derive(Clone)]
+struct Progress {
+    started: Instant,
+    phase: Arc<Mutex<String>>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            phase: Arc::new(Mutex::new("starting".to_owned())),
+        }
+    }
+
+    /// Enters `phase`, and says so on standard error (`--nocapture` shows it under `cargo test`).
+    fn enter(&self, phase: &str) {
+        *self.phase.lock().unwrap() = phase.to_owned();
+        self.say(phase);
+    }
+
+    fn say(&self, text: &str) {
+        eprintln!(
+            "soak {:>6.1} s: {text}",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
 /// Runs the soak of `plan` on the deployed stack and returns its figures. Fails only when the
-/// soak itself could not run; the figures say whether the stack kept its promises.
+/// soak itself could not run or overran `plan.deadline`; the figures say whether the stack kept
+/// its promises.
 pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
+    let progress = Progress::new();
+    match tokio::time::timeout(plan.deadline, run_within(aws, plan, &progress)).await {
+        Ok(figures) => figures,
+        Err(_) => bail!(
+            "the soak overran its deadline of {} s while {}; a stack this slow cannot be judged \
+             (see LocalStack's log under .state/localstack)",
+            plan.deadline.as_secs(),
+            progress.phase.lock().unwrap()
+        ),
+    }
+}
+
+async fn run_within(aws: &SdkConfig, plan: &Plan, progress: &Progress) -> Result<Figures> {
     let stack = DeployedStack::read(aws).await?;
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let mut figures = Figures {
@@ -916,6 +968,7 @@ pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
     // runs would be counted as this run's in flight and delay its quiet. Earlier tests leave
     // deliveries for warehouses that were not listening, requeued for up to a day: those are
     // purged, and said so.
+    progress.enter("waiting for the stack to be quiet before the load");
     let work_queues = stack_work_queues(aws).await?;
     let sqs = aws_sdk_sqs::Client::new(aws);
     let waited = Instant::now();
@@ -943,6 +996,7 @@ pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
     }
 
     // The outside systems, where the LocalStack deployment points the stack.
+    progress.enter("setting up the stubs, stock, customers and bus watches");
     let warehouse = Warehouse::default();
     let warehouse_server = stub_at("127.0.0.1:8027", Some(warehouse.clone())).await?;
     let email = Email::default();
@@ -1044,6 +1098,10 @@ pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
         chrono::Utc::now().timestamp_millis() + (plan.webhooks as i64 * 1000 / 12 / 4).max(2000);
     arm_faults(plan, outage_from)?;
     let _armed = FaultsArmed;
+    progress.enter(&format!(
+        "sending {} webhooks from {} senders, with CDC writes and a batch sync",
+        plan.webhooks, plan.senders
+    ));
     let work = Arc::new(Mutex::new(
         planned
             .clone()
@@ -1054,6 +1112,16 @@ pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
     let results = Arc::new(Mutex::new(HashMap::<usize, Sent>::new()));
     let resent_results = Arc::new(Mutex::new(Vec::<(usize, Sent)>::new()));
     let mut tasks = tokio::task::JoinSet::new();
+    let reporter = {
+        let (progress, results, total) = (progress.clone(), results.clone(), plan.webhooks);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                let answered = results.lock().unwrap().len();
+                progress.say(&format!("{answered} of {total} deliveries answered"));
+            }
+        })
+    };
     for _ in 0..plan.senders {
         let (senders, work, resends, results, resent_results) = (
             senders.clone(),
@@ -1148,6 +1216,7 @@ pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
     while let Some(joined) = tasks.join_next().await {
         joined.context("a load task panicked")?;
     }
+    reporter.abort();
     let load_seconds = started.elapsed().as_secs_f64();
     let load_ended_ms = now_ms();
     figures.sync_invocations = *sync_invocations.lock().unwrap();
@@ -1179,6 +1248,8 @@ pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
     let machine = stack.output("OrderFulfillmentStateMachineArn")?.to_owned();
     let mut executions;
     let mut calm = 0;
+    progress.enter("waiting for the stack to be quiet after the load");
+    let mut reported = Instant::now();
     loop {
         drain_subjects(aws, &cdc_queue, &mut cdc_seen, |d| {
             d["subject"]
@@ -1212,6 +1283,21 @@ pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
             && sync_seen.len() >= plan.sync_records
             && orders.iter().all(|o| outcomes.contains_key(&o.id));
         calm = if done { calm + 1 } else { 0 };
+        if reported.elapsed() > Duration::from_secs(30) {
+            reported = Instant::now();
+            let open = orders
+                .iter()
+                .filter(|o| !outcomes.contains_key(&o.id))
+                .count();
+            progress.say(&format!(
+                "{running} execution(s) running, {open} order(s) without an outcome, CDC {}/{}, \
+                 sync {}/{}, busy queues {busy:?}",
+                cdc_seen.len(),
+                cdc_keys.len(),
+                sync_seen.len(),
+                plan.sync_records
+            ));
+        }
         if calm >= 3 || quiet_started.elapsed() > plan.quiet_within {
             break;
         }
@@ -1230,6 +1316,7 @@ pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
     );
 
     // What is still moving, and what reached a dead-letter queue.
+    progress.enter("counting dead letters and checking every accepted delivery");
     for (queue, depth) in busy_queues(aws, &work_queues).await? {
         figures
             .in_flight
@@ -1527,6 +1614,7 @@ pub async fn run(aws: &SdkConfig, plan: &Plan) -> Result<Figures> {
             .await;
     }
     drop(warehouse_server);
+    progress.enter("done");
     Ok(figures)
 }
 

@@ -1,4 +1,4 @@
-//! The short soak (`make test`): a few hundred webhooks under the full soak's mix of duplicates,
+//! The short soak (`make test`): 150 webhooks from 4 senders under the full soak's mix of duplicates,
 //! poison, executor faults and a bus outage, with CDC writes and a batch sync beside them; then the
 //! conservation check (`busline_tests::soak`). `make soak` runs the full one.
 //!
