@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
@@ -28,7 +27,11 @@ use aws_sdk_dynamodb::types::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::*;
+use crate::{
+    CreditStanding, CustomerAccounts, FulfillmentError, Inventory, Invoice, Invoicing, Order,
+    Payment, Payments, Reservation, Shipment, Shipping,
+};
+use busline::dynamodb::{Conditional, put_if};
 
 /// Countries the reference carrier delivers to.
 pub const SHIPPING_COUNTRIES: &[&str] = &[
@@ -158,9 +161,9 @@ impl DynamoDbFulfillment {
 
     /// The systems on the table named by `FULFILLMENT_TABLE`, with a client from `aws`.
     pub fn from_env(
-        env: &impl crate::config::Env,
+        env: &impl busline::config::Env,
         aws: &aws_config::SdkConfig,
-    ) -> Result<Self, crate::config::ConfigError> {
+    ) -> Result<Self, busline::config::ConfigError> {
         let table = env.require(
             "FULFILLMENT_TABLE",
             "the name of the fulfillment systems' DynamoDB table",
@@ -198,32 +201,25 @@ impl DynamoDbFulfillment {
     ) -> Result<Option<T>, FulfillmentError> {
         let item = serde_dynamo::to_item(record)
             .map_err(|e| unreadable(system, format!("record does not serialise: {e}")))?;
-        let result = self
+        let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(None),
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                PutItemError::ConditionalCheckFailedException(failed) => failed
-                    .item
-                    .map(serde_dynamo::from_item)
-                    .transpose()
-                    .map_err(|e| unreadable(system, format!("existing record is unreadable: {e}")))?
-                    .map(Some)
-                    .ok_or_else(|| {
-                        unreadable(
-                            system,
-                            "the condition failed but no record came back".into(),
-                        )
-                    }),
-                other => Err(unavailable(system)(other)),
-            },
+            .condition_expression("attribute_not_exists(pk)");
+        match put_if(put).await {
+            Ok(Conditional::Written) => Ok(None),
+            Ok(Conditional::ConditionFailed(item)) => item
+                .map(serde_dynamo::from_item)
+                .transpose()
+                .map_err(|e| unreadable(system, format!("existing record is unreadable: {e}")))?
+                .map(Some)
+                .ok_or_else(|| {
+                    unreadable(
+                        system,
+                        "the condition failed but no record came back".into(),
+                    )
+                }),
             Err(e) => Err(unavailable(system)(e)),
         }
     }

@@ -1,10 +1,10 @@
 //! HTTP adapters for real external systems (feature `http`): one client per system, with a
 //! configurable base URL.
 //!
-//! Every call carries the running hop's `traceparent` (see [`telemetry`](crate::telemetry)).
+//! Every call carries the running hop's `traceparent` (see [`telemetry`](busline::telemetry)).
 //! Every call that changes something carries an `Idempotency-Key` header, `<order id>:<step>`, the
 //! convention payment APIs use, so the system itself answers a repeat with its first result. Calls
-//! are retried with the toolkit's backoff ([`retry`](crate::retry::retry)), within the invocation's
+//! are retried with the toolkit's backoff ([`retry`](busline::retry::retry)), within the invocation's
 //! deadline, on what is worth retrying: connection errors, timeouts, `429` and `5xx`. Business
 //! refusals come back as their [`FulfillmentError`]: `402` from payments is `PaymentDeclined`, `409`
 //! from inventory is `OutOfStock`, `422` from the carrier is `ShipmentRejected`. A compensation that
@@ -26,8 +26,12 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::*;
-use crate::retry::{Backoff, Deadline, retry};
+use crate::{
+    CreditStanding, CustomerAccounts, CustomerNotifications, FulfilledNotice, FulfillmentError,
+    Inventory, Invoice, Invoicing, Order, Payment, Payments, Reservation, Shipment, Shipping,
+};
+use busline::retry::{Backoff, Deadline, retry};
+use std::future::Future;
 
 /// The header that makes a repeated call safe.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
@@ -106,8 +110,8 @@ impl HttpSystem {
                     request = request.header(IDEMPOTENCY_KEY_HEADER, key);
                 }
                 // The system continues the saga's trace, if it traces.
-                if let Some(traceparent) = crate::telemetry::current_traceparent() {
-                    request = request.header(crate::telemetry::TRACEPARENT_HEADER, traceparent);
+                if let Some(traceparent) = busline::telemetry::current_traceparent() {
+                    request = request.header(busline::telemetry::TRACEPARENT_HEADER, traceparent);
                 }
                 if let Some(body) = body {
                     request = request

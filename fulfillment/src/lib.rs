@@ -21,6 +21,11 @@ pub mod dynamodb;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod status;
+pub mod step;
+
+/// `busline`, for [`saga_step_main!`]'s expansion in crates that name it otherwise.
+#[doc(hidden)]
+pub use busline as __busline;
 #[cfg(feature = "http")]
 pub mod system;
 
@@ -29,12 +34,8 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Classify, ErrorClass};
-
-/// Currencies orders may be placed in.
-pub const CURRENCIES: &[&str] = &[
-    "EUR", "USD", "GBP", "CHF", "SEK", "DKK", "NOK", "PLN", "CZK",
-];
+pub use busline::canonical::{Address, CURRENCIES, Customer};
+use busline::error::{Classify, ErrorClass};
 
 /// An order as the web shop places it (`infra/schemas/webhooks/shop-order.v1.json`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,18 +55,6 @@ pub struct Order {
     pub shipping_address: Option<Address>,
 }
 
-/// The customer on an order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Customer {
-    /// The customer's id in the CRM.
-    pub id: String,
-    /// Where the customer is told about the order.
-    pub email: String,
-    /// The customer's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
-
 /// One line of an order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderLine {
@@ -75,22 +64,6 @@ pub struct OrderLine {
     pub quantity: i64,
     /// Price per unit, in cents.
     pub unit_price_cents: i64,
-}
-
-/// A shipping address.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Address {
-    /// Street and number.
-    pub line1: String,
-    /// The rest of the street address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line2: Option<String>,
-    /// City.
-    pub city: String,
-    /// Postal code.
-    pub postal_code: String,
-    /// ISO 3166 alpha-2 country code.
-    pub country: String,
 }
 
 impl Order {
@@ -200,7 +173,7 @@ pub enum FulfillmentError {
     ShipmentRejected {
         /// The order.
         order_id: String,
-        /// Why.
+        /// The warehouse's reason, as it gave it.
         reason: String,
     },
     /// A repeat of a step carried different content than the first (another amount for the same
@@ -218,7 +191,7 @@ pub enum FulfillmentError {
     NotificationRejected {
         /// The order.
         order_id: String,
-        /// Why.
+        /// The email system's reason, as it gave it.
         reason: String,
     },
     /// A system could not be reached or refused the call. Retryable.
@@ -226,7 +199,7 @@ pub enum FulfillmentError {
     Unavailable {
         /// Which system, as its error type says (`InventoryUnavailable`).
         system: &'static str,
-        /// Why.
+        /// The transport or service error that made the system unreachable.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -316,7 +289,7 @@ impl Default for ApprovalPolicy {
 impl ApprovalPolicy {
     /// The policy from `APPROVAL_THRESHOLD_CENTS` and `APPROVAL_TIMEOUT_SECONDS`, each defaulting
     /// as [`ApprovalPolicy::default`] does.
-    pub fn from_env(env: &impl crate::config::Env) -> Result<Self, crate::config::ConfigError> {
+    pub fn from_env(env: &impl busline::config::Env) -> Result<Self, busline::config::ConfigError> {
         let default = Self::default();
         Ok(Self {
             threshold_cents: env.parse_or(

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use super::dynamodb::DynamoDbFulfillment;
 use super::http::HttpSystem;
-use super::*;
-use crate::config::{ConfigError, Env};
+use crate::{
+    CreditStanding, CustomerAccounts, FulfillmentError, Inventory, Invoice, Invoicing, Order,
+    Payment, Payments, Reservation, Shipment, Shipping,
+};
+use busline::config::{ConfigError, Env};
 
 /// Each HTTP request's timeout. With the default backoff (4 attempts, at most 2 s apart) a step
 /// gives up well inside the functions' 10 s timeout, and the state machine retries it.

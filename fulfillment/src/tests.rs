@@ -1,6 +1,6 @@
 use super::*;
 
-const SAMPLE: &str = include_str!("../../../infra/events/shop-order.json");
+const SAMPLE: &str = include_str!("../../infra/events/shop-order.json");
 
 fn sample() -> Order {
     serde_json::from_str(SAMPLE).unwrap()

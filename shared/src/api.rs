@@ -4,7 +4,7 @@
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 /// A request refused, and why.
 #[derive(Debug, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub struct Problem {
     pub reason: String,
     /// The `Allow` header, for 405.
     pub allow: Option<&'static str>,
+    /// Further members of the body beside `error` and `reason`, such as a 422's `violations`.
+    pub details: Map<String, Value>,
 }
 
 impl Problem {
@@ -27,7 +29,14 @@ impl Problem {
             code,
             reason: reason.into(),
             allow: None,
+            details: Map::new(),
         }
+    }
+
+    /// The refusal with `name: value` in its body too.
+    pub fn with_detail(mut self, name: &str, value: Value) -> Self {
+        self.details.insert(name.to_owned(), value);
+        self
     }
 
     /// 405, naming the method that is allowed.
@@ -44,10 +53,10 @@ impl Problem {
 
     /// The response: the JSON body, `Allow` on 405, `Retry-After` on 409 and 503.
     pub fn into_response(self) -> Response<Body> {
-        let mut response = json_response(
-            self.status,
-            &json!({"error": self.code, "reason": self.reason}),
-        );
+        let mut body = self.details;
+        body.insert("error".to_owned(), json!(self.code));
+        body.insert("reason".to_owned(), json!(self.reason));
+        let mut response = json_response(self.status, &body);
         let headers = response.headers_mut();
         if let Some(allow) = self.allow {
             headers.insert(header::ALLOW, HeaderValue::from_static(allow));

@@ -10,12 +10,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Envelope;
+use crate::dynamodb::{Conditional, put_if};
 use crate::error::{Classify, ErrorClass};
 
 /// The outcome of recording an envelope.
@@ -42,7 +41,7 @@ pub enum AuditError {
     Unstorable {
         /// The envelope's id.
         event_id: String,
-        /// Why.
+        /// The (de)serialization error of the envelope or of the stored entry.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -178,21 +177,15 @@ impl AuditTrail for DynamoDbAuditTrail {
             event_id: envelope.id.clone(),
             source: Box::new(e),
         })?;
-        let result = self
+        let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(sk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Recorded::New),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(Recorded::AlreadyThere)
-            }
+            .condition_expression("attribute_not_exists(sk)");
+        match put_if(put).await {
+            Ok(Conditional::Written) => Ok(Recorded::New),
+            Ok(Conditional::ConditionFailed(_)) => Ok(Recorded::AlreadyThere),
             Err(e) => Err(sdk_failure(e)),
         }
     }

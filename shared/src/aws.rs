@@ -21,7 +21,7 @@ pub enum SecretError {
     Unreadable {
         /// The secret.
         secret_id: String,
-        /// Why.
+        /// Secrets Manager's error, or why the value is not a usable string.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },

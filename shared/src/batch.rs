@@ -48,8 +48,6 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
@@ -57,7 +55,6 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_lambda_events::event::streams::{
     DynamoDbBatchItemFailure, DynamoDbEventResponse, KinesisEventResponse,
 };
-use aws_sdk_sqs::types::MessageAttributeValue;
 use futures_util::StreamExt;
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
@@ -66,9 +63,6 @@ use serde::de::DeserializeOwned;
 use crate::error::{Classify, ErrorClass, diagnostic};
 use crate::idempotency::{Idempotency, IdempotencyStore};
 use crate::retry::Deadline;
-
-/// SQS caps a message attribute's value; reasons are cut to fit with room to spare.
-const MAX_REASON_BYTES: usize = 4096;
 
 /// A record that did not succeed, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,166 +182,11 @@ impl From<BatchError> for Diagnostic {
     }
 }
 
-/// A record sent to the dead-letter queue, with why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// The original body, so the letter can be redriven as it came.
-    pub body: String,
-    /// The message id or sequence number.
-    pub record_id: String,
-    /// Where it came from: the queue or stream ARN.
-    pub source: Option<String>,
-    /// The FIFO message group, if any.
-    pub group: Option<String>,
-    /// The error's stable name.
-    pub error_type: String,
-    /// The error with its cause chain.
-    pub reason: String,
-}
-
-/// Sending a dead letter failed; the record is reported failed instead, so nothing is lost.
-#[derive(Debug, thiserror::Error)]
-#[error("could not send record {record_id} to the dead-letter queue")]
-pub struct DeadLetterError {
-    /// The record.
-    pub record_id: String,
-    /// Why.
-    #[source]
-    pub source: Box<dyn std::error::Error + Send + Sync>,
-}
-
-/// Where permanently failed records go: the port, with [`SqsDeadLetterQueue`] and
-/// [`InMemoryDeadLetterQueue`] as adapters, and [`NoDeadLetterQueue`] when there is none.
-pub trait DeadLetterQueue: Send + Sync {
-    /// Whether there is a queue at all.
-    fn is_configured(&self) -> bool {
-        true
-    }
-
-    /// Sends one letter.
-    fn send(&self, letter: &DeadLetter)
-    -> impl Future<Output = Result<(), DeadLetterError>> + Send;
-}
-
-/// No dead-letter queue: permanent failures are reported failed, and the source's redrive policy
-/// moves them after `maxReceiveCount`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoDeadLetterQueue;
-
-impl DeadLetterQueue for NoDeadLetterQueue {
-    fn is_configured(&self) -> bool {
-        false
-    }
-
-    async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
-        Err(DeadLetterError {
-            record_id: letter.record_id.clone(),
-            source: "no dead-letter queue is configured".into(),
-        })
-    }
-}
-
-/// An SQS dead-letter queue. The letter's body is the record's body; the reason travels in message
-/// attributes: `busline.error_type`, `busline.reason`, `busline.record_id` and `busline.source`.
-#[derive(Clone, Debug)]
-pub struct SqsDeadLetterQueue {
-    client: aws_sdk_sqs::Client,
-    queue_url: String,
-}
-
-impl SqsDeadLetterQueue {
-    /// The queue at `queue_url`.
-    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
-        Self {
-            client,
-            queue_url: queue_url.into(),
-        }
-    }
-}
-
-fn text_attribute(value: &str) -> MessageAttributeValue {
-    MessageAttributeValue::builder()
-        .data_type("String")
-        .string_value(value)
-        .build()
-        .expect("data type is set")
-}
-
-fn truncated(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-impl DeadLetterQueue for SqsDeadLetterQueue {
-    async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
-        let mut send = self
-            .client
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(&letter.body)
-            .message_attributes("busline.error_type", text_attribute(&letter.error_type))
-            .message_attributes(
-                "busline.reason",
-                text_attribute(truncated(&letter.reason, MAX_REASON_BYTES)),
-            )
-            .message_attributes("busline.record_id", text_attribute(&letter.record_id));
-        if let Some(source) = &letter.source {
-            send = send.message_attributes("busline.source", text_attribute(source));
-        }
-        if self.queue_url.ends_with(".fifo") {
-            send = send
-                .message_group_id(letter.group.as_deref().unwrap_or("dead-letters"))
-                .message_deduplication_id(truncated(&letter.record_id, 128));
-        }
-        send.send().await.map(drop).map_err(|e| DeadLetterError {
-            record_id: letter.record_id.clone(),
-            source: Box::new(e),
-        })
-    }
-}
-
-/// The in-memory twin: keeps the letters, and can refuse them.
-#[derive(Clone, Debug, Default)]
-pub struct InMemoryDeadLetterQueue {
-    state: Arc<Mutex<(Vec<DeadLetter>, bool)>>,
-}
-
-impl InMemoryDeadLetterQueue {
-    /// An empty queue.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The letters sent so far.
-    pub fn letters(&self) -> Vec<DeadLetter> {
-        self.state.lock().unwrap().0.clone()
-    }
-
-    /// Makes every send fail.
-    pub fn set_unavailable(&self, unavailable: bool) {
-        self.state.lock().unwrap().1 = unavailable;
-    }
-}
-
-impl DeadLetterQueue for InMemoryDeadLetterQueue {
-    async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
-        let mut state = self.state.lock().unwrap();
-        if state.1 {
-            return Err(DeadLetterError {
-                record_id: letter.record_id.clone(),
-                source: "the in-memory dead-letter queue is set unavailable".into(),
-            });
-        }
-        state.0.push(letter.clone());
-        Ok(())
-    }
-}
+mod dead_letter;
+pub use dead_letter::{
+    DeadLetter, DeadLetterError, DeadLetterQueue, InMemoryDeadLetterQueue, NoDeadLetterQueue,
+    SqsDeadLetterQueue,
+};
 
 /// Runs record handlers over a batch. See the [module documentation](self).
 #[derive(Clone, Debug)]

@@ -52,7 +52,7 @@ pub enum PublishError {
     Unpublishable {
         /// The envelope's id.
         event_id: String,
-        /// Why.
+        /// What makes the envelope unpublishable (its size, or JSON that does not serialize).
         #[source]
         source: EnvelopeError,
     },

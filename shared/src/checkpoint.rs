@@ -23,11 +23,11 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use serde::{Deserialize, Serialize};
 
+use crate::dynamodb::{Conditional, put_if};
 use crate::error::{Classify, ErrorClass};
 use crate::retry::now_millis;
 
@@ -86,7 +86,7 @@ pub enum CheckpointError {
     Corrupt {
         /// The checkpoint.
         name: String,
-        /// Why.
+        /// What in the stored item does not parse.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -154,14 +154,6 @@ where
     crate::sdk_error::sort(e, CheckpointError::Refused, CheckpointError::Unavailable)
 }
 
-/// [`unavailable`] for a service error taken out of its `SdkError`.
-fn service_failure<E>(e: E) -> CheckpointError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    crate::sdk_error::sort_service_error(e, CheckpointError::Refused, CheckpointError::Unavailable)
-}
-
 fn read(name: &str, item: HashMap<String, AttributeValue>) -> Result<Checkpoint, CheckpointError> {
     serde_dynamo::from_item(item).map_err(|e| CheckpointError::Corrupt {
         name: name.to_owned(),
@@ -205,22 +197,13 @@ impl CheckpointStore for DynamoDbCheckpointStore {
             put.condition_expression("version = :expected")
                 .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
         };
-        let result = put
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(next),
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                PutItemError::ConditionalCheckFailedException(failed) => {
-                    Err(CheckpointError::Conflict {
-                        name: name.to_owned(),
-                        expected,
-                        current: failed.item.map(|item| read(name, item)).transpose()?,
-                    })
-                }
-                other => Err(service_failure(other)),
-            },
+        match put_if(put).await {
+            Ok(Conditional::Written) => Ok(next),
+            Ok(Conditional::ConditionFailed(item)) => Err(CheckpointError::Conflict {
+                name: name.to_owned(),
+                expected,
+                current: item.map(|item| read(name, item)).transpose()?,
+            }),
             Err(e) => Err(unavailable(e)),
         }
     }

@@ -46,18 +46,10 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, PutRequest, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    WriteRequest,
-};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use futures_util::StreamExt;
 use lru::LruCache;
@@ -68,7 +60,7 @@ use sha2::{Digest, Sha256};
 
 use crate::envelope::Envelope;
 use crate::error::{Classify, ErrorClass};
-use crate::retry::{Backoff, Deadline, now_millis};
+use crate::retry::{Deadline, now_millis};
 
 /// How long a completed record answers duplicates unless configured otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
@@ -282,7 +274,7 @@ pub enum StoreError {
     Corrupt {
         /// The record's key.
         key: String,
-        /// Why.
+        /// What in the stored record does not parse.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -877,371 +869,14 @@ fn replay<R: DeserializeOwned, E>(
     }
 }
 
-/// The DynamoDB store. The table has a string partition key `pk` and TTL on `expires_at`.
-#[derive(Clone, Debug)]
-pub struct DynamoDbIdempotencyStore {
-    client: Client,
-    table: String,
-    backoff: Backoff,
-}
-
-impl DynamoDbIdempotencyStore {
-    /// A store on `table`.
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-            backoff: Backoff::default(),
-        }
-    }
-
-    fn put_claim(&self, claim: &IdempotencyRecord, now_ms: i64) -> Result<Put, StoreError> {
-        let item = serde_dynamo::to_item(claim).map_err(|e| corrupt(&claim.pk, e))?;
-        Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(CONDITION_LIVE_RECORD_ABSENT)
-            .expression_attribute_names("#status", "status")
-            .set_expression_attribute_values(Some(condition_values(now_ms)))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(|e| StoreError::Refused(Box::new(e)))
-    }
-}
-
-fn condition_values(now_ms: i64) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        (
-            ":now".to_owned(),
-            AttributeValue::N(now_ms.div_euclid(1000).to_string()),
-        ),
-        (":now_ms".to_owned(), AttributeValue::N(now_ms.to_string())),
-        (
-            ":in_progress".to_owned(),
-            AttributeValue::S("IN_PROGRESS".to_owned()),
-        ),
-    ])
-}
-
-fn existing_record(
-    key: &str,
-    item: Option<HashMap<String, AttributeValue>>,
-) -> Result<IdempotencyRecord, StoreError> {
-    let item = item.ok_or_else(|| corrupt(key, "the condition failed but no record came back"))?;
-    serde_dynamo::from_item(item).map_err(|e| corrupt(key, e))
-}
-
-impl IdempotencyStore for DynamoDbIdempotencyStore {
-    async fn claim(
-        &self,
-        claim: &IdempotencyRecord,
-        now_ms: i64,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let put = self.put_claim(claim, now_ms)?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(put.table_name)
-            .set_item(Some(put.item))
-            .set_condition_expression(put.condition_expression)
-            .set_expression_attribute_names(put.expression_attribute_names)
-            .set_expression_attribute_values(put.expression_attribute_values)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(None),
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                PutItemError::ConditionalCheckFailedException(failed) => {
-                    existing_record(&claim.pk, failed.item).map(Some)
-                }
-                other => Err(service_failure(other)),
-            },
-            Err(e) => Err(unavailable(e)),
-        }
-    }
-
-    async fn claim_all(
-        &self,
-        claims: &[IdempotencyRecord],
-        now_ms: i64,
-    ) -> Result<Vec<Option<IdempotencyRecord>>, StoreError> {
-        let mut answers = vec![None; claims.len()];
-        for (chunk_index, chunk) in claims.chunks(MAX_TRANSACTION_ITEMS).enumerate() {
-            let offset = chunk_index * MAX_TRANSACTION_ITEMS;
-            // A cancelled transaction writes nothing: drop the claims that met a live record and
-            // send the rest again.
-            let mut pending: Vec<usize> = (0..chunk.len()).collect();
-            while !pending.is_empty() {
-                let items = pending
-                    .iter()
-                    .map(|&i| {
-                        self.put_claim(&chunk[i], now_ms)
-                            .map(|put| TransactWriteItem::builder().put(put).build())
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let result = self
-                    .client
-                    .transact_write_items()
-                    .set_transact_items(Some(items))
-                    .send()
-                    .await;
-                let reasons = match result {
-                    Ok(_) => break,
-                    Err(SdkError::ServiceError(e)) => match e.into_err() {
-                        TransactWriteItemsError::TransactionCanceledException(cancelled) => {
-                            cancelled.cancellation_reasons.unwrap_or_default()
-                        }
-                        other => return Err(service_failure(other)),
-                    },
-                    Err(e) => return Err(unavailable(e)),
-                };
-                let before = pending.len();
-                let mut still_pending = Vec::with_capacity(pending.len());
-                for (&i, reason) in pending
-                    .iter()
-                    .zip(reasons.iter().map(Some).chain(std::iter::repeat(None)))
-                {
-                    match reason.and_then(|r| r.code()) {
-                        Some("ConditionalCheckFailed") => {
-                            let item = reason.and_then(|r| r.item.clone());
-                            answers[offset + i] = Some(existing_record(&chunk[i].pk, item)?);
-                        }
-                        Some("None") | None => still_pending.push(i),
-                        Some(code) => {
-                            return Err(StoreError::Unavailable(
-                                format!("the claim transaction was cancelled: {code}").into(),
-                            ));
-                        }
-                    }
-                }
-                if still_pending.len() == before {
-                    return Err(StoreError::Unavailable(
-                        "the claim transaction was cancelled without a reason".into(),
-                    ));
-                }
-                pending = still_pending;
-            }
-        }
-        Ok(answers)
-    }
-
-    async fn complete_all(&self, records: &[IdempotencyRecord]) -> Result<(), StoreError> {
-        for chunk in records.chunks(MAX_BATCH_WRITE_ITEMS) {
-            let mut requests = chunk
-                .iter()
-                .map(|record| {
-                    let item = serde_dynamo::to_item(record).map_err(|e| corrupt(&record.pk, e))?;
-                    let put = PutRequest::builder()
-                        .set_item(Some(item))
-                        .build()
-                        .map_err(|e| StoreError::Refused(Box::new(e)))?;
-                    Ok(WriteRequest::builder().put_request(put).build())
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let mut attempt = 1;
-            loop {
-                let output = if requests.len() == 1 {
-                    // One record: a plain put is the same single call, and cheaper to serve.
-                    let item = requests[0]
-                        .put_request()
-                        .map(|p| p.item().clone())
-                        .unwrap_or_default();
-                    self.client
-                        .put_item()
-                        .table_name(&self.table)
-                        .set_item(Some(item))
-                        .send()
-                        .await
-                        .map_err(unavailable)?;
-                    break;
-                } else {
-                    self.client
-                        .batch_write_item()
-                        .request_items(&self.table, requests)
-                        .send()
-                        .await
-                        .map_err(unavailable)?
-                };
-                requests = output
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
-                if requests.is_empty() {
-                    break;
-                }
-                if attempt >= self.backoff.max_attempts {
-                    return Err(StoreError::Unavailable(
-                        format!(
-                            "DynamoDB left {} completed records unprocessed",
-                            requests.len()
-                        )
-                        .into(),
-                    ));
-                }
-                tokio::time::sleep(self.backoff.delay(attempt)).await;
-                attempt += 1;
-            }
-        }
-        Ok(())
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(key.to_owned()))
-            .send()
-            .await
-            .map(drop)
-            .map_err(unavailable)
-    }
-}
-
-/// The in-memory store, with a call counter that counts what the DynamoDB store would send.
-#[derive(Clone, Debug, Default)]
-pub struct InMemoryIdempotencyStore {
-    state: Arc<Mutex<StoreState>>,
-}
-
-#[derive(Debug, Default)]
-struct StoreState {
-    records: HashMap<String, IdempotencyRecord>,
-    calls: usize,
-    unavailable: bool,
-}
-
-impl InMemoryIdempotencyStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// How many calls the DynamoDB store would have made so far.
-    pub fn calls(&self) -> usize {
-        self.state.lock().unwrap().calls
-    }
-
-    /// The record for `key`, live or not.
-    pub fn record(&self, key: &str) -> Option<IdempotencyRecord> {
-        self.state.lock().unwrap().records.get(key).cloned()
-    }
-
-    /// Makes every call fail as if the store could not be reached.
-    pub fn set_unavailable(&self, unavailable: bool) {
-        self.state.lock().unwrap().unavailable = unavailable;
-    }
-
-    fn with_state<R>(
-        &self,
-        calls: usize,
-        f: impl FnOnce(&mut StoreState) -> R,
-    ) -> Result<R, StoreError> {
-        let mut state = self.state.lock().unwrap();
-        state.calls += calls;
-        if state.unavailable {
-            return Err(StoreError::Unavailable(
-                "the in-memory store is set unavailable".into(),
-            ));
-        }
-        Ok(f(&mut state))
-    }
-}
-
-impl StoreState {
-    fn claim(&mut self, claim: &IdempotencyRecord, now_ms: i64) -> Option<IdempotencyRecord> {
-        match self.records.get(&claim.pk) {
-            Some(existing) if existing.is_live(now_ms) => Some(existing.clone()),
-            _ => {
-                self.records.insert(claim.pk.clone(), claim.clone());
-                None
-            }
-        }
-    }
-}
-
-impl IdempotencyStore for InMemoryIdempotencyStore {
-    async fn claim(
-        &self,
-        claim: &IdempotencyRecord,
-        now_ms: i64,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.with_state(1, |state| state.claim(claim, now_ms))
-    }
-
-    async fn claim_all(
-        &self,
-        claims: &[IdempotencyRecord],
-        now_ms: i64,
-    ) -> Result<Vec<Option<IdempotencyRecord>>, StoreError> {
-        // One transaction per 100 claims, and one more for each chunk that met a live record.
-        let answers = self.with_state(0, |state| {
-            claims
-                .iter()
-                .map(|c| state.claim(c, now_ms))
-                .collect::<Vec<_>>()
-        })?;
-        let retries = claims
-            .chunks(MAX_TRANSACTION_ITEMS)
-            .zip(answers.chunks(MAX_TRANSACTION_ITEMS))
-            .map(|(chunk, answers)| {
-                let blocked = answers.iter().filter(|a| a.is_some()).count();
-                usize::from(blocked > 0 && blocked < chunk.len())
-            })
-            .sum::<usize>();
-        self.with_state(
-            claims.len().div_ceil(MAX_TRANSACTION_ITEMS) + retries,
-            |_| (),
-        )?;
-        Ok(answers)
-    }
-
-    async fn complete_all(&self, records: &[IdempotencyRecord]) -> Result<(), StoreError> {
-        self.with_state(records.len().div_ceil(MAX_BATCH_WRITE_ITEMS), |state| {
-            for record in records {
-                state.records.insert(record.pk.clone(), record.clone());
-            }
-        })
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.with_state(1, |state| {
-            state.records.remove(key);
-        })
-    }
-}
-
-/// A clock tests can move: [`ManualClock::clock`] plugs into [`Idempotency::with_clock`].
-#[derive(Clone, Debug, Default)]
-pub struct ManualClock(Arc<AtomicI64>);
-
-impl ManualClock {
-    /// A clock reading `epoch_millis`.
-    pub fn at(epoch_millis: i64) -> Self {
-        Self(Arc::new(AtomicI64::new(epoch_millis)))
-    }
-
-    /// The time, Unix milliseconds.
-    pub fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    /// Moves the clock forward.
-    pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
-    }
-
-    /// The clock as an [`Idempotency`] clock.
-    pub fn clock(&self) -> Clock {
-        let inner = self.0.clone();
-        Arc::new(move || inner.load(Ordering::SeqCst))
-    }
-}
-
 #[cfg(any(test, feature = "contract-tests"))]
 mod contract;
 #[cfg(any(test, feature = "contract-tests"))]
 pub use contract::contract;
+mod dynamodb;
+pub use dynamodb::DynamoDbIdempotencyStore;
+mod memory;
+pub use memory::{InMemoryIdempotencyStore, ManualClock};
 
 #[cfg(test)]
 mod tests;

@@ -33,9 +33,9 @@ pub mod canonical;
 pub mod checkpoint;
 pub mod claim_check;
 pub mod config;
+pub mod dynamodb;
 pub mod envelope;
 pub mod error;
-pub mod fulfillment;
 pub mod idempotency;
 pub mod redrive;
 pub mod retry;
@@ -43,6 +43,7 @@ pub mod schema;
 pub mod sdk_error;
 pub mod signature;
 pub mod telemetry;
+pub mod text;
 pub mod time;
 pub mod transform;
 

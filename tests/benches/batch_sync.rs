@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use batch_sync::{Sync, SyncConfig};
+use batch_sync::{SourceSync, SyncConfig};
 use busline::batch::NoDeadLetterQueue;
 use busline::bus::EventBridgePublisher;
 use busline::checkpoint::DynamoDbCheckpointStore;
@@ -55,7 +55,7 @@ async fn main() -> Result<()> {
     let baseline = started.elapsed();
 
     let (bus_calls, table_calls) = (CallCounter::default(), CallCounter::default());
-    let sync = Sync {
+    let sync = SourceSync {
         config: SyncConfig {
             name: format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             source_url: format!("{}/records", server.uri()),

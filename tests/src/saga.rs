@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use aws_config::SdkConfig;
 use busline::bus::{EventBridgePublisher, EventPublisher};
-use busline::fulfillment::dynamodb::DynamoDbFulfillment;
-use busline::fulfillment::{CreditStanding, Order};
 use busline::{Envelope, EventType};
+use busline_fulfillment::dynamodb::DynamoDbFulfillment;
+use busline_fulfillment::{CreditStanding, Order};
 use serde_json::{Value, json};
 
 use crate::{DeployedStack, SAMPLE_SHOP_ORDER, SHOP_ORDER_PLACED, receive, watch_bus};

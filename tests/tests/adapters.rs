@@ -69,8 +69,8 @@ async fn the_dynamodb_order_tracker_keeps_the_status_contract() {
     );
     create_table(&aws, &table, "order_id", None).await.unwrap();
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    busline::fulfillment::status::contract(
-        &busline::fulfillment::status::DynamoDbOrderTracker::new(dynamodb, &table),
+    busline_fulfillment::status::contract(
+        &busline_fulfillment::status::DynamoDbOrderTracker::new(dynamodb, &table),
         "",
     )
     .await;

@@ -3,7 +3,7 @@
 //! `Idempotency-Key`, and a `402` comes back as `PaymentDeclined`, the errorType the state machine
 //! matches. The real function process, invoked through LocalStack's Lambda API.
 
-use busline::fulfillment::http::IDEMPOTENCY_KEY_HEADER;
+use busline_fulfillment::http::IDEMPOTENCY_KEY_HEADER;
 use busline_tests::saga::Scenario;
 use busline_tests::{DeployedStack, deploy_process_function, invoke, localstack};
 use serde_json::json;

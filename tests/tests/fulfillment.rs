@@ -3,8 +3,8 @@
 //! there is nothing (left) to undo.
 
 use busline::Classify;
-use busline::fulfillment::dynamodb::DynamoDbFulfillment;
-use busline::fulfillment::{
+use busline_fulfillment::dynamodb::DynamoDbFulfillment;
+use busline_fulfillment::{
     CreditStanding, CustomerAccounts, FulfillmentError, Inventory, Invoicing, Order, Payments,
     Shipping,
 };

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use busline::Classify;
-use busline::fulfillment::http::{HttpSystem, IDEMPOTENCY_KEY_HEADER};
-use busline::fulfillment::{
+use busline::retry::Backoff;
+use busline_fulfillment::http::{HttpSystem, IDEMPOTENCY_KEY_HEADER};
+use busline_fulfillment::{
     CustomerAccounts, CustomerNotifications, FulfilledNotice, Inventory, Invoicing, Order,
     Payments, Shipping,
 };
-use busline::retry::Backoff;
 use busline_tests::SAMPLE_SHOP_ORDER;
 use serde_json::json;
 use wiremock::matchers::{body_partial_json, header, method, path};

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use busline::bus::{EventBridgePublisher, EventPublisher};
-use busline::fulfillment::CreditStanding;
-use busline::fulfillment::dynamodb::DynamoDbFulfillment;
 use busline::{Envelope, EventType};
+use busline_fulfillment::CreditStanding;
+use busline_fulfillment::dynamodb::DynamoDbFulfillment;
 use busline_tests::{DeployedStack, find_letter, localstack, receive, watch_bus};
 use serde_json::{Value, json};
 

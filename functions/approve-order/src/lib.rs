@@ -29,10 +29,10 @@
 //! | 503 | the projection or Step Functions could not be reached; retry |
 
 use busline::api::{Problem, header_str, json_response, order_id_in, path};
-use busline::fulfillment::status::{
+use busline::signature::{self, Scheme, SigningKey};
+use busline_fulfillment::status::{
     OrderTracker, OrderView, Status, Step, Transition, public_reason,
 };
-use busline::signature::{self, Scheme, SigningKey};
 use chrono::{DateTime, Utc};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::request::RequestContext;

@@ -1,6 +1,6 @@
 use approve_order::{Deps, StepFunctionsCallbacks, handle};
 use busline::config::{Env, ProcessEnv};
-use busline::fulfillment::status::DynamoDbOrderTracker;
+use busline_fulfillment::status::DynamoDbOrderTracker;
 use lambda_http::{Error, service_fn};
 
 #[tokio::main]

@@ -1,6 +1,6 @@
 use std::sync::Mutex;
 
-use busline::fulfillment::status::InMemoryOrderTracker;
+use busline_fulfillment::status::InMemoryOrderTracker;
 
 use super::*;
 

@@ -160,7 +160,7 @@ pub enum SyncError {
     BadCheckpoint {
         /// The checkpoint.
         name: String,
-        /// Why.
+        /// What in the saved checkpoint does not parse as a cursor.
         why: String,
     },
     /// The source kept failing (after its retries, within the time left).
@@ -217,8 +217,9 @@ enum Fetched {
     OutOfTime(String),
 }
 
-/// The sync: its configuration, the source's HTTP client and the ports.
-pub struct Sync<C, P, D> {
+/// A batch sync of one source to the bus: its configuration, the source's HTTP client and the
+/// ports.
+pub struct SourceSync<C, P, D> {
     /// What it is told.
     pub config: SyncConfig,
     /// The source's client.
@@ -233,7 +234,7 @@ pub struct Sync<C, P, D> {
     pub backoff: Backoff,
 }
 
-impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> Sync<C, P, D> {
+impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> SourceSync<C, P, D> {
     /// One run, until the last page or the deadline.
     pub async fn run(&self, run_id: &str, deadline: Deadline) -> Result<Report, SyncError> {
         let name = &self.config.name;
@@ -540,12 +541,9 @@ fn later(a: &str, b: &str) -> bool {
     }
 }
 
+/// The start of the source's answer, for reasons.
 fn truncate(text: &str) -> &str {
-    let mut end = text.len().min(200);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    busline::text::truncated(text, 200)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-use batch_sync::{Sync, SyncConfig, SyncError};
+use batch_sync::{SourceSync, SyncConfig, SyncError};
 use busline::Classify;
 use busline::batch::{DeadLetterQueue, SqsDeadLetterQueue};
 use busline::bus::{EventBridgePublisher, EventPublisher};
@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let bus = ProcessEnv.require("BUS_NAME", "the event bus records are published to")?;
     let dlq = ProcessEnv.require("DEAD_LETTER_QUEUE_URL", "the queue malformed records go to")?;
     let aws = busline::aws::load_config().await;
-    let sync = Sync {
+    let sync = SourceSync {
         config,
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
@@ -41,7 +41,7 @@ async fn main() -> Result<(), Error> {
 
 /// One scheduled run, answered as the schedule's target sees it.
 async fn run<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue>(
-    sync: &Sync<C, P, D>,
+    sync: &SourceSync<C, P, D>,
     run_id: &str,
     deadline: Deadline,
 ) -> Result<Value, Diagnostic> {

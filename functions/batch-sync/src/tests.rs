@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use busline::batch::InMemoryDeadLetterQueue;
 use busline::bus::InMemoryBus;
 use busline::checkpoint::InMemoryCheckpointStore;
-use busline_tests::source_stub::SourceStub;
+use busline_testkit::source_stub::SourceStub;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 use wiremock::matchers::{method, query_param};
@@ -11,7 +11,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::*;
 
-type TestSync = Sync<InMemoryCheckpointStore, InMemoryBus, InMemoryDeadLetterQueue>;
+type TestSync = SourceSync<InMemoryCheckpointStore, InMemoryBus, InMemoryDeadLetterQueue>;
 
 async fn source(n: usize) -> (MockServer, SourceStub) {
     let server = MockServer::start().await;
@@ -21,7 +21,7 @@ async fn source(n: usize) -> (MockServer, SourceStub) {
 }
 
 fn sync(server: &MockServer) -> TestSync {
-    Sync {
+    SourceSync {
         config: SyncConfig {
             name: "crm-contacts".to_owned(),
             source_url: format!("{}/records", server.uri()),

@@ -1,6 +1,6 @@
 //! Saga compensation: cancel the shipment. When there is no live shipment it succeeds without change.
 
-use busline::fulfillment::{FulfillmentError, SagaState, Shipping};
+use busline_fulfillment::{FulfillmentError, SagaState, Shipping};
 
 /// The Lambda handler.
 pub async fn handle<S: Shipping>(state: SagaState, system: &S) -> Result<(), FulfillmentError> {

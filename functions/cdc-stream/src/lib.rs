@@ -129,7 +129,7 @@ pub struct ChangeSource {
 pub struct MalformedRecord {
     /// The record's event id, or its position in the batch.
     pub record_id: String,
-    /// Why.
+    /// What is missing or malformed in it, for the dead letter's reason.
     pub reason: String,
 }
 

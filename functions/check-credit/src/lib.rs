@@ -4,7 +4,7 @@
 //! state machine waits for a person before anything is reserved or charged, for at most
 //! `APPROVAL_TIMEOUT_SECONDS`.
 
-use busline::fulfillment::{
+use busline_fulfillment::{
     ApprovalPolicy, CreditDecision, CustomerAccounts, FulfillmentError, SagaState,
 };
 

@@ -1,7 +1,8 @@
 use busline::config::ProcessEnv;
-use busline::fulfillment::ApprovalPolicy;
-use busline::fulfillment::status::{DynamoDbOrderTracker, Step, serve_step};
-use busline::fulfillment::system::{Kind, System};
+use busline_fulfillment::ApprovalPolicy;
+use busline_fulfillment::status::{DynamoDbOrderTracker, Step};
+use busline_fulfillment::step::serve_step;
+use busline_fulfillment::system::{Kind, System};
 use lambda_runtime::Error;
 
 #[tokio::main]

@@ -1,7 +1,7 @@
 //! Saga step: create the shipment, its picking slip and tracking number, once per order; a shipment
 //! the carrier refuses fails with `ShipmentRejected`.
 
-use busline::fulfillment::{FulfillmentError, SagaState, Shipment, Shipping};
+use busline_fulfillment::{FulfillmentError, SagaState, Shipment, Shipping};
 
 /// The Lambda handler.
 pub async fn handle<S: Shipping>(

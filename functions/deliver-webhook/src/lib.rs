@@ -270,7 +270,7 @@ pub enum DeliveryError {
     Disabled {
         /// The subscriber.
         destination: String,
-        /// Why.
+        /// What disabled it, as its circuit records it (a `410 Gone`, with the start of the body).
         reason: String,
     },
     /// The destination refused it. Permanent.
@@ -389,12 +389,9 @@ pub struct Deliverer<C, V, S> {
     pub deliveries: Idempotency<S, DeliveryOf>,
 }
 
+/// The start of a subscriber's answer, for reasons and the delivery's record.
 fn excerpt(text: &str) -> String {
-    let mut end = text.len().min(300);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
+    busline::text::truncated(text, 300).to_owned()
 }
 
 impl<C: CircuitStore, V: Requeue, S: IdempotencyStore> Deliverer<C, V, S> {

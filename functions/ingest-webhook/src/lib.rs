@@ -30,18 +30,18 @@ pub mod replay;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use busline::api::{header_str, json_response, path};
+use busline::api::{Problem, header_str, json_response, path};
 use busline::bus::{EventPublisher, PublishError};
 use busline::config::{ConfigError, Env};
 use busline::envelope::{EnvelopeError, MAX_ENTRY_BYTES};
 use busline::idempotency::{Idempotency, IdempotencyError, IdempotencyStore, StoreError};
 use busline::retry::Deadline;
-use busline::schema::{Schema, SchemaError, Violation};
+use busline::schema::{Schema, SchemaError};
 use busline::signature::{self, Scheme, SignatureError, SigningKey, Verified};
 use busline::telemetry::{Metrics, TRACEPARENT_HEADER, TraceContext, Unit, in_context};
 use busline::{Envelope, EventType};
 use chrono::{DateTime, Utc};
-use lambda_http::http::{Method, StatusCode, header};
+use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -379,53 +379,6 @@ pub async fn fetch_secrets(
     Ok(secrets)
 }
 
-/// A request the handler refused, and why.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Rejection {
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// A stable, machine-readable code.
-    pub code: &'static str,
-    /// What went wrong and what to do about it.
-    pub reason: String,
-    /// Schema violations, for 422: at most [`MAX_VIOLATIONS`] of them.
-    pub violations: Vec<Violation>,
-    /// How many violations there were in all.
-    pub violation_count: usize,
-}
-
-impl Rejection {
-    fn new(status: StatusCode, code: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            reason: reason.into(),
-            violations: Vec::new(),
-            violation_count: 0,
-        }
-    }
-
-    fn into_response(self) -> Response<Body> {
-        let mut body = json!({"error": self.code, "reason": self.reason});
-        if !self.violations.is_empty() {
-            body["violations"] = json!(self.violations);
-            body["violation_count"] = json!(self.violation_count);
-        }
-        let mut response = json_response(self.status, &body);
-        let headers = response.headers_mut();
-        match self.status {
-            StatusCode::METHOD_NOT_ALLOWED => {
-                headers.insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-            }
-            StatusCode::CONFLICT | StatusCode::SERVICE_UNAVAILABLE => {
-                headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-            }
-            _ => {}
-        }
-        response
-    }
-}
-
 /// What a 202 says.
 #[derive(Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -502,7 +455,7 @@ pub async fn handle_at<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
                 json_response(StatusCode::ACCEPTED, &accepted)
             }
             Err(rejection) => {
-                tracing::warn!(status = rejection.status.as_u16(), code = rejection.code, reason = %rejection.reason, violations = rejection.violation_count, "webhook rejected");
+                tracing::warn!(status = rejection.status.as_u16(), code = rejection.code, reason = %rejection.reason, violations = rejection.details.get("violation_count").and_then(serde_json::Value::as_u64).unwrap_or(0), "webhook rejected");
                 metrics
                     .dimension("Outcome", rejection.code)
                     .metric("Webhooks", Unit::Count, 1.0)
@@ -535,9 +488,9 @@ fn authenticate<'d, P, S, R>(
     request: &Request,
     deps: &'d Deps<P, S, R>,
     now: DateTime<Utc>,
-) -> Result<(&'d Source, Verified), Rejection> {
+) -> Result<(&'d Source, Verified), Problem> {
     let name = request_source(request).ok_or_else(|| {
-        Rejection::new(
+        Problem::new(
             StatusCode::NOT_FOUND,
             "unknown_route",
             "webhooks are posted to /webhooks/{source}",
@@ -545,18 +498,14 @@ fn authenticate<'d, P, S, R>(
     })?;
     // The name is echoed only when it is one of ours: the path is the sender's to write.
     let source = deps.sources.get(name).ok_or_else(|| {
-        Rejection::new(
+        Problem::new(
             StatusCode::NOT_FOUND,
             "unknown_source",
             "no webhook source of that name is configured",
         )
     })?;
     if request.method() != Method::POST {
-        return Err(Rejection::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "webhooks must be POSTed",
-        ));
+        return Err(Problem::method_not_allowed("POST"));
     }
     let body = request.body().as_ref();
     if body.len() > MAX_ENTRY_BYTES {
@@ -575,9 +524,9 @@ fn authenticate<'d, P, S, R>(
     )
     .map_err(|e: SignatureError| {
         if e.is_bad_delivery_id() {
-            Rejection::new(StatusCode::BAD_REQUEST, "bad_delivery_id", e.to_string())
+            Problem::new(StatusCode::BAD_REQUEST, "bad_delivery_id", e.to_string())
         } else {
-            Rejection::new(
+            Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "bad_signature",
                 format!(
@@ -595,7 +544,7 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
     deps: &Deps<P, S, R>,
     source: &Source,
     verified: Verified,
-) -> Result<Accepted, Rejection> {
+) -> Result<Accepted, Problem> {
     let span = tracing::Span::current();
     span.record("source", source.spec.name);
     span.record("delivery_id", verified.delivery_id.as_str());
@@ -606,7 +555,7 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
         None => None,
         Some(id) if signature::is_token(id, MAX_CORRELATION_ID_LEN, "-_.:") => Some(id),
         Some(_) => {
-            return Err(Rejection::new(
+            return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "bad_correlation_id",
                 format!(
@@ -618,7 +567,7 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
 
     let body = request.body().as_ref();
     let payload: Value = serde_json::from_slice(body).map_err(|e| {
-        Rejection::new(
+        Problem::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
             format!("the body is not valid JSON: {e}"),
@@ -628,25 +577,23 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
     if !violations.is_empty() {
         let count = violations.len();
         violations.truncate(MAX_VIOLATIONS);
-        return Err(Rejection {
-            violations,
-            violation_count: count,
-            ..Rejection::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "schema_violation",
-                format!(
-                    "the body does not match the {} schema ({count} violations)",
-                    source.spec.name
-                ),
-            )
-        });
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "schema_violation",
+            format!(
+                "the body does not match the {} schema ({count} violations)",
+                source.spec.name
+            ),
+        )
+        .with_detail("violations", json!(violations))
+        .with_detail("violation_count", json!(count)));
     }
 
     if let Some(single_use) = &verified.single_use {
         match deps.replay.admit(single_use, &verified.delivery_id).await {
             Ok(()) => {}
             Err(ReplayError::Replayed) => {
-                return Err(Rejection::new(
+                return Err(Problem::new(
                     StatusCode::UNAUTHORIZED,
                     "signature_replayed",
                     "this signature was already used for another delivery id; sign each delivery afresh, and resend it under its own id",
@@ -654,7 +601,7 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
             }
             Err(e @ ReplayError::Unavailable(_)) => {
                 tracing::error!(error = %e, "could not admit the signature");
-                return Err(Rejection::new(
+                return Err(Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "idempotency_unavailable",
                     "the delivery records cannot be reached; nothing was published, retry later",
@@ -689,24 +636,24 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
             event_id: envelope.id,
             duplicate: true,
         }),
-        Err(IdempotencyError::AlreadyInProgress { .. }) => Err(Rejection::new(
+        Err(IdempotencyError::AlreadyInProgress { .. }) => Err(Problem::new(
             StatusCode::CONFLICT,
             "in_progress",
             "this delivery is being handled right now; retry later",
         )),
-        Err(IdempotencyError::PayloadMismatch { .. }) => Err(Rejection::new(
+        Err(IdempotencyError::PayloadMismatch { .. }) => Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "delivery_id_reused",
             "this delivery id was delivered before with a different body; resend the same body, or send new content under a new delivery id",
         )),
-        Err(IdempotencyError::Store(e @ StoreError::Unavailable(_))) => Err(Rejection::new(
+        Err(IdempotencyError::Store(e @ StoreError::Unavailable(_))) => Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "idempotency_unavailable",
             format!("{e}; nothing was published, retry later"),
         )),
         Err(e @ (IdempotencyError::Store(_) | IdempotencyError::MissingKey { .. })) => {
             tracing::error!(error = %e, "the idempotency layer failed");
-            Err(Rejection::new(
+            Err(Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
                 format!("{e}; nothing was published"),
@@ -718,7 +665,7 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
         })) => Err(too_large(format!(
             "with its envelope the event is {size} bytes, over EventBridge's {limit}-byte limit"
         ))),
-        Err(IdempotencyError::Handler(e)) => Err(Rejection::new(
+        Err(IdempotencyError::Handler(e)) => Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "bus_unavailable",
             format!("{e}; nothing was published, retry later"),
@@ -726,8 +673,8 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
     }
 }
 
-fn too_large(reason: String) -> Rejection {
-    Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", reason)
+fn too_large(reason: String) -> Problem {
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", reason)
 }
 
 fn build_envelope(

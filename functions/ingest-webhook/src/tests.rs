@@ -6,10 +6,11 @@ use crate::replay::InMemoryReplayGuard;
 use busline::bus::InMemoryBus;
 use busline::config::ConfigError;
 use busline::idempotency::{IdempotencyRecord, InMemoryIdempotencyStore};
-use busline_tests::{
+use busline_testkit::{
     Headers, SAMPLE_CRM_CUSTOMER, SAMPLE_SHOP_ORDER, signed_headers, signed_headers_as,
     webhook_request,
 };
+use lambda_http::http::header;
 
 const SHOP_SECRET: &str = "whsec_c2hvcC1zZWNyZXQtb2YtdHdlbnR5LWZvdXItYnl0ZXM=";
 const CRM_SECRET: &str = "whsec_Y3JtLXNlY3JldC1vZi10d2VudHktZm91ci1ieXRlcw==";
@@ -891,7 +892,7 @@ async fn timestamps_one_second_inside_the_tolerance_pass_and_one_second_outside_
 async fn during_rotation_either_secret_signs() {
     let deps = deps();
     let at = now();
-    let old_secret = busline_tests::new_standard_webhooks_secret();
+    let old_secret = busline_testkit::new_standard_webhooks_secret();
     let old = signed_headers_as(
         Scheme::StandardWebhooks,
         &old_secret,

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
+use busline::dynamodb::{Conditional, put_if};
 use busline::{Classify, ErrorClass};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -63,7 +64,7 @@ pub enum StoreError {
     Unreadable {
         /// The customer.
         customer_id: String,
-        /// Why.
+        /// What in the golden record does not parse from, or serialize to, a DynamoDB item.
         why: String,
     },
 }
@@ -166,17 +167,12 @@ impl MasterStore for DynamoDbMasterStore {
             put.condition_expression("version = :expected")
                 .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
         };
-        match put.send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Conflict {
-                    customer_id: record.customer_id.clone(),
-                    expected,
-                })
-            }
+        match put_if(put).await {
+            Ok(Conditional::Written) => Ok(()),
+            Ok(Conditional::ConditionFailed(_)) => Err(StoreError::Conflict {
+                customer_id: record.customer_id.clone(),
+                expected,
+            }),
             Err(e) => Err(unavailable(e)),
         }
     }

@@ -12,9 +12,9 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use busline::batch::{DeadLetter, DeadLetterQueue};
-use busline::fulfillment::{Customer, CustomerNotifications, FulfilledNotice, FulfillmentError};
 use busline::telemetry::Hop;
 use busline::{Classify, Envelope, ErrorClass};
+use busline_fulfillment::{Customer, CustomerNotifications, FulfilledNotice, FulfillmentError};
 use serde::Deserialize;
 use serde_json::Value;
 

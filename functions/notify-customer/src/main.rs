@@ -3,8 +3,8 @@ use std::time::Duration;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use busline::batch::SqsDeadLetterQueue;
 use busline::config::{Env, ProcessEnv};
-use busline::fulfillment::http::HttpSystem;
 use busline::retry::Deadline;
+use busline_fulfillment::http::HttpSystem;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 

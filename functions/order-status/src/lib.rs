@@ -1,11 +1,11 @@
 //! `GET /orders/{id}`: where an order stands. Its status, the step that last moved it, its tracking
 //! number or failure reason, and its history with timestamps, read in one strongly consistent
 //! `GetItem` from the projection the saga keeps up to date
-//! ([`busline::fulfillment::status`]); Step Functions is never polled.
+//! ([`busline_fulfillment::status`]); Step Functions is never polled.
 //!
 //! | Answer | When |
 //! |---|---|
-//! | 200 | the order's [`OrderView`](busline::fulfillment::status::OrderView) |
+//! | 200 | the order's [`OrderView`](busline_fulfillment::status::OrderView) |
 //! | 404 `order_not_found` | nothing is recorded for the id (an order appears once its first step is done) |
 //! | 404 `unknown_route`, 405 | another path or method |
 //! | 503 `status_unavailable` | the table could not be read; retry |
@@ -13,7 +13,7 @@
 
 use busline::Classify;
 use busline::api::{Problem, json_response, order_id_in, path};
-use busline::fulfillment::status::{OrderTracker, StatusError};
+use busline_fulfillment::status::{OrderTracker, StatusError};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
@@ -71,7 +71,7 @@ async fn status<T: OrderTracker>(
 
 #[cfg(test)]
 mod tests {
-    use busline::fulfillment::status::{InMemoryOrderTracker, Step, Transition};
+    use busline_fulfillment::status::{InMemoryOrderTracker, Step, Transition};
     use serde_json::Value;
 
     use super::*;

@@ -1,5 +1,5 @@
 use busline::config::ProcessEnv;
-use busline::fulfillment::status::DynamoDbOrderTracker;
+use busline_fulfillment::status::DynamoDbOrderTracker;
 use lambda_http::{Error, service_fn};
 
 #[tokio::main]

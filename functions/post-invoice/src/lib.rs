@@ -1,7 +1,7 @@
 //! Saga step: post the invoice, once per order. It has no business failure: the state machine retries
 //! it on a long schedule and, if it still fails, flags the order for finance.
 
-use busline::fulfillment::{FulfillmentError, Invoice, Invoicing, SagaState};
+use busline_fulfillment::{FulfillmentError, Invoice, Invoicing, SagaState};
 
 /// The Lambda handler.
 pub async fn handle<S: Invoicing>(

@@ -1,7 +1,7 @@
 //! Saga compensation: refund or void the payment. When nothing is captured (never, or already
 //! refunded) it succeeds without change.
 
-use busline::fulfillment::{FulfillmentError, Payments, SagaState};
+use busline_fulfillment::{FulfillmentError, Payments, SagaState};
 
 /// The Lambda handler.
 pub async fn handle<S: Payments>(state: SagaState, system: &S) -> Result<(), FulfillmentError> {

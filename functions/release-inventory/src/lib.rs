@@ -1,7 +1,7 @@
 //! Saga compensation: release inventory. Puts back what the order reserved; when nothing is reserved
 //! (never, or already released) it succeeds without change.
 
-use busline::fulfillment::{FulfillmentError, Inventory, SagaState};
+use busline_fulfillment::{FulfillmentError, Inventory, SagaState};
 
 /// The Lambda handler.
 pub async fn handle<S: Inventory>(state: SagaState, system: &S) -> Result<(), FulfillmentError> {

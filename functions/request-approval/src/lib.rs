@@ -9,10 +9,10 @@
 //! derived from the order and the token, so each token is announced under its own id.
 
 use busline::bus::EventPublisher;
-use busline::fulfillment::status::{OrderTracker, Status, Transition};
-use busline::fulfillment::{FulfillmentError, Order};
 use busline::telemetry::Hop;
 use busline::{Envelope, EventType};
+use busline_fulfillment::status::{OrderTracker, Status, Transition};
+use busline_fulfillment::{FulfillmentError, Order};
 use chrono::{TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::json;
@@ -85,7 +85,7 @@ async fn request_approval<T: OrderTracker, P: EventPublisher>(
         .record(&waiting)
         .await
         .map_err(|e| FulfillmentError::Unavailable {
-            system: busline::fulfillment::status::ORDER_STATUS_UNAVAILABLE,
+            system: busline_fulfillment::status::ORDER_STATUS_UNAVAILABLE,
             source: Box::new(e),
         })?;
     let id = uuid::Uuid::new_v5(
@@ -121,7 +121,7 @@ async fn request_approval<T: OrderTracker, P: EventPublisher>(
 #[cfg(test)]
 mod tests {
     use busline::bus::InMemoryBus;
-    use busline::fulfillment::status::InMemoryOrderTracker;
+    use busline_fulfillment::status::InMemoryOrderTracker;
 
     use super::*;
 
@@ -202,7 +202,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             busline::Classify::error_type(&error),
-            busline::fulfillment::status::ORDER_STATUS_UNAVAILABLE
+            busline_fulfillment::status::ORDER_STATUS_UNAVAILABLE
         );
         assert!(publisher.published().is_empty());
     }

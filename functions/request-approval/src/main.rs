@@ -1,6 +1,6 @@
 use busline::bus::EventBridgePublisher;
 use busline::config::{Env, ProcessEnv};
-use busline::fulfillment::status::DynamoDbOrderTracker;
+use busline_fulfillment::status::DynamoDbOrderTracker;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use request_approval::ApprovalRequest;
 

@@ -5,8 +5,8 @@
 //! the SKU so a repeat publishes the same event.
 
 use busline::bus::EventPublisher;
-use busline::fulfillment::{FulfillmentError, Inventory, Reservation, SagaState};
 use busline::{Envelope, EventType};
+use busline_fulfillment::{FulfillmentError, Inventory, Reservation, SagaState};
 use serde_json::json;
 
 /// The event type a purchase-order request is published as.

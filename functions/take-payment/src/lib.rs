@@ -1,7 +1,7 @@
 //! Saga step: take payment. Authorizes and captures the order total, once per order; a declined card
 //! fails with `PaymentDeclined`.
 
-use busline::fulfillment::{FulfillmentError, Payment, Payments, SagaState};
+use busline_fulfillment::{FulfillmentError, Payment, Payments, SagaState};
 
 /// The Lambda handler.
 pub async fn handle<S: Payments>(

@@ -2,7 +2,7 @@
 
 use busline::canonical::CanonicalError;
 use busline::canonical::order::{Channel, Line, OrderPlaced};
-use busline::fulfillment::{Address, Customer};
+use busline::canonical::{Address, Customer};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

@@ -9,7 +9,7 @@ use busline::batch::InMemoryDeadLetterQueue;
 use busline::bus::InMemoryBus;
 use busline::canonical::customer::{CustomerChanges, Tier};
 use busline::canonical::{self, CanonicalError};
-use busline::fulfillment::{Address, CURRENCIES, Customer};
+use busline::canonical::{Address, CURRENCIES, Customer};
 use busline::transform::{self, Outcome};
 use busline::{Envelope, EventType};
 use chrono::{DateTime, Utc};

@@ -1,7 +1,7 @@
 //! Saga step: validate the order. Lines present, quantities positive, totals consistent, a known currency;
 //! otherwise it fails with `InvalidOrder`, listing every problem. It touches no system.
 
-use busline::fulfillment::{FulfillmentError, SagaState};
+use busline_fulfillment::{FulfillmentError, SagaState};
 
 /// The Lambda handler.
 pub async fn handle(state: SagaState) -> Result<(), FulfillmentError> {

@@ -1,11 +1,1 @@
-use busline::config::ProcessEnv;
-use busline::fulfillment::status::{DynamoDbOrderTracker, Step, serve_step};
-use lambda_runtime::Error;
-
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    busline::telemetry::init_tracing();
-    let aws = busline::aws::load_config().await;
-    let tracker = DynamoDbOrderTracker::from_env(&ProcessEnv, &aws)?;
-    serve_step(&tracker, Step::ValidateOrder, validate_order::handle).await
-}
+busline_fulfillment::saga_step_main!(Step::ValidateOrder, validate_order::handle);

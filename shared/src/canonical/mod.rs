@@ -9,11 +9,14 @@
 //!
 //! The types here are the producers' side and are strict: a translator builds one, checks it with
 //! its `validate`, and only then publishes, so nothing half-translated reaches the bus. Consumers may
-//! read a tolerant view of their own (the saga's [`crate::fulfillment::Order`] reads only what it
+//! read a tolerant view of their own (the saga's `busline_fulfillment::Order` reads only what it
 //! needs from [`order::OrderPlaced`]).
 
 pub mod customer;
 pub mod order;
+pub mod party;
+
+pub use party::{Address, CURRENCIES, Customer};
 
 use crate::schema::{Schema, SchemaError};
 

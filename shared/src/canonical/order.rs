@@ -7,9 +7,9 @@ use serde_json::value::RawValue;
 /// A payload as JSON text.
 type Raw = Box<RawValue>;
 
+use super::party::{Address, CURRENCIES, Customer};
 use super::{CanonicalError, ORDER_PLACED_V1, ORDER_PLACED_V2, Problems, read};
 use crate::Envelope;
-use crate::fulfillment::{Address, CURRENCIES, Customer};
 
 /// The longest order id: a Step Functions execution is named after it (80 characters at most).
 pub const MAX_ORDER_ID_LEN: usize = 80;

@@ -2,8 +2,8 @@
 //! idempotency table (partition key `pk`, TTL attribute `expires_at`).
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
+use busline::dynamodb::{Conditional, put_if};
 use busline::signature::SingleUse;
 
 use super::{ReplayError, ReplayGuard};
@@ -43,19 +43,10 @@ impl ReplayGuard for DynamoDbReplayGuard {
             // DynamoDB's TTL deletes lazily, but an expired signature never gets this far: its
             // timestamp is refused first.
             .condition_expression("attribute_not_exists(pk) OR delivery_id = :delivery_id")
-            .expression_attribute_values(":delivery_id", AttributeValue::S(delivery_id.to_owned()))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(ReplayError::Replayed)
-            }
+            .expression_attribute_values(":delivery_id", AttributeValue::S(delivery_id.to_owned()));
+        match put_if(put).await {
+            Ok(Conditional::Written) => Ok(()),
+            Ok(Conditional::ConditionFailed(_)) => Err(ReplayError::Replayed),
             Err(e) => Err(ReplayError::Unavailable(Box::new(e))),
         }
     }
