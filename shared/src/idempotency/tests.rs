@@ -2,6 +2,7 @@ use serde_json::{Value, json};
 
 use super::contract::HandlerFailed;
 use super::*;
+use crate::envelope::Envelope;
 
 #[tokio::test]
 async fn the_in_memory_store_keeps_the_contract() {
