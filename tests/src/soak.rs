@@ -980,7 +980,9 @@ async fn run_within(aws: &SdkConfig, plan: &Plan, progress: &Progress) -> Result
         }
         if !purged {
             for (name, depth) in &busy {
-                println!("soak: purging {depth} message(s) an earlier run left in {name}");
+                progress.say(&format!(
+                    "purging {depth} message(s) an earlier run left in {name}"
+                ));
                 if let Some((_, url)) = work_queues.iter().find(|(n, _)| n == name) {
                     sqs.purge_queue().queue_url(url).send().await?;
                 }
@@ -1112,16 +1114,18 @@ async fn run_within(aws: &SdkConfig, plan: &Plan, progress: &Progress) -> Result
     let results = Arc::new(Mutex::new(HashMap::<usize, Sent>::new()));
     let resent_results = Arc::new(Mutex::new(Vec::<(usize, Sent)>::new()));
     let mut tasks = tokio::task::JoinSet::new();
-    let reporter = {
+    // In a set of its own, so it is aborted with the run if the run fails or overruns its deadline.
+    let mut reporter = tokio::task::JoinSet::new();
+    {
         let (progress, results, total) = (progress.clone(), results.clone(), plan.webhooks);
-        tokio::spawn(async move {
+        reporter.spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 let answered = results.lock().unwrap().len();
                 progress.say(&format!("{answered} of {total} deliveries answered"));
             }
-        })
-    };
+        });
+    }
     for _ in 0..plan.senders {
         let (senders, work, resends, results, resent_results) = (
             senders.clone(),
@@ -1216,7 +1220,7 @@ async fn run_within(aws: &SdkConfig, plan: &Plan, progress: &Progress) -> Result
     while let Some(joined) = tasks.join_next().await {
         joined.context("a load task panicked")?;
     }
-    reporter.abort();
+    reporter.abort_all();
     let load_seconds = started.elapsed().as_secs_f64();
     let load_ended_ms = now_ms();
     figures.sync_invocations = *sync_invocations.lock().unwrap();
