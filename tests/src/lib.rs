@@ -44,6 +44,12 @@ use serde_json::{Value, json};
 /// LocalStack's default edge endpoint.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4566";
 
+/// How long a test waits on the deployed stack before it calls the wait hung. A hang guard, not a
+/// speed goal: a test that passes returns as soon as what it waits for happens, so a generous
+/// guard costs nothing, while a tight one fails tests whenever LocalStack on two shared cores is
+/// slow (a cold function, a poller backing off, a neighbouring test's load).
+pub const PATIENCE: Duration = Duration::from_secs(180);
+
 /// Cargo's target directory: `CARGO_TARGET_DIR` when it is set, else the workspace's `target`.
 pub fn target_dir() -> std::path::PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -724,7 +730,7 @@ pub async fn wait_for_update(config: &SdkConfig, name: &str) -> Result<()> {
             .send()
             .await?;
         match out.last_update_status() {
-            Some(LastUpdateStatus::InProgress) if started.elapsed() < Duration::from_secs(30) => {
+            Some(LastUpdateStatus::InProgress) if started.elapsed() < PATIENCE => {
                 tokio::time::sleep(Duration::from_millis(100)).await
             }
             Some(LastUpdateStatus::Failed) => bail!(
@@ -732,7 +738,7 @@ pub async fn wait_for_update(config: &SdkConfig, name: &str) -> Result<()> {
                 out.last_update_status_reason().unwrap_or_default()
             ),
             Some(LastUpdateStatus::InProgress) => {
-                bail!("function {name} still updating after 30 s")
+                bail!("function {name} still updating after {PATIENCE:?}")
             }
             _ => return Ok(()),
         }

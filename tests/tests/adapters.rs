@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use busline::bus::{EventBridgePublisher, EventPublisher};
 use busline::{Envelope, EventType};
-use busline_tests::{IngestStack, SHOP_ORDER_PLACED, create_table, localstack, receive};
+use busline_tests::{IngestStack, PATIENCE, SHOP_ORDER_PLACED, create_table, localstack, receive};
 use serde_json::json;
 
 #[tokio::test]
@@ -30,15 +30,9 @@ async fn the_eventbridge_publisher_batches_and_delivers_every_event() {
         .collect();
     publisher.publish(&events).await.unwrap();
 
-    let messages = receive(
-        &aws,
-        &stack.queue_url,
-        23,
-        Duration::from_secs(2),
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    let messages = receive(&aws, &stack.queue_url, 23, Duration::from_secs(2), PATIENCE)
+        .await
+        .unwrap();
     let mut ids: Vec<String> = messages
         .iter()
         .map(|m| m["detail"]["id"].as_str().unwrap().to_owned())

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use busline_tests::source_stub::SourceStub;
 use busline_tests::{
-    DeployedStack, deploy_process_function, invoke, localstack, receive, watch_bus,
+    DeployedStack, PATIENCE, deploy_process_function, invoke, localstack, receive, watch_bus,
 };
 use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
@@ -176,7 +176,12 @@ async fn ten_thousand_records_are_published_exactly_once() {
 
 #[tokio::test]
 async fn a_run_killed_midway_is_resumed_without_gaps_or_second_ids() {
-    let h = harness(3_000, 20).await;
+    // A 60 s timeout: LocalStack under load can spend much of an invocation's time before the
+    // handler runs, and the first run must still be working when the test kills it.
+    let h = harness(3_000, 60).await;
+    // A slow source while the first run works, so the kill lands midway however fast or loaded
+    // the machine is: 30 pages take at least 7.5 s, and the test kills the run at page 8.
+    h.stub.set_page_delay(Duration::from_millis(250));
     let first = {
         let aws = h.aws.clone();
         let function = h.function.clone();
@@ -187,17 +192,24 @@ async fn a_run_killed_midway_is_resumed_without_gaps_or_second_ids() {
                 .payload(aws_smithy_types::Blob::new("{}"))
                 .send()
                 .await
+                .map(|out| {
+                    let payload = out
+                        .payload()
+                        .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned());
+                    (out.function_error().map(str::to_owned), payload)
+                })
                 .unwrap()
-                .function_error()
-                .map(str::to_owned)
         })
     };
     let started = Instant::now();
     while h.stub.pages_served() < 8 {
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the run never got going"
+            !first.is_finished(),
+            "the first run ended at page {} before it could be killed: {:?}",
+            h.stub.pages_served(),
+            first.await
         );
+        assert!(started.elapsed() < PATIENCE, "the run never got going");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let bootstrap = format!("busline-fn-{}/bootstrap", h.function);
@@ -207,11 +219,12 @@ async fn a_run_killed_midway_is_resumed_without_gaps_or_second_ids() {
         .unwrap();
     assert!(killed.success(), "the function's process was running");
     assert_eq!(
-        first.await.unwrap().as_deref(),
+        first.await.unwrap().0.as_deref(),
         Some("Unhandled"),
         "the killed invocation failed"
     );
     let pages_at_kill = h.stub.pages_served();
+    h.stub.set_page_delay(Duration::ZERO);
     assert!(
         pages_at_kill < 30,
         "killed midway, at page {pages_at_kill} of 30"

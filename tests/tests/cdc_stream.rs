@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use busline_tests::{DeployedStack, invoke, localstack, receive, watch_bus};
+use busline_tests::{DeployedStack, PATIENCE, invoke, localstack, receive, watch_bus};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -54,15 +54,9 @@ async fn writes_to_the_source_table_appear_on_the_bus_as_ordered_changes() {
         .await
         .unwrap();
 
-    let events = receive(
-        &aws,
-        &queue,
-        3,
-        Duration::from_secs(2),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let events = receive(&aws, &queue, 3, Duration::from_secs(2), PATIENCE)
+        .await
+        .unwrap();
     let mut changes: Vec<Value> = events.into_iter().map(|e| e["detail"].clone()).collect();
     assert_eq!(changes.len(), 3, "{changes:?}");
     // The bus does not promise order; the sequence number does (a decimal of up to 40 digits and
@@ -123,7 +117,7 @@ async fn a_malformed_stream_record_reaches_the_dead_letter_queue_with_its_reason
         &aws,
         stack.output("CdcDeadLetterQueueUrl").unwrap(),
         |body| body.contains(&marker),
-        Duration::from_secs(30),
+        PATIENCE,
     )
     .await
     .unwrap();
@@ -172,15 +166,9 @@ async fn a_300_kb_change_flows_end_to_end_by_claim_check() {
         .await
         .unwrap();
 
-    let events = receive(
-        &aws,
-        &queue,
-        1,
-        Duration::from_secs(2),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let events = receive(&aws, &queue, 1, Duration::from_secs(2), PATIENCE)
+        .await
+        .unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
     let detail = &events[0]["detail"];
     let dataref = detail["dataref"]
@@ -212,7 +200,7 @@ async fn a_300_kb_change_flows_end_to_end_by_claim_check() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(60),
+            started.elapsed() < PATIENCE,
             "the master never merged the checked-in change"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use busline::bus::{EventBridgePublisher, EventPublisher};
 use busline::{Envelope, EventType};
-use busline_tests::{DeployedStack, find_letter, localstack, receive, watch_bus};
+use busline_tests::{DeployedStack, PATIENCE, find_letter, localstack, receive, watch_bus};
 use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
 
@@ -124,10 +124,7 @@ async fn three_sources_shuffled_and_duplicated_converge_to_one_golden_record() {
                 break record;
             }
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the master did not converge"
-        );
+        assert!(started.elapsed() < PATIENCE, "the master did not converge");
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(record["fields"]["phone"]["source"], "crm");
@@ -139,18 +136,12 @@ async fn three_sources_shuffled_and_duplicated_converge_to_one_golden_record() {
     );
 
     // Downstream: the published changes, in version order, rebuild the master.
-    let mut events: Vec<Value> = receive(
-        &aws,
-        &changes,
-        1,
-        Duration::from_secs(3),
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|e| e["detail"]["data"].clone())
-    .collect();
+    let mut events: Vec<Value> = receive(&aws, &changes, 1, Duration::from_secs(3), PATIENCE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e["detail"]["data"].clone())
+        .collect();
     events.sort_by_key(|e| e["version"].as_u64());
     events.dedup_by_key(|e| e["version"].as_u64());
     let mut downstream = serde_json::Map::new();
@@ -184,7 +175,7 @@ async fn a_change_missing_its_timestamp_is_dead_lettered_with_the_reason() {
         &aws,
         stack.output("CustomerChangesDeadLetterQueueUrl").unwrap(),
         |body| body.contains(&customer),
-        Duration::from_secs(60),
+        PATIENCE,
     )
     .await
     .unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use busline::bus::{EventBridgePublisher, EventPublisher};
 use busline::{Envelope, EventType};
-use busline_tests::{DeployedStack, create_key_table, find_letter, localstack};
+use busline_tests::{DeployedStack, PATIENCE, create_key_table, find_letter, localstack};
 use deliver_webhook::circuit::{DynamoDbCircuitStore, contract};
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
@@ -95,7 +95,7 @@ async fn subscribed_events_are_delivered_signed_and_refusals_dead_lettered() {
             break r;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(60),
+            started.elapsed() < PATIENCE,
             "the event never reached the warehouse"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -144,7 +144,7 @@ async fn subscribed_events_are_delivered_signed_and_refusals_dead_lettered() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(60),
+            started.elapsed() < PATIENCE,
             "the failed delivery was not retried from its requeued message ({attempts} attempts)"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -156,7 +156,7 @@ async fn subscribed_events_are_delivered_signed_and_refusals_dead_lettered() {
         &aws,
         stack.output("DeliveriesDeadLetterQueueUrl").unwrap(),
         |body| body.contains(&bad),
-        Duration::from_secs(60),
+        PATIENCE,
     )
     .await
     .unwrap();

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use busline::audit::{AuditTrail, DynamoDbAuditTrail};
 use busline_tests::{
-    DeployedStack, SAMPLE_SHOP_ORDER, find_letter, function_log_lines, localstack, signed_headers,
+    DeployedStack, PATIENCE, SAMPLE_SHOP_ORDER, find_letter, function_log_lines, localstack,
+    signed_headers,
 };
 use serde_json::Value;
 
@@ -47,7 +48,7 @@ async fn a_signed_webhook_reaches_the_audit_trail_consumer_once() {
             break history;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(30),
+            started.elapsed() < PATIENCE,
             "the order never reached the audit trail"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -81,7 +82,7 @@ async fn a_record_that_is_not_an_envelope_goes_to_the_dead_letter_queue_with_its
     let message_id = sent.message_id().unwrap().to_owned();
 
     let dlq = stack.output("PlacedOrdersDeadLetterQueueUrl").unwrap();
-    let letter = find_letter(&aws, dlq, |body| body == marker, Duration::from_secs(30))
+    let letter = find_letter(&aws, dlq, |body| body == marker, PATIENCE)
         .await
         .expect("the bad record reaches the DLQ within 30 s");
     let attribute = |name: &str| letter.attribute(name).to_owned();

@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_lambda::types::FunctionResponseType;
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use busline_tests::{
-    create_key_table, create_queue, deploy_process_function, function_log_lines, localstack,
-    queue_faults, receive,
+    PATIENCE, create_key_table, create_queue, deploy_process_function, function_log_lines,
+    localstack, queue_faults, receive,
 };
 use serde_json::{Value, json};
 
@@ -175,7 +175,7 @@ async fn a_poison_message_is_dead_lettered_after_max_receive_count_without_block
     consumer.send(&aws, &batch).await;
 
     let letters = consumer
-        .dead_letters(&aws, 1, Duration::ZERO, Duration::from_secs(60))
+        .dead_letters(&aws, 1, Duration::ZERO, PATIENCE)
         .await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0]["order_id"], "SO-POISON", "{letters:?}");
@@ -206,7 +206,7 @@ async fn a_crash_after_the_side_effect_is_redelivered_and_the_effect_happens_onc
     queue_faults(&consumer.name, json!([{"fault": "crash"}])).unwrap();
     consumer.send(&aws, &[("SO-CRASH", false)]).await;
 
-    wait_for("the redelivery", Duration::from_secs(45), async || {
+    wait_for("the redelivery", PATIENCE, async || {
         consumer.outcomes(&aws, "SO-CRASH").await.len() >= 2
     })
     .await;

@@ -12,8 +12,8 @@ use busline::idempotency::DynamoDbIdempotencyStore;
 use busline::retry::Backoff;
 use busline::signature::Scheme;
 use busline_tests::{
-    CallCounter, Headers, IngestStack, SAMPLE_CRM_CUSTOMER, SAMPLE_SHOP_ORDER, localstack, receive,
-    signed_headers, signed_headers_as, webhook_request,
+    CallCounter, Headers, IngestStack, PATIENCE, SAMPLE_CRM_CUSTOMER, SAMPLE_SHOP_ORDER,
+    localstack, receive, signed_headers, signed_headers_as, webhook_request,
 };
 use ingest_webhook::replay::{DynamoDbReplayGuard, contract};
 use ingest_webhook::{Config, Deps, SourceConfig, StartupError, event_id, fetch_secrets, handle};
@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 type LiveDeps = Deps<EventBridgePublisher, DynamoDbIdempotencyStore, DynamoDbReplayGuard>;
 
 const SETTLE: Duration = Duration::from_secs(3);
-const TIMEOUT: Duration = Duration::from_secs(20);
+const TIMEOUT: Duration = PATIENCE;
 
 fn prefix() -> String {
     format!("it-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use aws_sdk_lambda::types::FunctionResponseType;
 use aws_sdk_sqs::types::QueueAttributeName;
-use busline_tests::{create_queue, deploy_process_function, localstack, receive};
+use busline_tests::{PATIENCE, create_queue, deploy_process_function, localstack, receive};
 use serde_json::{Value, json};
 
 const PROBE: &str = env!("CARGO_BIN_EXE_probe-function");
@@ -70,15 +70,9 @@ async fn an_sqs_mapping_redelivers_only_the_failed_record_until_it_lands_in_the_
     }
 
     // Only the record the function reported as failed is retried, twice, then dead-lettered.
-    let dead = receive(
-        &aws,
-        &dlq_url,
-        1,
-        Duration::from_secs(3),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let dead = receive(&aws, &dlq_url, 1, Duration::from_secs(3), PATIENCE)
+        .await
+        .unwrap();
     let orders: Vec<&Value> = dead.iter().map(|m| &m["order"]).collect();
     assert_eq!(orders, [&json!("poison")]);
 
@@ -152,10 +146,7 @@ async fn a_step_functions_catch_on_the_functions_error_type_takes_its_branch() {
                 assert_eq!(out.status().as_str(), "SUCCEEDED", "{out:?}");
                 return serde_json::from_str(out.output().unwrap()).unwrap();
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "execution still running"
-            );
+            assert!(started.elapsed() < PATIENCE, "execution still running");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
@@ -252,7 +243,7 @@ async fn a_dynamodb_stream_mapping_invokes_the_function_and_its_logs_reach_cloud
             return;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(60),
+            started.elapsed() < PATIENCE,
             "no invocation from the stream reached the function's log group"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -16,7 +16,7 @@ use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use busline::telemetry::TraceContext;
 use busline_tests::saga::{FORWARD_STEPS, Scenario};
 use busline_tests::trace::journey;
-use busline_tests::{DeployedStack, function_log_events, localstack, signed_headers};
+use busline_tests::{DeployedStack, PATIENCE, function_log_events, localstack, signed_headers};
 use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -76,7 +76,7 @@ async fn one_order_is_one_trace_from_the_webhook_through_the_saga_to_the_custome
             break journey;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(30),
+            started.elapsed() < PATIENCE,
             "hops logged so far: {ended:?}, want {wanted:?}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -264,7 +264,7 @@ async fn a_poisoned_message_makes_the_dead_letter_alarms_metric_non_zero() {
                 return seen;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(60),
+                started.elapsed() < PATIENCE,
                 "the queue's depth metric since {since}: {seen:?}"
             );
             tokio::time::sleep(Duration::from_secs(1)).await;

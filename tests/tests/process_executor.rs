@@ -4,7 +4,8 @@
 
 use aws_config::SdkConfig;
 use busline_tests::{
-    create_hot_reload_function, deploy_process_function, localstack, queue_faults, settled_function,
+    PATIENCE, create_hot_reload_function, deploy_process_function, localstack, queue_faults,
+    settled_function,
 };
 use serde_json::{Value, json};
 
@@ -183,7 +184,7 @@ async fn overlapping_invokes_run_in_separate_processes_and_a_deleted_function_le
         .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
     {
         assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
+            started.elapsed() < PATIENCE,
             "processes outlived their deleted function: {pids:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 use busline::batch::{DeadLetter, DeadLetterQueue, SqsDeadLetterQueue};
 use busline::redrive::{Selection, peek, redrive};
-use busline_tests::{create_queue, localstack, receive};
+use busline_tests::{PATIENCE, create_queue, localstack, receive};
 use serde_json::json;
 
 #[tokio::test]
@@ -103,15 +103,9 @@ async fn chosen_letters_go_back_to_their_source_and_the_rest_stay() {
     .unwrap();
     assert_eq!(done.moved, 2);
     assert!(reports >= 1, "progress is reported");
-    let back = receive(
-        &aws,
-        &source,
-        2,
-        Duration::from_secs(1),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    let back = receive(&aws, &source, 2, Duration::from_secs(1), PATIENCE)
+        .await
+        .unwrap();
     let mut records: Vec<&str> = back.iter().map(|b| b["record"].as_str().unwrap()).collect();
     records.sort();
     assert_eq!(records, ["r-1", "r-3"]);

@@ -11,7 +11,7 @@ use busline::bus::{EventBridgePublisher, EventPublisher};
 use busline::{Envelope, EventType};
 use busline_fulfillment::CreditStanding;
 use busline_fulfillment::dynamodb::DynamoDbFulfillment;
-use busline_tests::{DeployedStack, find_letter, localstack, receive, watch_bus};
+use busline_tests::{DeployedStack, PATIENCE, find_letter, localstack, receive, watch_bus};
 use serde_json::{Value, json};
 
 const SAMPLE: &str = include_str!("../../infra/events/marketplace-order.json");
@@ -107,15 +107,9 @@ async fn a_marketplace_order_is_translated_enriched_split_and_fulfilled() {
     assert_eq!(status, 202, "{answer}");
 
     // One canonical order, one enriched order, two parts.
-    let events = receive(
-        &aws,
-        &queue,
-        4,
-        Duration::from_secs(3),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let events = receive(&aws, &queue, 4, Duration::from_secs(3), PATIENCE)
+        .await
+        .unwrap();
     let placed = of_type(&events, "io.busline.order.placed.v2");
     let enriched = of_type(&events, "io.busline.order.enriched.v1");
     let parts = of_type(&events, "io.busline.fulfillment.requested.v1");
@@ -214,15 +208,9 @@ async fn a_v1_canonical_order_is_upcast_by_the_enricher_and_the_splitter() {
     .await
     .unwrap();
 
-    let events = receive(
-        &aws,
-        &queue,
-        3,
-        Duration::from_secs(3),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let events = receive(&aws, &queue, 3, Duration::from_secs(3), PATIENCE)
+        .await
+        .unwrap();
     let enriched = of_type(&events, "io.busline.order.enriched.v1");
     let parts = of_type(&events, "io.busline.fulfillment.requested.v1");
     assert_eq!((enriched.len(), parts.len()), (1, 2), "{events:#?}");
@@ -259,7 +247,7 @@ async fn an_untranslatable_event_is_dead_lettered_with_its_reason_and_nothing_go
         &aws,
         stack.output("TransformersDeadLetterQueueUrl").unwrap(),
         |body| body.contains(&number),
-        Duration::from_secs(60),
+        PATIENCE,
     )
     .await
     .unwrap();

@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use busline::signature::Scheme;
-use busline_tests::{DeployedStack, Headers, localstack, receive, signed_headers_as, watch_bus};
+use busline_tests::{
+    DeployedStack, Headers, PATIENCE, localstack, receive, signed_headers_as, watch_bus,
+};
 use serde_json::{Value, json};
 
 const SETTLE: Duration = Duration::from_secs(5);
-const TIMEOUT: Duration = Duration::from_secs(60);
+const TIMEOUT: Duration = PATIENCE;
 const TOLERANCE: i64 = busline::signature::DEFAULT_TOLERANCE_SECS as i64;
 
 /// A deployed source: ingest's own spec of it (name, subject pointer) and its sample body.

@@ -324,11 +324,21 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> SourceSync<C, P,
         report: &mut Report,
     ) -> Result<(), SyncError> {
         let mut restarted = false;
+        // The slowest page so far (fetch, publish, checkpoint): the next one is only started when
+        // that much time and the margin are left, so a slow source or a slow bus makes the run stop
+        // cleanly between pages instead of being killed by Lambda in the middle of one.
+        let mut slowest = Duration::ZERO;
         loop {
-            if deadline.remaining() <= self.config.stop_margin {
-                report.stopped = Some("out of time before the next page".to_owned());
+            let remaining = deadline.remaining();
+            if remaining <= self.config.stop_margin + slowest {
+                report.stopped = Some(format!(
+                    "out of time before the next page: {} ms left, the slowest page took {} ms",
+                    remaining.as_millis(),
+                    slowest.as_millis()
+                ));
                 return Ok(());
             }
+            let page_started = std::time::Instant::now();
             let page = match self.fetch(position, deadline).await? {
                 Fetched::Page(page) => page,
                 Fetched::CursorExpired(why) if !restarted => {
@@ -405,6 +415,7 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> SourceSync<C, P,
                 return Ok(());
             }
             *version = self.advance(*version, position).await?;
+            slowest = slowest.max(page_started.elapsed());
         }
     }
 

@@ -212,6 +212,39 @@ async fn the_rate_limit_is_respected_and_the_deadline_kept() {
 }
 
 #[tokio::test]
+async fn a_run_stops_before_a_page_the_time_left_cannot_hold() {
+    // Every page takes at least 400 ms; 1.5 s are left beyond the 200 ms margin. The run must stop
+    // between pages, once the time left is less than its slowest page, not start one it cannot
+    // finish (Lambda would kill it there).
+    let (server, stub) = source(1_000).await;
+    stub.set_page_delay(Duration::from_millis(400));
+    let sync = sync(&server);
+    let report = sync
+        .run("run-1", Deadline::after(Duration::from_millis(1_700)))
+        .await
+        .unwrap();
+    assert!(!report.complete);
+    assert!(
+        report.stopped.as_deref().unwrap().contains("slowest page"),
+        "{report:?}"
+    );
+    assert!(
+        (1..=3u32).contains(&report.pages),
+        "stopped early but not before the first page: {report:?}"
+    );
+    assert_eq!(
+        stub.pages_served(),
+        report.pages as usize,
+        "no page left half done"
+    );
+    assert_eq!(
+        position(&sync).await.cursor,
+        Some((u64::from(report.pages) * 100).to_string()),
+        "resumable from the page after the last one published"
+    );
+}
+
+#[tokio::test]
 async fn garbage_from_the_source_is_an_error_and_advances_nothing() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))

@@ -5,17 +5,19 @@
 //! recently mounted first among equal priorities).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-/// The records the stub serves, and how many pages it has served.
+/// The records the stub serves, how many pages it has served, and how long each page takes.
 #[derive(Clone, Default)]
 pub struct SourceStub {
     records: Arc<Mutex<Vec<Value>>>,
     served: Arc<Mutex<usize>>,
+    page_delay: Arc<Mutex<Duration>>,
 }
 
 impl SourceStub {
@@ -32,13 +34,18 @@ impl SourceStub {
             .collect();
         Self {
             records: Arc::new(Mutex::new(records)),
-            served: Arc::default(),
+            ..Self::default()
         }
     }
 
     /// Replaces the records.
     pub fn set_records(&self, records: Vec<Value>) {
         *self.records.lock().unwrap() = records;
+    }
+
+    /// Answers each page after `delay` from now on (a slow source), or at once for `Duration::ZERO`.
+    pub fn set_page_delay(&self, delay: Duration) {
+        *self.page_delay.lock().unwrap() = delay;
     }
 
     /// Pages served so far.
@@ -90,6 +97,8 @@ impl Respond for SourceStub {
         let page: Vec<&Value> = changed.iter().skip(offset).take(limit).copied().collect();
         let next = (offset + limit < changed.len()).then(|| (offset + limit).to_string());
         *self.served.lock().unwrap() += 1;
-        ResponseTemplate::new(200).set_body_json(json!({"records": page, "next_cursor": next}))
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"records": page, "next_cursor": next}))
+            .set_delay(*self.page_delay.lock().unwrap())
     }
 }
