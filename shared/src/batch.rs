@@ -16,6 +16,13 @@
 //!   response is the first failed record's sequence number: the checkpoint Lambda resumes from.
 //!   Records after it are delivered again, so stream handlers should be idempotent.
 //!
+//! **Time.** Given the invocation's deadline ([`BatchProcessor::sqs_until`]), a record is only
+//! started while the time left holds the [stop margin](BatchProcessor::stop_margin) and the slowest
+//! record so far; the rest go back unstarted (`OutOfTime`), and what finished is kept. Without it, a
+//! slow dependency makes a batch outlive the function's timeout: Lambda kills it, every message of
+//! the batch comes back, finished ones included, and each receive brings the whole batch closer to
+//! the receive limit, so good messages reach the dead-letter queue unprocessed.
+//!
 //! Each handler error is classified ([`Classify`]): a **duplicate** counts as done; a **permanent**
 //! error goes to the [dead-letter queue](BatchProcessor::dead_letters) at once, with its reason, when
 //! one is configured (otherwise it fails like a retryable one and the queue's redrive policy moves it
@@ -48,6 +55,7 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
@@ -194,7 +202,33 @@ pub struct BatchProcessor<Q = NoDeadLetterQueue> {
     concurrency: usize,
     keep_other_groups: bool,
     max_receives: Option<u32>,
+    stop_margin: Duration,
     dead_letters: Q,
+}
+
+/// The time a batch keeps in hand before its invocation's deadline unless set otherwise: what the
+/// response, a dead letter and the runtime's reply take.
+pub const DEFAULT_STOP_MARGIN: Duration = Duration::from_millis(1_000);
+
+/// A record not started because the invocation's time would not hold it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "not started: {left_ms} ms of the invocation left, under the {margin_ms} ms margin and the \
+     slowest record's {slowest_ms} ms"
+)]
+struct OutOfTime {
+    left_ms: u128,
+    margin_ms: u128,
+    slowest_ms: u128,
+}
+
+impl Classify for OutOfTime {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Retryable
+    }
+    fn error_type(&self) -> &'static str {
+        "OutOfTime"
+    }
 }
 
 impl Default for BatchProcessor {
@@ -210,6 +244,7 @@ impl BatchProcessor {
             concurrency: 1,
             keep_other_groups: false,
             max_receives: None,
+            stop_margin: DEFAULT_STOP_MARGIN,
             dead_letters: NoDeadLetterQueue,
         }
     }
@@ -243,6 +278,7 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
             concurrency: self.concurrency,
             keep_other_groups: self.keep_other_groups,
             max_receives: self.max_receives,
+            stop_margin: self.stop_margin,
             dead_letters: queue,
         }
     }
@@ -255,8 +291,46 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
         self
     }
 
-    /// Processes an SQS batch, standard or FIFO.
+    /// The time [`sqs_until`](Self::sqs_until) keeps in hand before the deadline
+    /// ([`DEFAULT_STOP_MARGIN`]).
+    pub fn stop_margin(mut self, margin: Duration) -> Self {
+        self.stop_margin = margin;
+        self
+    }
+
+    /// Processes an SQS batch, standard or FIFO, with no regard to time: for callers without a
+    /// deadline. A Lambda handler should use [`sqs_until`](Self::sqs_until).
     pub async fn sqs<R, E, F>(&self, event: &SqsEvent, handler: F) -> BatchReport<SqsBatchResponse>
+    where
+        E: Classify,
+        F: AsyncFn(&SqsMessage) -> Result<R, E>,
+    {
+        self.sqs_within(event, None, handler).await
+    }
+
+    /// Processes an SQS batch, standard or FIFO, starting a record only while the time left before
+    /// `deadline` (the invocation's: [`Deadline::of`]) holds the stop margin and the slowest record
+    /// so far. Records not started are handed back (`OutOfTime`); on their last receive they go to
+    /// the dead-letter queue with that reason, as any passing failure does.
+    pub async fn sqs_until<R, E, F>(
+        &self,
+        event: &SqsEvent,
+        deadline: Deadline,
+        handler: F,
+    ) -> BatchReport<SqsBatchResponse>
+    where
+        E: Classify,
+        F: AsyncFn(&SqsMessage) -> Result<R, E>,
+    {
+        self.sqs_within(event, Some(deadline), handler).await
+    }
+
+    async fn sqs_within<R, E, F>(
+        &self,
+        event: &SqsEvent,
+        deadline: Option<Deadline>,
+        handler: F,
+    ) -> BatchReport<SqsBatchResponse>
     where
         E: Classify,
         F: AsyncFn(&SqsMessage) -> Result<R, E>,
@@ -264,9 +338,14 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
         let items = sqs_items(event);
         let groups = self.sqs_groups(&items);
         let outcomes = self
-            .execute(&items, groups, sqs_source(event), sqs_group, async |m| {
-                handler(m).await.map(drop)
-            })
+            .execute(
+                &items,
+                groups,
+                sqs_source(event),
+                sqs_group,
+                deadline,
+                async |m| handler(m).await.map(drop),
+            )
             .await;
         sqs_report(outcomes)
     }
@@ -407,6 +486,7 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
                 groups,
                 source,
                 |_| None,
+                None,
                 async |r| handler(r).await.map(drop),
             )
             .await;
@@ -431,13 +511,15 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
     }
 
     /// Runs each group's records in order, stopping the group at its first failure, with up to
-    /// `concurrency` groups at once. Outcomes line up with `items`.
+    /// `concurrency` groups at once, and starting no record the time left before `deadline` would
+    /// not hold. Outcomes line up with `items`.
     async fn execute<'a, R, E, F>(
         &self,
         items: &[Item<'a, R>],
         groups: Vec<Vec<usize>>,
         source: Option<String>,
         group_of: fn(&R) -> Option<String>,
+        deadline: Option<Deadline>,
         handler: F,
     ) -> Vec<RecordOutcome>
     where
@@ -446,6 +528,18 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
     {
         let handler = &handler;
         let source = &source;
+        // The slowest record so far: a record is started only if the time left holds another.
+        let slowest = &std::sync::Mutex::new(Duration::ZERO);
+        let out_of_time = move || {
+            let deadline = deadline?;
+            let slowest = *slowest.lock().unwrap_or_else(|e| e.into_inner());
+            let left = deadline.remaining();
+            (left <= self.stop_margin + slowest).then_some(OutOfTime {
+                left_ms: left.as_millis(),
+                margin_ms: self.stop_margin.as_millis(),
+                slowest_ms: slowest.as_millis(),
+            })
+        };
         let per_group: Vec<Vec<(usize, RecordOutcome)>> = futures_util::stream::iter(groups)
             .map(|group| async move {
                 let mut outcomes = Vec::with_capacity(group.len());
@@ -458,11 +552,24 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
                             error_type: "Skipped".to_owned(),
                             reason: format!("not run: record {after} before it in order failed"),
                         }),
-                        None => {
-                            let result = handler(item.record).await;
-                            self.settle(item, source, group_of(item.record), result)
-                                .await
-                        }
+                        None => match out_of_time() {
+                            Some(late) => {
+                                self.settle(item, source, group_of(item.record), Err(late))
+                                    .await
+                            }
+                            None => {
+                                let started = std::time::Instant::now();
+                                let result = handler(item.record).await;
+                                let took = started.elapsed();
+                                {
+                                    let mut slowest =
+                                        slowest.lock().unwrap_or_else(|e| e.into_inner());
+                                    *slowest = (*slowest).max(took);
+                                }
+                                self.settle(item, source, group_of(item.record), result)
+                                    .await
+                            }
+                        },
                     };
                     if !outcome.is_done() && stopped.is_none() {
                         stopped = Some(item.id.clone());

@@ -54,7 +54,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Classify, ErrorClass};
-use crate::retry::now_millis;
 
 /// How long a completed record answers duplicates unless configured otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);

@@ -1334,6 +1334,23 @@ async fn run_within(aws: &SdkConfig, plan: &Plan, progress: &Progress) -> Result
         }
     }
     let letters = dead_letters(aws, &stack, &tag).await?;
+    // Every letter with its SQS attributes, for diagnosis: `target/bench/soak-letters.jsonl`.
+    let dump: String = letters
+        .iter()
+        .map(|l| {
+            let envelope: Value = serde_json::from_str(&l.body).unwrap_or(Value::Null);
+            json!({"queue": l.queue, "reason": l.reason, "sqs": l.sqs,
+                "event": envelope["detail"]["id"], "subject": envelope["detail"]["subject"]})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let dump_path = crate::report::dir().join("soak-letters.jsonl");
+    if let Err(e) = std::fs::create_dir_all(crate::report::dir())
+        .and_then(|()| std::fs::write(&dump_path, dump))
+    {
+        progress.say(&format!("could not write {}: {e}", dump_path.display()));
+    }
     for letter in &letters {
         *figures
             .dead_lettered
@@ -1835,6 +1852,9 @@ struct RunLetter {
     queue: String,
     reason: String,
     body: String,
+    /// The letter's SQS message id and system attributes (`ApproximateReceiveCount`,
+    /// `SentTimestamp`, `ApproximateFirstReceiveTimestamp`), for diagnosis.
+    sqs: Value,
 }
 
 /// Drains every dead-letter and hold queue of the stack and keeps this run's letters (their body
@@ -1865,6 +1885,7 @@ async fn dead_letters(aws: &SdkConfig, stack: &DeployedStack, tag: &str) -> Resu
                 .queue_url(url)
                 .max_number_of_messages(10)
                 .message_attribute_names("All")
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
                 .wait_time_seconds(0)
                 .send()
                 .await?;
@@ -1891,10 +1912,17 @@ async fn dead_letters(aws: &SdkConfig, stack: &DeployedStack, tag: &str) -> Resu
                         })
                         .or_else(|| json["Error"].as_str().map(str::to_owned))
                         .unwrap_or_else(|| "receive limit (SQS redrive)".to_owned());
+                    let system: serde_json::Map<String, Value> = message
+                        .attributes()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| (k.as_str().to_owned(), Value::from(v.as_str())))
+                        .collect();
                     letters.push(RunLetter {
                         queue: queue.clone(),
                         reason,
                         body,
+                        sqs: json!({"message_id": message.message_id(), "attributes": system}),
                     });
                 }
                 if let Some(handle) = message.receipt_handle() {

@@ -15,6 +15,7 @@ use busline::audit::{AuditError, AuditTrail, Recorded};
 use busline::batch::{BatchError, BatchProcessor, DeadLetterQueue};
 use busline::config::{ConfigError, Env};
 use busline::error::{Classify, ErrorClass};
+use busline::retry::Deadline;
 use busline::telemetry::{Hop, Metrics, Unit, sqs_sent_at};
 use serde_json::Value;
 
@@ -71,15 +72,17 @@ impl Classify for RecordError {
     }
 }
 
-/// The Lambda handler. Fails as a whole only when every record failed.
+/// The Lambda handler. Starts no record the time left before `deadline` (the invocation's) cannot
+/// hold; fails as a whole only when every record failed.
 pub async fn handle<A: AuditTrail, Q: DeadLetterQueue>(
     event: SqsEvent,
     trail: &A,
     processor: &BatchProcessor<Q>,
+    deadline: Deadline,
 ) -> Result<SqsBatchResponse, BatchError> {
     let redelivered = std::cell::Cell::new(0u32);
     let report = processor
-        .sqs(&event, async |message| {
+        .sqs_until(&event, deadline, async |message| {
             let recorded = keep(message, trail).await?;
             if recorded == Recorded::AlreadyThere {
                 redelivered.set(redelivered.get() + 1);
@@ -120,6 +123,10 @@ async fn keep<A: AuditTrail>(message: &SqsMessage, trail: &A) -> Result<Recorded
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn minute() -> Deadline {
+        Deadline::after(std::time::Duration::from_secs(60))
+    }
     use busline::audit::InMemoryAuditTrail;
     use busline::batch::InMemoryDeadLetterQueue;
     use serde_json::json;
@@ -153,7 +160,7 @@ mod tests {
             ORDER_EVENT.to_owned(),
             json!({"detail-type": "x", "source": "y", "detail": {}}).to_string(),
         ];
-        let response = handle(sqs_event(&bodies), &trail, &processor)
+        let response = handle(sqs_event(&bodies), &trail, &processor, minute())
             .await
             .unwrap();
 
@@ -183,9 +190,14 @@ mod tests {
         let trail = InMemoryAuditTrail::new();
         trail.set_unavailable(true);
         let processor = BatchProcessor::new().dead_letters(InMemoryDeadLetterQueue::new());
-        let error = handle(sqs_event(&[ORDER_EVENT.to_owned()]), &trail, &processor)
-            .await
-            .unwrap_err();
+        let error = handle(
+            sqs_event(&[ORDER_EVENT.to_owned()]),
+            &trail,
+            &processor,
+            minute(),
+        )
+        .await
+        .unwrap_err();
         assert!(
             error
                 .to_string()

@@ -3,6 +3,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use busline::audit::DynamoDbAuditTrail;
 use busline::batch::{BatchProcessor, SqsDeadLetterQueue};
 use busline::config::{Env, ProcessEnv};
+use busline::retry::Deadline;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -24,7 +25,12 @@ async fn main() -> Result<(), Error> {
         )?))
         .dead_letters(dead_letters);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        handle(event.payload, &trail, &processor)
+        handle(
+            event.payload,
+            &trail,
+            &processor,
+            Deadline::of(&event.context),
+        )
     }))
     .await
 }

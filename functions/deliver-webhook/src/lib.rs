@@ -736,7 +736,7 @@ pub async fn handle<C: CircuitStore, V: Requeue, S: IdempotencyStore, Q: DeadLet
     deadline: Deadline,
 ) -> Result<SqsBatchResponse, BatchError> {
     processor
-        .sqs(&event, async |message| {
+        .sqs_until(&event, deadline, async |message| {
             deliverer.deliver(message, deadline).await
         })
         .await

@@ -34,6 +34,7 @@ use busline::batch::{BatchError, BatchProcessor, DeadLetterQueue};
 use busline::bus::{EventPublisher, PublishError};
 use busline::claim_check::{ClaimCheckError, PayloadStore, resolve};
 use busline::config::{ConfigError, Env};
+use busline::retry::Deadline;
 use busline::telemetry::{Hop, sqs_sent_at};
 use busline::{Classify, Envelope, ErrorClass, EventType};
 use serde_json::{Value, json};
@@ -254,9 +255,10 @@ pub async fn handle<S: MasterStore, P: EventPublisher, Q: DeadLetterQueue, R: Pa
     master: &CustomerMaster<S, P>,
     processor: &BatchProcessor<Q>,
     payloads: &R,
+    deadline: Deadline,
 ) -> Result<SqsBatchResponse, BatchError> {
     let report = processor
-        .sqs(&event, async |message| {
+        .sqs_until(&event, deadline, async |message| {
             let body = message.body.as_deref().unwrap_or_default();
             let event: EventBridgeEvent<Value> = serde_json::from_str(body).map_err(|e| {
                 MdmError::Malformed(format!("the body is not an EventBridge event: {e}"))

@@ -421,3 +421,70 @@ async fn without_the_receive_limit_a_passing_failure_is_always_redelivered() {
     assert_eq!(failed_ids(&report.response), ["m0"]);
     assert!(dlq.letters().is_empty());
 }
+
+#[tokio::test]
+async fn a_batch_starts_no_record_the_time_left_cannot_hold_and_keeps_what_finished() {
+    // Five records of 200 ms each, one at a time, 650 ms to the deadline, a 100 ms margin: the
+    // first two fit; the third would start with 250 ms left, under the margin and the slowest
+    // record, so it and the rest go back unstarted. Without the deadline all five would run, past
+    // it, and Lambda would kill the batch, finished records and all.
+    let event = sqs_event(&[("ok", "a"); 5], false);
+    let started = RefCell::new(Vec::new());
+    let report = BatchProcessor::new()
+        .stop_margin(Duration::from_millis(100))
+        .sqs_until(
+            &event,
+            Deadline::after(Duration::from_millis(650)),
+            async |m| {
+                started.borrow_mut().push(m.message_id.clone().unwrap());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                handle_body(m).await
+            },
+        )
+        .await;
+    let ran = started.borrow().len();
+    assert!((1..=2).contains(&ran), "started {ran} of 5");
+    assert_eq!(report.succeeded(), ran, "what finished is kept");
+    let failed = failed_ids(&report.response);
+    assert_eq!(failed.len(), 5 - ran, "the rest go back: {failed:?}");
+    for outcome in &report.outcomes[ran..] {
+        let RecordOutcome::Failed(failure) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(failure.error_type, "OutOfTime");
+        assert!(
+            failure.reason.starts_with("not started: "),
+            "{}",
+            failure.reason
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_record_out_of_time_on_its_last_receive_is_dead_lettered_with_that_reason() {
+    let dlq = InMemoryDeadLetterQueue::new();
+    let mut event = sqs_event(&[("ok", "a")], false);
+    event.records[0]
+        .attributes
+        .insert("ApproximateReceiveCount".into(), "3".into());
+    let ran = Cell::new(false);
+    let report = BatchProcessor::new()
+        .max_receives(Some(3))
+        .dead_letters(dlq.clone())
+        .sqs_until(&event, Deadline::after(Duration::ZERO), async |m| {
+            ran.set(true);
+            handle_body(m).await
+        })
+        .await;
+    assert!(!ran.get(), "nothing starts past the deadline");
+    assert_eq!(report.dead_lettered(), 1);
+    let letters = dlq.letters();
+    assert_eq!(letters[0].error_type, "OutOfTime");
+    assert!(
+        letters[0]
+            .reason
+            .starts_with("still failing on receive 3 of 3: not started: "),
+        "{}",
+        letters[0].reason
+    );
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::retry::now_millis;
 
 /// A handler error for the contract.
 #[derive(Debug, thiserror::Error)]
