@@ -153,6 +153,9 @@ pub struct Figures {
     pub gave_up: usize,
     /// Letters of this run in the dead-letter queues, by queue and reason.
     pub dead_lettered: BTreeMap<String, usize>,
+    /// Letters without a reason: moved by SQS at its receive limit, so busline never said why, and
+    /// under load most were good messages never processed (must be 0).
+    pub letters_without_reason: usize,
     /// What was lost: accepted and neither where it belongs nor dead-lettered (must be empty).
     pub lost: Vec<String>,
     /// Effects that happened twice or are wrong (must be empty).
@@ -200,6 +203,7 @@ impl Figures {
             && self.misanswered.is_empty()
             && self.refused_without_reason == 0
             && self.gave_up == 0
+            && self.letters_without_reason == 0
     }
 
     /// The figures as text.
@@ -253,8 +257,9 @@ impl Figures {
             format!("  senders gave up      {}", self.gave_up),
             format!("  duplicates absorbed  {}", self.duplicates_absorbed),
             format!(
-                "  dead-lettered        {dead}: {}",
-                list(&self.dead_lettered)
+                "  dead-lettered        {dead}: {}; without a reason {}",
+                list(&self.dead_lettered),
+                self.letters_without_reason
             ),
             format!("  lost                 {}{}", self.lost.len(), some(&self.lost)),
             format!(
@@ -321,7 +326,11 @@ impl Figures {
             ("accepted", self.accepted),
             ("refused with a reason (poison)", refused),
             ("duplicates absorbed", self.duplicates_absorbed),
-            ("dead-lettered with a reason", dead),
+            ("dead-lettered", dead),
+            (
+                "dead-lettered without a reason",
+                self.letters_without_reason,
+            ),
             ("faults injected", self.faults.values().sum()),
             ("PutEvents refused during the outage", self.bus_refusals),
         ] {
@@ -1356,6 +1365,9 @@ async fn run_within(aws: &SdkConfig, plan: &Plan, progress: &Progress) -> Result
             .dead_lettered
             .entry(format!("{}: {}", letter.queue, letter.reason))
             .or_default() += 1;
+        if letter.reason == RECEIVE_LIMIT {
+            figures.letters_without_reason += 1;
+        }
     }
     let dead = |needle: &str| letters.iter().any(|l| l.body.contains(needle));
 
@@ -1847,6 +1859,9 @@ async fn busy_queues(aws: &SdkConfig, queues: &[(String, String)]) -> Result<Vec
     Ok(busy)
 }
 
+/// The reason given a letter that carries none: SQS moved it at the queue's receive limit.
+const RECEIVE_LIMIT: &str = "receive limit (SQS redrive)";
+
 /// A letter of this run in one of the stack's dead-letter (or hold) queues.
 struct RunLetter {
     queue: String,
@@ -1911,7 +1926,7 @@ async fn dead_letters(aws: &SdkConfig, stack: &DeployedStack, tag: &str) -> Resu
                                 .map(|e| format!("async retries exhausted ({e})"))
                         })
                         .or_else(|| json["Error"].as_str().map(str::to_owned))
-                        .unwrap_or_else(|| "receive limit (SQS redrive)".to_owned());
+                        .unwrap_or_else(|| RECEIVE_LIMIT.to_owned());
                     let system: serde_json::Map<String, Value> = message
                         .attributes()
                         .into_iter()
