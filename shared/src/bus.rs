@@ -31,6 +31,18 @@ pub trait EventPublisher: Send + Sync {
         &self,
         events: &[Envelope<T>],
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
+
+    /// Publishes as [`publish`](Self::publish) does, but may take until `deadline` instead of the
+    /// publisher's own budget: for a caller that knows how long it may wait, such as a batch run
+    /// with the rest of its invocation. Publishers without a budget ignore it.
+    fn publish_until<T: Serialize + Sync>(
+        &self,
+        events: &[Envelope<T>],
+        deadline: crate::retry::Deadline,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send {
+        let _ = deadline;
+        self.publish(events)
+    }
 }
 
 /// One envelope the bus did not accept.
@@ -224,6 +236,7 @@ impl EventBridgePublisher {
         &self,
         mut pending: Vec<(String, PutEventsRequestEntry)>,
         until: tokio::time::Instant,
+        allowed: Duration,
     ) -> Result<(), PublishError> {
         let mut attempt = 1;
         loop {
@@ -233,7 +246,7 @@ impl EventBridgePublisher {
                     return Err(PublishError::Unavailable(
                         format!(
                             "the bus did not answer within the publish budget of {} ms",
-                            self.budget.as_millis()
+                            allowed.as_millis()
                         )
                         .into(),
                     ));
@@ -304,11 +317,30 @@ impl EventPublisher for EventBridgePublisher {
         &self,
         events: &[Envelope<T>],
     ) -> Result<(), PublishError> {
+        self.publish_within(events, self.budget).await
+    }
+
+    async fn publish_until<T: Serialize + Sync>(
+        &self,
+        events: &[Envelope<T>],
+        deadline: crate::retry::Deadline,
+    ) -> Result<(), PublishError> {
+        self.publish_within(events, deadline.remaining()).await
+    }
+}
+
+impl EventBridgePublisher {
+    /// Publishes, calls and waits included, within `allowed`.
+    async fn publish_within<T: Serialize + Sync>(
+        &self,
+        events: &[Envelope<T>],
+        allowed: Duration,
+    ) -> Result<(), PublishError> {
         let mut rejected = Vec::new();
         let mut attempts = 0;
-        let until = tokio::time::Instant::now() + self.budget;
+        let until = tokio::time::Instant::now() + allowed;
         for batch in batches(entries(&self.bus, events)?) {
-            match self.put_with_retries(batch, until).await {
+            match self.put_with_retries(batch, until, allowed).await {
                 Ok(()) => {}
                 Err(PublishError::Rejected {
                     rejected: r,

@@ -398,7 +398,15 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> SourceSync<C, P,
                     }
                 }
             }
-            self.publisher.publish(&envelopes).await?;
+            // The page may take what is left of the run, not the bus's default budget (which is
+            // sized for a webhook caller waiting on an answer): a slow bus then fails no page the
+            // invocation had time for.
+            let publish_by = Deadline::from_epoch_millis(
+                deadline
+                    .epoch_millis()
+                    .saturating_sub(self.config.stop_margin.as_millis() as i64),
+            );
+            self.publisher.publish_until(&envelopes, publish_by).await?;
             report.batches += envelopes.len().div_ceil(busline::bus::MAX_ENTRIES_PER_CALL) as u64;
             report.published += envelopes.len() as u64;
             report.pages += 1;
