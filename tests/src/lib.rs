@@ -174,7 +174,8 @@ pub async fn create_queue(
     Ok((url, arn))
 }
 
-/// Every line function `name` has logged so far (its CloudWatch log group), oldest first.
+/// Every line function `name` has logged so far (its CloudWatch log group), oldest first; none
+/// while it has never run (and so has no log group).
 pub async fn function_log_lines(config: &SdkConfig, name: &str) -> Result<Vec<String>> {
     Ok(function_log_events(config, name)
         .await?
@@ -189,12 +190,23 @@ pub async fn function_log_events(config: &SdkConfig, name: &str) -> Result<Vec<(
     let mut lines = Vec::new();
     let mut token = None;
     loop {
-        let out = logs
+        let out = match logs
             .filter_log_events()
             .log_group_name(format!("/aws/lambda/{name}"))
             .set_next_token(token)
             .send()
-            .await?;
+            .await
+        {
+            Ok(out) => out,
+            // A function that has never run has no log group yet, and no lines.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                return Ok(lines);
+            }
+            Err(e) => return Err(e).with_context(|| format!("the log lines of {name}")),
+        };
         lines.extend(
             out.events()
                 .iter()

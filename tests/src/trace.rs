@@ -64,9 +64,7 @@ pub async fn hop_lines(aws: &SdkConfig) -> Result<Vec<HopLine>> {
     let mut lines = Vec::new();
     for function in function_names()? {
         let deployed = format!("{}-{function}", DeployedStack::NAME);
-        let Ok(events) = function_log_events(aws, &deployed).await else {
-            continue;
-        };
+        let events = function_log_events(aws, &deployed).await?;
         lines.extend(events.into_iter().filter_map(|(at_ms, text)| {
             let line: Value = serde_json::from_str(&text).ok()?;
             hop_field(&line, "trace_id")?;

@@ -39,6 +39,64 @@ async fn invoke_returns_the_functions_result_and_hands_it_localstacks_endpoint()
     assert_eq!(again["pid"], payload["pid"]);
 }
 
+/// The lines a function prints go back with its own answer, however much it printed and however
+/// busy LocalStack is: an environment's last invocation must not keep its last lines to itself.
+/// Four environments print at once, so their log readers compete for LocalStack's interpreter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_line_a_function_prints_before_it_answers_goes_with_that_answer() {
+    let aws = localstack().await.unwrap();
+    let name = deploy_probe(&aws, 30).await;
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let lambda = aws_sdk_lambda::Client::new(&aws);
+            let name = name.clone();
+            tokio::spawn(async move {
+                let mut missing = Vec::new();
+                for _ in 0..5 {
+                    let out = lambda
+                        .invoke()
+                        .function_name(&name)
+                        .log_type(aws_sdk_lambda::types::LogType::Tail)
+                        .payload(aws_smithy_types::Blob::new(
+                            json!({"lines": 20_000}).to_string(),
+                        ))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(out.function_error(), None);
+                    let tail = out.log_result().expect("a Tail invoke returns its log");
+                    let tail = aws_smithy_types::base64::decode(tail).unwrap();
+                    let tail = String::from_utf8(tail).unwrap();
+                    // The executor's REPORT line names the request; the probe's last line too.
+                    let request = tail
+                        .lines()
+                        .find_map(|l| l.strip_prefix("REPORT RequestId: "))
+                        .and_then(|r| r.split_whitespace().next())
+                        .unwrap_or_else(|| panic!("no REPORT line in the tail: {tail}"))
+                        .to_owned();
+                    if !tail.contains(&format!("probe done: request {request}\n")) {
+                        missing.push(tail);
+                    }
+                }
+                missing
+            })
+        })
+        .collect();
+    let mut missing = Vec::new();
+    for caller in callers {
+        missing.extend(caller.await.unwrap());
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of 20 answers came without the last line printed before them; the first's log ends: {}",
+        missing.len(),
+        missing
+            .first()
+            .map(|t| &t[t.len().saturating_sub(400)..])
+            .unwrap_or_default()
+    );
+}
+
 #[tokio::test]
 async fn a_function_error_surfaces_as_unhandled_with_the_functions_error_type() {
     let aws = localstack().await.unwrap();

@@ -1,7 +1,8 @@
 //! A stand-in Lambda for testing the LocalStack process executor. Its event says what to do:
 //! `{"echo": v}` answers `v` (with the function's name and whether it saw `AWS_ENDPOINT_URL`),
 //! `{"fail": "OutOfStock"}` fails with that `errorType`, `{"sleep_ms": n}` sleeps first,
-//! `{"exit": code}` exits the process mid-invocation. Given an SQS event, it answers a partial batch
+//! `{"exit": code}` exits the process mid-invocation, `{"lines": n}` prints n lines and then
+//! `probe done: request <id>` just before it answers. Given an SQS event, it answers a partial batch
 //! response naming every record whose body is `{"fail": true}`. Every record it gets is logged as
 //! `probe record: <eventSource> <eventName>`.
 
@@ -19,6 +20,7 @@ struct Probe {
     fail: Option<String>,
     sleep_ms: Option<u64>,
     exit: Option<i32>,
+    lines: Option<usize>,
 }
 
 async fn probe(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
@@ -43,6 +45,14 @@ async fn probe(event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     })?;
     if let Some(ms) = probe.sleep_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(lines) = probe.lines {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        for line in 0..lines {
+            writeln!(out, "probe line {line} of {lines}: {}", "x".repeat(48))?;
+        }
+        writeln!(out, "probe done: request {}", event.context.request_id)?;
     }
     if let Some(code) = probe.exit {
         std::process::exit(code);

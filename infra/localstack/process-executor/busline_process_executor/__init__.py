@@ -10,7 +10,8 @@ talking to a Lambda Runtime API served by this module on a loopback port of its 
   the function's timeout; a timeout or a crash kills the process, and the next invoke starts a fresh
   one, as Lambda does;
 - the process's stdout and stderr go back with each result, so LocalStack writes them to CloudWatch
-  Logs;
+  Logs: every line the function printed before it answered goes with that answer (``_LogPipe``), so
+  an environment's last invocation does not keep its last lines to itself;
 - ``stop`` kills the process group, so nothing outlives LocalStack or a deleted function.
 
 The Runtime API lives here rather than in a Rust binary because LocalStack calls ``invoke``
@@ -56,6 +57,7 @@ import math
 import os
 import queue
 import random
+import select
 import signal
 import subprocess
 import threading
@@ -314,6 +316,62 @@ class RuntimeApi:
             invocation.finish(_error_payload("Runtime.ExitError", "the execution environment stopped"), True)
 
 
+class _LogPipe:
+    """A process's stdout, read as it is written so the function never blocks on a full pipe.
+
+    ``take`` returns every complete line written so far. It reads what is still in the pipe
+    itself, under the same lock as the reader thread, rather than waiting for that thread to catch
+    up: the function wrote its lines before it answered, so they are in the pipe by the time the
+    answer arrives, and a loaded machine can keep the reader thread waiting longer than any fixed
+    grace period (the last lines of an environment's last invocation then never reached CloudWatch).
+    """
+
+    POLL_SECONDS = 0.05
+
+    def __init__(self, pipe):
+        self.pipe = pipe  # kept open for as long as the descriptor is read
+        self.fd = pipe.fileno()
+        self.lock = threading.Lock()
+        self.buffer = bytearray()
+        self.closed = False
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _readable(self, wait: float) -> bool:
+        try:
+            return bool(select.select([self.fd], [], [], wait)[0])
+        except (OSError, ValueError):
+            self.closed = True
+            return False
+
+    def _drain(self) -> None:
+        """Reads everything the pipe holds now; called with the lock held."""
+        while not self.closed and self._readable(0):
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.closed = True
+            self.buffer += chunk
+
+    def _pump(self) -> None:
+        while not self.closed:
+            # Wait outside the lock and read inside it, so ``take`` never waits on the poll.
+            if self._readable(self.POLL_SECONDS):
+                with self.lock:
+                    self._drain()
+
+    def take(self, consume: bool = True) -> str:
+        """Every complete line written so far (all of it once the process has gone)."""
+        with self.lock:
+            self._drain()
+            end = len(self.buffer) if self.closed else self.buffer.rfind(b"\n") + 1
+            text = bytes(self.buffer[:end])
+            if consume:
+                del self.buffer[:end]
+        return text.decode(errors="replace")
+
+
 class ProcessRuntimeExecutor(RuntimeExecutor):
     """One execution environment: one ``bootstrap`` process and its Runtime API."""
 
@@ -322,8 +380,8 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         self.env_vars: dict[str, str] = {}
         self.api: RuntimeApi | None = None
         self.process: subprocess.Popen | None = None
-        self.logs: list[str] = []
-        self.logs_lock = threading.Lock()
+        self.logs: _LogPipe | None = None
+        self.earlier_logs = ""
         self.invoke_lock = threading.Lock()
 
     # Preparation -------------------------------------------------------------------------------
@@ -389,7 +447,10 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             start_new_session=True,
         )
         process, api = self.process, self.api
-        threading.Thread(target=self._pump_logs, args=(process,), daemon=True).start()
+        # Lines a previous process left unread go with the next result, before this one's.
+        if self.logs:
+            self.earlier_logs += self.logs.take()
+        self.logs = _LogPipe(process.stdout)
         threading.Thread(target=self._watch, args=(process, api), daemon=True).start()
 
         started = time.monotonic()
@@ -403,11 +464,6 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
                 )
                 self._kill()
                 raise StatusErrorException("Environment startup failed", payload=reason)
-
-    def _pump_logs(self, process: subprocess.Popen) -> None:
-        for line in process.stdout:
-            with self.logs_lock:
-                self.logs.append(line.decode(errors="replace"))
 
     def _watch(self, process: subprocess.Popen, api: RuntimeApi) -> None:
         status = process.wait()
@@ -471,14 +527,11 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         return InvocationResult(request_id, invocation.result, invocation.is_error, self._take_logs() + report)
 
     def _take_logs(self) -> str:
-        time.sleep(0.002)  # let the pump thread catch the lines printed just before the response
-        with self.logs_lock:
-            text, self.logs = "".join(self.logs), []
-        return text
+        earlier, self.earlier_logs = self.earlier_logs, ""
+        return earlier + (self.logs.take() if self.logs else "")
 
     def get_logs(self) -> str:
-        with self.logs_lock:
-            return "".join(self.logs)
+        return self.earlier_logs + (self.logs.take(consume=False) if self.logs else "")
 
 
 class ProcessRuntimeExecutorPlugin(RuntimeExecutorPlugin):
