@@ -482,14 +482,13 @@ impl Inventory for DynamoDbFulfillment {
                                 what: "the reservation's quantities".into(),
                             });
                         }
-                    } else if let Some((i, reason)) = reasons
+                    } else if let Some((reason, (sku, requested))) = reasons
                         .iter()
-                        .enumerate()
+                        // After the reservation, one stock change per SKU, in `quantities`' order.
                         .skip(1)
-                        .find(|(_, r)| is_condition_failure(r))
+                        .zip(&quantities)
+                        .find(|(r, _)| is_condition_failure(r))
                     {
-                        let (sku, requested) =
-                            quantities.iter().nth(i - 1).expect("one item per SKU");
                         let available = reason
                             .item()
                             .and_then(|item| item.get("available"))

@@ -56,6 +56,10 @@ struct Answer {
 impl HttpSystem {
     /// A client for the system at `base_url` (no trailing slash needed), whose outages are reported
     /// as `system`. Each request times out after `timeout`.
+    #[expect(
+        clippy::expect_used,
+        reason = "reqwest fails to build a client only when its TLS backend cannot start, where its own `Client::new` panics"
+    )]
     pub fn new(base_url: impl Into<String>, system: &'static str, timeout: Duration) -> Self {
         Self {
             client: reqwest::Client::builder()
@@ -201,10 +205,19 @@ impl Inventory for HttpSystem {
             )
             .await?;
         if answer.status == StatusCode::CONFLICT {
-            let sku = answer.body["sku"].as_str().unwrap_or_default().to_owned();
+            let sku = answer
+                .body
+                .get("sku")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             return Err(FulfillmentError::OutOfStock {
                 requested: order.quantities().get(&sku).copied().unwrap_or_default(),
-                available: answer.body["available"].as_i64().unwrap_or_default(),
+                available: answer
+                    .body
+                    .get("available")
+                    .and_then(Value::as_i64)
+                    .unwrap_or_default(),
                 sku,
             });
         }

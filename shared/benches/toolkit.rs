@@ -13,6 +13,13 @@
 //!   [`Hop`](busline::telemetry::Hop). Logs and metrics go to the JSON subscriber every function
 //!   installs, writing to nothing.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a benchmark: it fails by panicking"
+)]
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -72,6 +72,10 @@ impl Problem {
 }
 
 /// A JSON response.
+#[expect(
+    clippy::expect_used,
+    reason = "busline's response bodies are plain structs, and the status and header are valid"
+)]
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
     Response::builder()
         .status(status)

@@ -5,9 +5,11 @@
 //! a conditional put that finds the record already there answers [`Recorded::AlreadyThere`], which a
 //! consumer treats as success under at-least-once delivery.
 
+#[cfg(any(test, feature = "test-util"))]
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+#[cfg(any(test, feature = "test-util"))]
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
@@ -223,12 +225,14 @@ impl AuditTrail for DynamoDbAuditTrail {
 }
 
 /// The in-memory twin.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryAuditTrail {
     records: Arc<Mutex<BTreeMap<(String, String), AuditRecord>>>,
     unavailable: Arc<std::sync::atomic::AtomicBool>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl InMemoryAuditTrail {
     /// An empty trail.
     pub fn new() -> Self {
@@ -242,6 +246,7 @@ impl InMemoryAuditTrail {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl AuditTrail for InMemoryAuditTrail {
     async fn record(&self, envelope: &Envelope<Value>) -> Result<Recorded, AuditError> {
         if self.unavailable.load(std::sync::atomic::Ordering::SeqCst) {
@@ -250,7 +255,7 @@ impl AuditTrail for InMemoryAuditTrail {
             ));
         }
         let record = AuditRecord::of(envelope)?;
-        let mut records = self.records.lock().unwrap();
+        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (record.pk.clone(), record.sk.clone());
         if records.contains_key(&key) {
             return Ok(Recorded::AlreadyThere);
@@ -263,7 +268,7 @@ impl AuditTrail for InMemoryAuditTrail {
         let mut records: Vec<AuditRecord> = self
             .records
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .filter(|((pk, _), _)| pk == correlation_id)
             .map(|(_, r)| r.clone())
@@ -274,7 +279,13 @@ impl AuditTrail for InMemoryAuditTrail {
 }
 
 /// The contract every [`AuditTrail`] keeps; `correlation_prefix` keeps runs on a shared table apart.
-#[cfg(any(test, feature = "contract-tests"))]
+#[cfg(any(test, feature = "test-util"))]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: a contract test fails by panicking"
+)]
 pub async fn contract<A: AuditTrail>(trail: &A, correlation_prefix: &str) {
     use crate::EventType;
     let correlation = format!("{correlation_prefix}order-7");

@@ -54,146 +54,24 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
-use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_lambda_events::event::streams::{
-    DynamoDbBatchItemFailure, DynamoDbEventResponse, KinesisEventResponse,
-};
 use futures_util::StreamExt;
-use lambda_runtime::Diagnostic;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::error::{Classify, ErrorClass, diagnostic};
-use crate::idempotency::{Idempotency, IdempotencyStore};
 use crate::retry::Deadline;
 
-/// A record that did not succeed, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecordFailure {
-    /// The message id or sequence number.
-    pub id: String,
-    /// The error's stable name, or `Skipped` for a record not run because an earlier one failed.
-    pub error_type: String,
-    /// The error with its cause chain.
-    pub reason: String,
-}
-
-/// What happened to one record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RecordOutcome {
-    /// The handler succeeded.
-    Succeeded,
-    /// The record had been handled before.
-    Duplicate,
-    /// The handler failed permanently and the record is in the dead-letter queue with the reason.
-    DeadLettered(RecordFailure),
-    /// The record goes back to the source for another try.
-    Failed(RecordFailure),
-}
-
-impl RecordOutcome {
-    fn is_done(&self) -> bool {
-        !matches!(self, Self::Failed(_))
-    }
-}
-
-/// A processed batch: the response Lambda expects, and what happened to each record.
-#[derive(Clone, Debug)]
-pub struct BatchReport<Response> {
-    /// The partial batch response.
-    pub response: Response,
-    /// Each record's outcome, in the batch's order.
-    pub outcomes: Vec<RecordOutcome>,
-}
-
-impl<Response> BatchReport<Response> {
-    /// How many records the batch had.
-    pub fn total(&self) -> usize {
-        self.outcomes.len()
-    }
-
-    /// How many records were handled now.
-    pub fn succeeded(&self) -> usize {
-        self.count(|o| matches!(o, RecordOutcome::Succeeded))
-    }
-
-    /// How many records had been handled before.
-    pub fn duplicates(&self) -> usize {
-        self.count(|o| matches!(o, RecordOutcome::Duplicate))
-    }
-
-    /// How many records went to the dead-letter queue.
-    pub fn dead_lettered(&self) -> usize {
-        self.count(|o| matches!(o, RecordOutcome::DeadLettered(_)))
-    }
-
-    /// The records that go back to the source.
-    pub fn failures(&self) -> impl Iterator<Item = &RecordFailure> {
-        self.outcomes.iter().filter_map(|o| match o {
-            RecordOutcome::Failed(f) => Some(f),
-            _ => None,
-        })
-    }
-
-    fn count(&self, f: impl Fn(&RecordOutcome) -> bool) -> usize {
-        self.outcomes.iter().filter(|o| f(o)).count()
-    }
-
-    /// The response, or [`BatchError::AllFailed`] when every record of a non-empty batch failed, so
-    /// the invocation is reported as an error rather than a quiet partial response.
-    pub fn into_result(self) -> Result<Response, BatchError> {
-        if !self.outcomes.is_empty() && self.outcomes.iter().all(|o| !o.is_done()) {
-            let failures: Vec<RecordFailure> = self.failures().cloned().collect();
-            return Err(BatchError::AllFailed {
-                total: failures.len(),
-                failures,
-            });
-        }
-        Ok(self.response)
-    }
-}
-
-/// A batch that failed as a whole.
-#[derive(Debug, thiserror::Error)]
-pub enum BatchError {
-    /// Every record failed; the source redelivers them all.
-    #[error(
-        "all {total} records of the batch failed; the first, {}, with {}: {}",
-        failures[0].id, failures[0].error_type, failures[0].reason
-    )]
-    AllFailed {
-        /// How many records.
-        total: usize,
-        /// Each failure, in the batch's order.
-        failures: Vec<RecordFailure>,
-    },
-}
-
-impl Classify for BatchError {
-    fn class(&self) -> ErrorClass {
-        ErrorClass::Retryable
-    }
-
-    fn error_type(&self) -> &'static str {
-        "BatchAllFailed"
-    }
-}
-
-impl From<BatchError> for Diagnostic {
-    fn from(error: BatchError) -> Self {
-        diagnostic(&error)
-    }
-}
+mod report;
+pub use report::{BatchError, BatchReport, RecordFailure, RecordOutcome};
+mod sqs;
+mod stream;
 
 mod dead_letter;
+#[cfg(any(test, feature = "test-util"))]
+pub use dead_letter::InMemoryDeadLetterQueue;
 pub use dead_letter::{
-    DeadLetter, DeadLetterError, DeadLetterQueue, InMemoryDeadLetterQueue, NoDeadLetterQueue,
-    SqsDeadLetterQueue,
+    DeadLetter, DeadLetterError, DeadLetterQueue, NoDeadLetterQueue, SqsDeadLetterQueue,
 };
 
 /// Runs record handlers over a batch. See the [module documentation](self).
@@ -298,218 +176,6 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
         self
     }
 
-    /// Processes an SQS batch, standard or FIFO, with no regard to time: for callers without a
-    /// deadline. A Lambda handler should use [`sqs_until`](Self::sqs_until).
-    pub async fn sqs<R, E, F>(&self, event: &SqsEvent, handler: F) -> BatchReport<SqsBatchResponse>
-    where
-        E: Classify,
-        F: AsyncFn(&SqsMessage) -> Result<R, E>,
-    {
-        self.sqs_within(event, None, handler).await
-    }
-
-    /// Processes an SQS batch, standard or FIFO, starting a record only while the time left before
-    /// `deadline` (the invocation's: [`Deadline::of`]) holds the stop margin and the slowest record
-    /// so far. Records not started are handed back (`OutOfTime`); on their last receive they go to
-    /// the dead-letter queue with that reason, as any passing failure does.
-    pub async fn sqs_until<R, E, F>(
-        &self,
-        event: &SqsEvent,
-        deadline: Deadline,
-        handler: F,
-    ) -> BatchReport<SqsBatchResponse>
-    where
-        E: Classify,
-        F: AsyncFn(&SqsMessage) -> Result<R, E>,
-    {
-        self.sqs_within(event, Some(deadline), handler).await
-    }
-
-    async fn sqs_within<R, E, F>(
-        &self,
-        event: &SqsEvent,
-        deadline: Option<Deadline>,
-        handler: F,
-    ) -> BatchReport<SqsBatchResponse>
-    where
-        E: Classify,
-        F: AsyncFn(&SqsMessage) -> Result<R, E>,
-    {
-        let items = sqs_items(event);
-        let groups = self.sqs_groups(&items);
-        let outcomes = self
-            .execute(
-                &items,
-                groups,
-                sqs_source(event),
-                sqs_group,
-                deadline,
-                async |m| handler(m).await.map(drop),
-            )
-            .await;
-        sqs_report(outcomes)
-    }
-
-    /// Processes an SQS standard-queue batch with the idempotency records of the whole batch claimed
-    /// in one `TransactWriteItems` and completed in one `BatchWriteItem`: ten distinct messages cost
-    /// two DynamoDB calls instead of twenty. `parse` turns a message into the event `idempotency`
-    /// keys on; a parse error is the record's failure. FIFO queues use [`sqs`](Self::sqs), whose
-    /// ordering this mode cannot keep.
-    pub async fn sqs_claimed<S, T, R, E, P, F>(
-        &self,
-        event: &SqsEvent,
-        idempotency: &Idempotency<S, T>,
-        deadline: Option<Deadline>,
-        parse: P,
-        handler: F,
-    ) -> BatchReport<SqsBatchResponse>
-    where
-        S: IdempotencyStore,
-        T: Serialize,
-        R: Serialize + DeserializeOwned,
-        E: Classify,
-        P: Fn(&SqsMessage) -> Result<T, E>,
-        F: AsyncFn(&T) -> Result<R, E>,
-    {
-        let items = sqs_items(event);
-        let source = sqs_source(event);
-        let mut outcomes: Vec<Option<RecordOutcome>> = items.iter().map(|_| None).collect();
-        let mut parsed = Vec::new();
-        let mut positions = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            match parse(item.record) {
-                Ok(event) => {
-                    parsed.push(event);
-                    positions.push(i);
-                }
-                Err(e) => outcomes[i] = Some(self.settle(item, &source, None, Err(e)).await),
-            }
-        }
-        let results = idempotency
-            .run_all(&parsed, deadline, self.concurrency, handler)
-            .await;
-        for (i, result) in positions.into_iter().zip(results) {
-            let item = &items[i];
-            outcomes[i] = Some(match result {
-                Ok(handled) if handled.replayed => RecordOutcome::Duplicate,
-                result => {
-                    self.settle(item, &source, sqs_group(item.record), result.map(drop))
-                        .await
-                }
-            });
-        }
-        sqs_report(outcomes.into_iter().map(Option::unwrap).collect())
-    }
-
-    /// Processes a DynamoDB Streams batch; the response names the checkpoint.
-    pub async fn dynamodb<R, E, F>(
-        &self,
-        event: &DynamoDbEvent,
-        handler: F,
-    ) -> BatchReport<DynamoDbEventResponse>
-    where
-        E: Classify,
-        F: AsyncFn(&EventRecord) -> Result<R, E>,
-    {
-        let (outcomes, checkpoint) = self
-            .stream(
-                &event.records,
-                |r| r.change.sequence_number.clone().unwrap_or_default(),
-                |r| format!("{:?}", r.change.keys.iter().collect::<BTreeMap<_, _>>()),
-                |r| r.event_source_arn.clone(),
-                handler,
-            )
-            .await;
-        let mut response = DynamoDbEventResponse::default();
-        if let Some(checkpoint) = checkpoint {
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = Some(checkpoint);
-            response.batch_item_failures.push(failure);
-        }
-        BatchReport { response, outcomes }
-    }
-
-    /// Processes a Kinesis batch; the response names the checkpoint.
-    pub async fn kinesis<R, E, F>(
-        &self,
-        event: &KinesisEvent,
-        handler: F,
-    ) -> BatchReport<KinesisEventResponse>
-    where
-        E: Classify,
-        F: AsyncFn(&KinesisEventRecord) -> Result<R, E>,
-    {
-        let (outcomes, checkpoint) = self
-            .stream(
-                &event.records,
-                |r| r.kinesis.sequence_number.clone(),
-                |r| r.kinesis.partition_key.clone(),
-                |r| r.event_source_arn.clone(),
-                handler,
-            )
-            .await;
-        let mut response = KinesisEventResponse::default();
-        if let Some(checkpoint) = checkpoint {
-            response.add_failure(checkpoint);
-        }
-        BatchReport { response, outcomes }
-    }
-
-    /// Runs a stream batch, one ordering group per `key`, and finds its checkpoint: the sequence
-    /// number of the first record, in batch order, that goes back to the stream.
-    async fn stream<Rec: Serialize, R, E, F>(
-        &self,
-        records: &[Rec],
-        sequence_number: fn(&Rec) -> String,
-        key: fn(&Rec) -> String,
-        source: fn(&Rec) -> Option<String>,
-        handler: F,
-    ) -> (Vec<RecordOutcome>, Option<String>)
-    where
-        E: Classify,
-        F: AsyncFn(&Rec) -> Result<R, E>,
-    {
-        let items: Vec<Item<'_, Rec>> = records
-            .iter()
-            .map(|r| Item {
-                record: r,
-                id: sequence_number(r),
-                body: |r| serde_json::to_string(r).unwrap_or_default(),
-                receives: |_| None,
-            })
-            .collect();
-        let groups = groups_by(&items, key);
-        let source = records.first().and_then(source);
-        let outcomes = self
-            .execute(
-                &items,
-                groups,
-                source,
-                |_| None,
-                None,
-                async |r| handler(r).await.map(drop),
-            )
-            .await;
-        let checkpoint = outcomes
-            .iter()
-            .position(|o| !o.is_done())
-            .map(|i| items[i].id.clone());
-        (outcomes, checkpoint)
-    }
-
-    fn sqs_groups(&self, items: &[Item<'_, SqsMessage>]) -> Vec<Vec<usize>> {
-        let fifo = items
-            .first()
-            .and_then(|i| i.record.event_source_arn.as_deref())
-            .is_some_and(|arn| arn.ends_with(".fifo"));
-        let all = 0..items.len();
-        match (fifo, self.keep_other_groups) {
-            (false, _) => all.map(|i| vec![i]).collect(),
-            (true, false) => vec![all.collect()],
-            (true, true) => groups_by(items, |m| sqs_group(m).unwrap_or_default()),
-        }
-    }
-
     /// Runs each group's records in order, stopping the group at its first failure, with up to
     /// `concurrency` groups at once, and starting no record the time left before `deadline` would
     /// not hold. Outcomes line up with `items`.
@@ -544,8 +210,8 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
             .map(|group| async move {
                 let mut outcomes = Vec::with_capacity(group.len());
                 let mut stopped: Option<String> = None;
-                for i in group {
-                    let item = &items[i];
+                // The groups hold indexes of `items`, each once.
+                for (i, item) in group.into_iter().filter_map(|i| Some((i, items.get(i)?))) {
                     let outcome = match &stopped {
                         Some(after) => RecordOutcome::Failed(RecordFailure {
                             id: item.id.clone(),
@@ -581,14 +247,7 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        let mut outcomes: Vec<Option<RecordOutcome>> = items.iter().map(|_| None).collect();
-        for (i, outcome) in per_group.into_iter().flatten() {
-            outcomes[i] = Some(outcome);
-        }
-        outcomes
-            .into_iter()
-            .map(|o| o.expect("every record is in one group"))
-            .collect()
+        in_batch_order(per_group.into_iter().flatten().collect())
     }
 
     /// What a handler's result means for the record, dead-lettering permanent failures.
@@ -648,43 +307,10 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
     }
 }
 
-fn sqs_items(event: &SqsEvent) -> Vec<Item<'_, SqsMessage>> {
-    event
-        .records
-        .iter()
-        .map(|m| Item {
-            record: m,
-            id: m.message_id.clone().unwrap_or_default(),
-            body: |m| m.body.clone().unwrap_or_default(),
-            receives: |m| {
-                m.attributes
-                    .get("ApproximateReceiveCount")
-                    .and_then(|n| n.parse().ok())
-            },
-        })
-        .collect()
-}
-
-fn sqs_source(event: &SqsEvent) -> Option<String> {
-    event
-        .records
-        .first()
-        .and_then(|r| r.event_source_arn.clone())
-}
-
-fn sqs_group(message: &SqsMessage) -> Option<String> {
-    message.attributes.get("MessageGroupId").cloned()
-}
-
-fn sqs_report(outcomes: Vec<RecordOutcome>) -> BatchReport<SqsBatchResponse> {
-    let mut response = SqsBatchResponse::default();
-    for failure in outcomes.iter().filter_map(|o| match o {
-        RecordOutcome::Failed(f) => Some(f),
-        _ => None,
-    }) {
-        response.add_failure(failure.id.clone());
-    }
-    BatchReport { response, outcomes }
+/// Outcomes, each beside its record's place in the batch, in the batch's order.
+fn in_batch_order(mut outcomes: Vec<(usize, RecordOutcome)>) -> Vec<RecordOutcome> {
+    outcomes.sort_by_key(|(i, _)| *i);
+    outcomes.into_iter().map(|(_, outcome)| outcome).collect()
 }
 
 /// The batch's records grouped by `key`, each group in batch order, groups in order of first record.
@@ -692,11 +318,16 @@ fn groups_by<R>(items: &[Item<'_, R>], key: impl Fn(&R) -> String) -> Vec<Vec<us
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let slot = *index.entry(key(item.record)).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
-        groups[slot].push(i);
+        match index
+            .get(&key(item.record))
+            .and_then(|&slot| groups.get_mut(slot))
+        {
+            Some(group) => group.push(i),
+            None => {
+                index.insert(key(item.record), groups.len());
+                groups.push(vec![i]);
+            }
+        }
     }
     groups
 }

@@ -6,12 +6,14 @@
 //! twin for fast tests, with failures that can be injected.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+#[cfg(any(test, feature = "test-util"))]
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde::Serialize;
+#[cfg(any(test, feature = "test-util"))]
 use serde_json::Value;
 
 use crate::envelope::{Envelope, EnvelopeError, MAX_ENTRY_BYTES};
@@ -69,7 +71,7 @@ pub enum PublishError {
         source: EnvelopeError,
     },
     /// Some entries were still rejected after every retry. Retryable.
-    #[error("the bus rejected {} event(s) after {attempts} attempt(s), first: {} {}", rejected.len(), rejected[0].code, rejected[0].message)]
+    #[error("the bus rejected {} event(s) after {attempts} attempt(s), first: {}", rejected.len(), rejected.first().map_or_else(String::new, |r| format!("{} {}", r.code, r.message)))]
     Rejected {
         /// The entries still rejected.
         rejected: Vec<RejectedEntry>,
@@ -264,7 +266,16 @@ impl EventBridgePublisher {
                     });
                 }
                 Ok(rejected) => {
-                    tracing::warn!(rejected = rejected.len(), attempt, first_code = %rejected[0].2.code, "bus rejected entries; retrying them");
+                    let first_code = rejected
+                        .first()
+                        .map(|(_, _, r)| r.code.as_str())
+                        .unwrap_or_default();
+                    tracing::warn!(
+                        rejected = rejected.len(),
+                        attempt,
+                        first_code,
+                        "bus rejected entries; retrying them"
+                    );
                     pending = rejected
                         .into_iter()
                         .map(|(id, entry, _)| (id, entry))
@@ -367,11 +378,13 @@ impl EventBridgePublisher {
 }
 
 /// The in-memory twin: keeps what was published, and can reject entries on demand.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryBus {
     state: Arc<Mutex<BusState>>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Default)]
 struct BusState {
     published: Vec<Value>,
@@ -380,6 +393,7 @@ struct BusState {
     calls: usize,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl InMemoryBus {
     /// An empty bus that accepts everything.
     pub fn new() -> Self {
@@ -388,32 +402,46 @@ impl InMemoryBus {
 
     /// Rejects the next `n` entries offered, as EventBridge does under throttling.
     pub fn reject_next(&self, n: usize) {
-        self.state.lock().unwrap().reject_next = n;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reject_next = n;
     }
 
     /// Makes every call fail as if the bus could not be reached.
     pub fn set_unavailable(&self, unavailable: bool) {
-        self.state.lock().unwrap().unavailable = unavailable;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unavailable = unavailable;
     }
 
     /// The envelopes on the bus, as JSON, in publish order.
     pub fn published(&self) -> Vec<Value> {
-        self.state.lock().unwrap().published.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .published
+            .clone()
     }
 
     /// How many publish calls were made.
     pub fn calls(&self) -> usize {
-        self.state.lock().unwrap().calls
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .calls
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl EventPublisher for InMemoryBus {
     async fn publish<T: Serialize + Sync>(
         &self,
         events: &[Envelope<T>],
     ) -> Result<(), PublishError> {
         let entries = entries("in-memory", events)?;
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.calls += 1;
         if state.unavailable {
             return Err(PublishError::Unavailable(
@@ -430,10 +458,15 @@ impl EventPublisher for InMemoryBus {
                     message: "injected".into(),
                 });
             } else {
-                let detail = entry.detail().unwrap_or_default();
-                state
-                    .published
-                    .push(serde_json::from_str(detail).expect("entries hold JSON"));
+                // As EventBridge does, an entry whose detail is not JSON is refused.
+                match serde_json::from_str(entry.detail().unwrap_or_default()) {
+                    Ok(event) => state.published.push(event),
+                    Err(e) => rejected.push(RejectedEntry {
+                        event_id: id,
+                        code: "MalformedDetail".into(),
+                        message: e.to_string(),
+                    }),
+                }
             }
         }
         if rejected.is_empty() {

@@ -19,7 +19,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+#[cfg(any(test, feature = "test-util"))]
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -210,11 +211,13 @@ impl CheckpointStore for DynamoDbCheckpointStore {
 }
 
 /// The in-memory store.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryCheckpointStore {
     checkpoints: Arc<Mutex<HashMap<String, Checkpoint>>>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl InMemoryCheckpointStore {
     /// An empty store.
     pub fn new() -> Self {
@@ -222,9 +225,15 @@ impl InMemoryCheckpointStore {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl CheckpointStore for InMemoryCheckpointStore {
     async fn get(&self, name: &str) -> Result<Option<Checkpoint>, CheckpointError> {
-        Ok(self.checkpoints.lock().unwrap().get(name).cloned())
+        Ok(self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned())
     }
 
     async fn advance(
@@ -233,7 +242,10 @@ impl CheckpointStore for InMemoryCheckpointStore {
         expected: u64,
         cursor: &str,
     ) -> Result<Checkpoint, CheckpointError> {
-        let mut checkpoints = self.checkpoints.lock().unwrap();
+        let mut checkpoints = self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let current = checkpoints.get(name);
         if current.map_or(0, |c| c.version) != expected {
             return Err(CheckpointError::Conflict {
@@ -249,8 +261,14 @@ impl CheckpointStore for InMemoryCheckpointStore {
 }
 
 /// The contract every [`CheckpointStore`] keeps; `prefix` keeps runs on a shared table apart. Test
-/// tooling: only built for tests or with the `contract-tests` feature.
-#[cfg(any(test, feature = "contract-tests"))]
+/// tooling: only built for tests or with the `test-util` feature.
+#[cfg(any(test, feature = "test-util"))]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: a contract test fails by panicking"
+)]
 pub async fn contract<S: CheckpointStore>(store: &S, prefix: &str) {
     let name = format!("{prefix}crm-customers");
 

@@ -8,6 +8,9 @@
 //! back, and its size and digest checked, before anything reads it. The bucket keeps objects for a
 //! set time (a lifecycle rule in the template), longer than any redelivery or replay takes.
 
+#[cfg(any(test, feature = "test-util"))]
+use std::sync::PoisonError;
+
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -102,8 +105,8 @@ pub async fn check_in<T: Serialize + Sync, S: PayloadStore>(
     );
     let dataref = store.put(&key, bytes).await?;
     tracing::info!(event_id = %envelope.id, %dataref, bytes = receipt.bytes, "payload checked in: too large for the bus");
-    let mut envelope =
-        envelope.map_data(|_| serde_json::to_value(&receipt).expect("a receipt serialises"));
+    let receipt = serde_json::to_value(&receipt).map_err(EnvelopeError::Encode)?;
+    let mut envelope = envelope.map_data(|_| receipt);
     envelope.dataref = Some(dataref);
     envelope.to_eventbridge_entry("size-check")?;
     Ok(envelope)
@@ -138,11 +141,13 @@ pub async fn resolve<S: PayloadStore>(
 }
 
 /// Payloads in memory, under `mem://<key>`.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Default)]
 pub struct InMemoryPayloadStore {
     objects: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl InMemoryPayloadStore {
     /// An empty store.
     pub fn new() -> Self {
@@ -151,7 +156,10 @@ impl InMemoryPayloadStore {
 
     /// How many objects it holds.
     pub fn len(&self) -> usize {
-        self.objects.lock().unwrap().len()
+        self.objects
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// True when it holds none.
@@ -163,22 +171,26 @@ impl InMemoryPayloadStore {
     pub fn corrupt(&self, dataref: &str, bytes: Vec<u8>) {
         self.objects
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(dataref.to_owned(), bytes);
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl PayloadStore for InMemoryPayloadStore {
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<String, ClaimCheckError> {
         let dataref = format!("mem://{key}");
-        self.objects.lock().unwrap().insert(dataref.clone(), bytes);
+        self.objects
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(dataref.clone(), bytes);
         Ok(dataref)
     }
 
     async fn get(&self, dataref: &str) -> Result<Vec<u8>, ClaimCheckError> {
         self.objects
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(dataref)
             .cloned()
             .ok_or_else(|| ClaimCheckError::Refused(format!("no object at {dataref}")))
@@ -191,7 +203,13 @@ mod s3;
 pub use s3::S3PayloadStore;
 
 /// What every [`PayloadStore`] must do, run against the twin here and against S3 on LocalStack.
-#[cfg(any(test, feature = "contract-tests"))]
+#[cfg(any(test, feature = "test-util"))]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: a contract test fails by panicking"
+)]
 pub async fn contract<S: PayloadStore>(store: &S) {
     use crate::EventType;
     let big = "x".repeat(300 * 1024);

@@ -428,13 +428,21 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 mod runner;
 pub use runner::Idempotency;
 
-#[cfg(any(test, feature = "contract-tests"))]
+#[cfg(any(test, feature = "test-util"))]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: a contract test fails by panicking"
+)]
 mod contract;
-#[cfg(any(test, feature = "contract-tests"))]
+#[cfg(any(test, feature = "test-util"))]
 pub use contract::contract;
 mod dynamodb;
 pub use dynamodb::DynamoDbIdempotencyStore;
+#[cfg(any(test, feature = "test-util"))]
 mod memory;
+#[cfg(any(test, feature = "test-util"))]
 pub use memory::{InMemoryIdempotencyStore, ManualClock};
 
 #[cfg(test)]

@@ -10,6 +10,10 @@
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, SecondsFormat, Timelike, Utc};
 
 /// Writes `t` as chrono's serde would (`SecondsFormat::AutoSi`, `Z`).
+#[expect(
+    clippy::indexing_slicing,
+    reason = "a fixed 30-byte buffer, written at fixed places of at most 30 bytes in all"
+)]
 pub fn format(t: &DateTime<Utc>) -> String {
     let (year, nanos) = (t.year(), t.nanosecond());
     if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
@@ -58,6 +62,10 @@ pub fn parse(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
     fast_parse(text).map_or_else(|| text.parse(), Ok)
 }
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "fixed places below 20, and the text is checked to be at least 20 bytes long"
+)]
 fn fast_parse(text: &str) -> Option<DateTime<Utc>> {
     let b = text.as_bytes();
     if b.len() < 20 || b[b.len() - 1] != b'Z' {

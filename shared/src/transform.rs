@@ -133,6 +133,7 @@ fn park(event: &DeliveredEvent, error: Diagnostic) -> DeadLetter {
 
 /// The event EventBridge delivers to a rule's target for `envelope`: what a transformer receives.
 /// For tests and local tools.
+#[cfg(any(test, feature = "test-util"))]
 pub fn delivered<T: Serialize>(envelope: &Envelope<T>) -> DeliveredEvent {
     let mut event = EventBridgeEvent::<Value>::default();
     event.version = Some("0".to_owned());
@@ -147,12 +148,16 @@ pub fn delivered<T: Serialize>(envelope: &Envelope<T>) -> DeliveredEvent {
 }
 
 /// An event whose detail is a `Value`, as the runtime would have read it: detail as JSON text.
+#[cfg(any(test, feature = "test-util"))]
+#[expect(clippy::expect_used, reason = "a test helper, on events of JSON")]
 pub fn raw(event: &EventBridgeEvent<Value>) -> DeliveredEvent {
     let text = serde_json::to_string(event).expect("an event serialises");
     serde_json::from_str(&text).expect("an event reads back")
 }
 
 /// `envelope` as a transformer receives it, its payload JSON text. For tests.
+#[cfg(any(test, feature = "test-util"))]
+#[expect(clippy::expect_used, reason = "a test helper, on envelopes it wrote")]
 pub fn received<T: Serialize>(envelope: &Envelope<T>) -> Envelope<Raw> {
     Envelope::from_eventbridge_raw(&delivered(envelope)).expect("an envelope reads back")
 }

@@ -13,6 +13,13 @@
 //! with its effect applied), and a crash happens after the idempotency record completes, not between
 //! the side effect and that write.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a test: it fails by panicking"
+)]
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -22,9 +22,11 @@ pub fn dir() -> PathBuf {
 pub struct Section {
     /// Where it goes in the report: lower first.
     pub rank: u32,
+    /// Its heading.
     pub title: String,
     /// What was measured and how, in Markdown.
     pub about: String,
+    /// Its tables, in order.
     pub tables: Vec<Table>,
     /// Findings under the tables, in Markdown: one paragraph each.
     pub notes: Vec<String>,
@@ -33,18 +35,23 @@ pub struct Section {
 /// A table: its columns and rows of cells.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Table {
+    /// Written above it; empty for none.
     pub caption: String,
+    /// Its columns, left to right.
     pub columns: Vec<Column>,
+    /// Its rows, each a cell per column.
     pub rows: Vec<Vec<Value>>,
 }
 
 /// A column: its heading, how its numbers are written, and the goal they are held to.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Column {
+    /// Its heading.
     pub name: String,
     /// Written after each number: `ms`, `MB`, `×`, `%`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub unit: String,
+    /// Digits after the point.
     pub decimals: usize,
     /// Whether its cells are numbers (written right-aligned).
     #[serde(default)]
@@ -135,6 +142,7 @@ fn thousands(n: f64, decimals: usize) -> String {
 }
 
 impl Table {
+    /// An empty table.
     pub fn new(caption: &str, columns: Vec<Column>) -> Self {
         Self {
             caption: caption.to_owned(),
@@ -191,6 +199,7 @@ impl Table {
         misses
     }
 
+    /// The table in Markdown, its caption above it.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         if !self.caption.is_empty() {
@@ -218,6 +227,7 @@ impl Table {
 }
 
 impl Section {
+    /// A section with no tables or notes yet.
     pub fn new(rank: u32, title: &str, about: &str) -> Self {
         Self {
             rank,
@@ -227,6 +237,7 @@ impl Section {
         }
     }
 
+    /// The section in Markdown: its heading, what it measured, its tables and notes.
     pub fn markdown(&self) -> String {
         let mut out = format!("## {}\n\n{}\n\n", self.title, self.about.trim());
         for table in &self.tables {

@@ -8,7 +8,7 @@ use super::{OrderTracker, Status, Step, Transition, public_reason, timestamp};
 use crate::FulfillmentError;
 
 /// The contract every [`OrderTracker`] keeps; `order_prefix` keeps runs on a shared table apart.
-/// Test tooling: only built for tests or with the `contract-tests` feature.
+/// Test tooling: only built for tests or with the `test-util` feature.
 pub async fn contract<T: OrderTracker>(tracker: &T, order_prefix: &str) {
     use chrono::TimeDelta;
 

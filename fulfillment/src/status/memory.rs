@@ -1,8 +1,8 @@
 //! The projection in memory: the DynamoDB adapter's twin, for tests.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use super::{OrderTracker, OrderView, Status, StatusError, Transition};
 
@@ -38,7 +38,7 @@ impl OrderTracker for InMemoryOrderTracker {
     async fn record(&self, transition: &Transition) -> Result<(), StatusError> {
         self.check()?;
         let entry = transition.entry();
-        let mut orders = self.orders.lock().expect("the lock is never poisoned");
+        let mut orders = self.orders.lock().unwrap_or_else(PoisonError::into_inner);
         let order = orders
             .entry(transition.order_id.clone())
             .or_insert_with(|| OrderView {
@@ -76,7 +76,7 @@ impl OrderTracker for InMemoryOrderTracker {
         Ok(self
             .orders
             .lock()
-            .expect("the lock is never poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(order_id)
             .cloned())
     }

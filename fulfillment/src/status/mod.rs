@@ -18,9 +18,16 @@
 //! its twin, and [`contract`] the rules both keep. A step records its transitions through
 //! [`crate::step`].
 
-#[cfg(any(test, feature = "contract-tests"))]
+#[cfg(any(test, feature = "test-util"))]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: a contract test fails by panicking"
+)]
 mod contract;
 mod dynamodb;
+#[cfg(any(test, feature = "test-util"))]
 mod memory;
 
 use std::future::Future;
@@ -29,9 +36,10 @@ use busline::error::{Classify, ErrorClass};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-#[cfg(any(test, feature = "contract-tests"))]
+#[cfg(any(test, feature = "test-util"))]
 pub use contract::contract;
 pub use dynamodb::DynamoDbOrderTracker;
+#[cfg(any(test, feature = "test-util"))]
 pub use memory::InMemoryOrderTracker;
 
 use crate::FulfillmentError;

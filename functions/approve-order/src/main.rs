@@ -1,3 +1,7 @@
+//! The `approve-order` Lambda function's entry point, its composition root: reads the
+//! configuration, builds the clients and runs the handler in `lib.rs`. POST /orders/{id}/approval:
+//! a person approves or rejects a high-value order, resuming its saga.
+
 use approve_order::{Deps, StepFunctionsCallbacks, handle};
 use busline::config::{Env, ProcessEnv};
 use busline_fulfillment::status::DynamoDbOrderTracker;

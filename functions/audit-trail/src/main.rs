@@ -1,3 +1,7 @@
+//! The `audit-trail` Lambda function's entry point, its composition root: reads the configuration,
+//! builds the clients and runs the handler in `lib.rs`. SQS consumer that keeps every envelope it
+//! receives in the audit trail, once, by correlation id.
+
 use audit_trail::{CONCURRENCY, Config, handle};
 use aws_lambda_events::event::sqs::SqsEvent;
 use busline::audit::DynamoDbAuditTrail;

@@ -428,7 +428,10 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> SourceSync<C, P,
     }
 
     async fn advance(&self, expected: u64, position: &Position) -> Result<u64, SyncError> {
-        let cursor = serde_json::to_string(position).expect("a position serialises");
+        let cursor = serde_json::to_string(position).map_err(|e| SyncError::BadCheckpoint {
+            name: self.config.name.clone(),
+            why: format!("the position does not serialise: {e}"),
+        })?;
         Ok(self
             .checkpoints
             .advance(&self.config.name, expected, &cursor)
@@ -459,7 +462,7 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> SourceSync<C, P,
         let mut envelope = Envelope::new(
             event_id.to_string(),
             format!("busline.sync.{}", self.config.name),
-            event_type(&self.config.name).expect("checked at start"),
+            event_type(&self.config.name).map_err(|e| format!("the sync's event type: {e}"))?,
             record.clone(),
         )
         .with_subject(id);

@@ -1,3 +1,8 @@
+//! The `batch-sync` Lambda function's entry point, its composition root: reads the configuration,
+//! builds the clients and runs the handler in `lib.rs`. Scheduled batch sync: pulls records changed
+//! since the watermark from a source's paginated HTTP API and publishes them, checkpointing after
+//! every page.
+
 use batch_sync::{SourceSync, SyncConfig, SyncError};
 use busline::Classify;
 use busline::batch::{DeadLetterQueue, SqsDeadLetterQueue};
@@ -46,7 +51,10 @@ async fn run<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue>(
     deadline: Deadline,
 ) -> Result<Value, Diagnostic> {
     match sync.run(run_id, deadline).await {
-        Ok(report) => Ok(serde_json::to_value(report).expect("a report serialises")),
+        Ok(report) => serde_json::to_value(report).map_err(|e| Diagnostic {
+            error_type: "ReportUnserialisable".into(),
+            error_message: e.to_string(),
+        }),
         // Another run has it: this one has nothing to do, and that is not a failure.
         Err(SyncError::Refused(why)) => {
             tracing::info!(reason = %why, "refused");

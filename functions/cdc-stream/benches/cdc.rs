@@ -7,6 +7,13 @@
 //!   filter applied and serialised as the EventBridge entry it would be published as (a publisher
 //!   that stops short of the network).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a benchmark: it fails by panicking"
+)]
+
 use std::hint::black_box;
 
 use aws_lambda_events::event::dynamodb::EventRecord;

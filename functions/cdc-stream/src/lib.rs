@@ -367,8 +367,9 @@ pub async fn handle<P: EventPublisher, D: DeadLetterQueue, S: PayloadStore>(
                     // Not parked: the shard must stop here. Publish what came before, then resume at
                     // this record (or at the first one, if it has no sequence number of its own).
                     tracing::error!(error = %e, "the dead-letter queue is unreachable");
-                    let resume = raw["dynamodb"]["SequenceNumber"]
-                        .as_str()
+                    let resume = raw
+                        .pointer("/dynamodb/SequenceNumber")
+                        .and_then(Value::as_str)
                         .map(str::to_owned);
                     let resume = resume.or_else(|| first_sequence(records));
                     return Ok(publish(changes, publisher, outcome, resume).await);
@@ -381,9 +382,11 @@ pub async fn handle<P: EventPublisher, D: DeadLetterQueue, S: PayloadStore>(
 }
 
 fn first_sequence(records: &[Value]) -> Option<String> {
-    records
-        .iter()
-        .find_map(|r| r["dynamodb"]["SequenceNumber"].as_str().map(str::to_owned))
+    records.iter().find_map(|r| {
+        r.pointer("/dynamodb/SequenceNumber")?
+            .as_str()
+            .map(str::to_owned)
+    })
 }
 
 /// Parks `raw` whole, with `(record id, error type, reason)`.

@@ -1,3 +1,7 @@
+//! The `cdc-stream` Lambda function's entry point, its composition root: reads the configuration,
+//! builds the clients and runs the handler in `lib.rs`. CDC connector: a DynamoDB table's stream to
+//! the bus, one Debezium-style change event per record, in order per key.
+
 use busline::batch::SqsDeadLetterQueue;
 use busline::bus::EventBridgePublisher;
 use busline::claim_check::S3PayloadStore;

@@ -1,3 +1,7 @@
+//! The `check-credit` Lambda function's entry point, its composition root: reads the configuration,
+//! builds the clients and runs the handler in `lib.rs`. Saga step: checks the order total against
+//! the customer's credit limit minus what they owe.
+
 use busline::config::ProcessEnv;
 use busline_fulfillment::ApprovalPolicy;
 use busline_fulfillment::status::{DynamoDbOrderTracker, Step};

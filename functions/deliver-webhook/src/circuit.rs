@@ -11,7 +11,8 @@
 //! event for it goes to the dead-letter queue with the reason instead.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+#[cfg(any(test, feature = "test-util"))]
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -212,11 +213,13 @@ impl CircuitStore for DynamoDbCircuitStore {
 }
 
 /// Circuits in memory, with the same rules.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Default)]
 pub struct InMemoryCircuitStore {
     circuits: Mutex<HashMap<String, Circuit>>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl InMemoryCircuitStore {
     /// No circuits yet.
     pub fn new() -> Self {
@@ -224,12 +227,13 @@ impl InMemoryCircuitStore {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl CircuitStore for InMemoryCircuitStore {
     async fn get(&self, destination: &str) -> Result<Circuit, CircuitError> {
         Ok(self
             .circuits
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(destination)
             .cloned()
             .unwrap_or_default())
@@ -241,7 +245,7 @@ impl CircuitStore for InMemoryCircuitStore {
         now_ms: i64,
         policy: Policy,
     ) -> Result<Circuit, CircuitError> {
-        let mut circuits = self.circuits.lock().unwrap();
+        let mut circuits = self.circuits.lock().unwrap_or_else(PoisonError::into_inner);
         let circuit = circuits.entry(destination.to_owned()).or_default();
         circuit.failures += 1;
         if let Some(until) = policy.opens(circuit, now_ms) {
@@ -253,7 +257,7 @@ impl CircuitStore for InMemoryCircuitStore {
     async fn succeeded(&self, destination: &str) -> Result<(), CircuitError> {
         self.circuits
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(destination.to_owned(), Circuit::default());
         Ok(())
     }
@@ -261,7 +265,7 @@ impl CircuitStore for InMemoryCircuitStore {
     async fn disable(&self, destination: &str, reason: &str) -> Result<(), CircuitError> {
         self.circuits
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .entry(destination.to_owned())
             .or_default()
             .disabled = Some(reason.to_owned());
@@ -270,6 +274,14 @@ impl CircuitStore for InMemoryCircuitStore {
 }
 
 /// The contract every [`CircuitStore`] keeps; `prefix` keeps runs on a shared table apart.
+#[cfg(any(test, feature = "test-util"))]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: a contract test fails by panicking"
+)]
+#[cfg(any(test, feature = "test-util"))]
 pub async fn contract<S: CircuitStore>(store: &S, prefix: &str) {
     let destination = format!("{prefix}receiver.example");
     let policy = Policy {

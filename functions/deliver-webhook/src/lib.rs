@@ -37,7 +37,9 @@
 //! - **Partial batches.** One bad destination fails only its own messages.
 
 pub mod circuit;
+mod config;
 pub mod endpoints;
+mod error;
 pub mod requeue;
 
 use std::collections::HashMap;
@@ -46,19 +48,20 @@ use std::time::Duration;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use busline::batch::{BatchError, BatchProcessor, DeadLetterQueue};
-use busline::config::{ConfigError, Env};
 use busline::idempotency::{Idempotency, IdempotencyError, IdempotencyStore, Selector};
-use busline::retry::{Backoff, Deadline, now_millis};
+use busline::retry::{Deadline, now_millis};
 use busline::signature::{
     HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP, SigningKey,
     standard_webhooks_sign,
 };
 use busline::telemetry::Hop;
 use busline::{Classify, Envelope, ErrorClass};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::circuit::{CircuitStore, Policy};
+use crate::circuit::CircuitStore;
+pub use crate::config::{Config, Subscription, fetch_keys, http_client};
+pub use crate::error::DeliveryError;
 pub use crate::requeue::{
     ATTEMPT_ATTRIBUTE, ENDPOINT_ATTRIBUTE, FIRST_ATTEMPT_ATTRIBUTE, MAX_DELAY, Redelivery, Requeue,
     SqsRequeue,
@@ -68,287 +71,6 @@ pub use crate::requeue::{
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Time kept back from a request's timeout for answering Lambda.
 const RESERVE: Duration = Duration::from_millis(500);
-
-/// One subscriber endpoint.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct Subscription {
-    /// A name for logs and the circuit (defaults to the URL's host).
-    #[serde(default)]
-    pub name: String,
-    /// Where to POST.
-    pub url: String,
-    /// The Secrets Manager id of the endpoint's own Standard Webhooks secret (`whsec_...`).
-    pub secret: String,
-}
-
-/// What the sink is told.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Subscribers per event type.
-    pub subscriptions: HashMap<String, Vec<Subscription>>,
-    /// Each request's timeout, at most.
-    pub request_timeout: Duration,
-    /// The backoff between attempts of one message.
-    pub backoff: Backoff,
-    /// When a destination's circuit opens.
-    pub circuit: Policy,
-    /// How long an event is retried for one endpoint before it is dead-lettered
-    /// (`RETRY_HORIZON_SECONDS`, default 24 h, as EventBridge API destinations retry).
-    pub retry_horizon: Duration,
-    /// Whether endpoints may be plain `http` or on local addresses (`ALLOW_LOCAL_ENDPOINTS`,
-    /// default false): for local development only ([`endpoints`]).
-    pub allow_local_endpoints: bool,
-}
-
-impl Config {
-    /// Each endpoint's name and the Secrets Manager id of its signing secret, once each.
-    pub fn endpoint_secrets(&self) -> Vec<(String, String)> {
-        let mut secrets: Vec<(String, String)> = self
-            .subscriptions
-            .values()
-            .flatten()
-            .map(|s| (s.name.clone(), s.secret.clone()))
-            .collect();
-        secrets.sort();
-        secrets.dedup();
-        secrets
-    }
-
-    /// Reads `SUBSCRIPTIONS`, `REQUEST_TIMEOUT_MS` (5000), `RETRY_BASE_SECONDS` (2),
-    /// `RETRY_MAX_SECONDS` (900), `CIRCUIT_THRESHOLD` (5), `CIRCUIT_OPEN_SECONDS` (30) and
-    /// `RETRY_HORIZON_SECONDS` (86400).
-    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let raw = env.require("SUBSCRIPTIONS", "subscribers per event type, as JSON")?;
-        let invalid = || ConfigError::Invalid {
-            name: "SUBSCRIPTIONS",
-            value: raw.clone(),
-            expected: r#"{"<event type>": [{"name": "...", "url": "http(s)://...", "secret": "<Secrets Manager id>"}]}, one secret per endpoint name"#,
-        };
-        let allow_local_endpoints: bool = env.parse_or(
-            "ALLOW_LOCAL_ENDPOINTS",
-            false,
-            "true or false: whether endpoints may be plain http or local addresses",
-        )?;
-        let mut subscriptions: HashMap<String, Vec<Subscription>> =
-            serde_json::from_str(&raw).map_err(|_| invalid())?;
-        for subscription in subscriptions.values().flatten() {
-            if let Some(why) = endpoints::refusal(&subscription.url, allow_local_endpoints) {
-                tracing::error!(endpoint = %subscription.name, "{why}");
-                return Err(ConfigError::Invalid {
-                    name: "SUBSCRIPTIONS",
-                    value: raw.clone(),
-                    expected: "https endpoints on public hosts (set ALLOW_LOCAL_ENDPOINTS=true for local development)",
-                });
-            }
-        }
-        for subscription in subscriptions.values_mut().flatten() {
-            let host = subscription
-                .url
-                .strip_prefix("https://")
-                .or_else(|| subscription.url.strip_prefix("http://"))
-                .and_then(|rest| rest.split('/').next())
-                .filter(|host| !host.is_empty())
-                .ok_or_else(invalid)?;
-            if subscription.name.is_empty() {
-                subscription.name = host.to_owned();
-            }
-            if subscription.secret.trim().is_empty() {
-                return Err(invalid());
-            }
-        }
-        // An endpoint name is one endpoint: its URL and secret are the same wherever it appears.
-        let all: Vec<&Subscription> = subscriptions.values().flatten().collect();
-        for (i, a) in all.iter().enumerate() {
-            if all[..i]
-                .iter()
-                .any(|b| b.name == a.name && (b.url != a.url || b.secret != a.secret))
-            {
-                return Err(invalid());
-            }
-        }
-        let seconds = |name, default, expected| -> Result<Duration, ConfigError> {
-            Ok(Duration::from_secs(env.parse_or(name, default, expected)?))
-        };
-        Ok(Self {
-            subscriptions,
-            request_timeout: Duration::from_millis(env.parse_or(
-                "REQUEST_TIMEOUT_MS",
-                5000,
-                "milliseconds a request may take",
-            )?),
-            backoff: Backoff {
-                max_attempts: u32::MAX,
-                base: seconds("RETRY_BASE_SECONDS", 2, "seconds before the first retry")?,
-                max_delay: seconds(
-                    "RETRY_MAX_SECONDS",
-                    900,
-                    "the longest wait between attempts",
-                )?,
-            },
-            circuit: Policy {
-                threshold: env.parse_or(
-                    "CIRCUIT_THRESHOLD",
-                    5,
-                    "failures in a row that open a circuit",
-                )?,
-                open_for: seconds("CIRCUIT_OPEN_SECONDS", 30, "seconds a circuit stays open")?,
-            },
-            allow_local_endpoints,
-            retry_horizon: seconds(
-                "RETRY_HORIZON_SECONDS",
-                24 * 3600,
-                "seconds an event is retried for one endpoint",
-            )?,
-        })
-    }
-}
-
-/// The HTTP client deliveries go out on: it never follows a redirect (a `3xx` is an answer; see the
-/// module's notes), sends no `Referer`, and unless `allow_local` connects to public addresses only
-/// ([`endpoints::PublicOnly`]).
-pub fn http_client(allow_local: bool) -> reqwest::Client {
-    let builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .referer(false);
-    let builder = if allow_local {
-        builder
-    } else {
-        builder.dns_resolver(endpoints::public_only())
-    };
-    builder
-        .build()
-        .expect("a client with static settings builds")
-}
-
-/// Reads every endpoint's Standard Webhooks secret from Secrets Manager, concurrently (each read
-/// is a round trip on the cold-start path), failing with the endpoint and secret that are wrong.
-pub async fn fetch_keys(
-    client: &aws_sdk_secretsmanager::Client,
-    config: &Config,
-) -> Result<HashMap<String, SigningKey>, Box<dyn std::error::Error + Send + Sync>> {
-    let reads = config.endpoint_secrets().into_iter().map(|(name, secret_id)| async move {
-        let secret = busline::aws::secret_string(client, &secret_id)
-            .await
-            .map_err(|e| format!("could not read the signing secret {secret_id} of endpoint {name}; check that it exists and that the function may read it: {e}"))?;
-        let key = busline::signature::Scheme::StandardWebhooks
-            .key(&secret)
-            .map_err(|e| format!("the signing secret {secret_id} of endpoint {name} is not a Standard Webhooks secret: {e}"))?;
-        Ok::<_, String>((name, key))
-    });
-    Ok(futures_util::future::try_join_all(reads)
-        .await?
-        .into_iter()
-        .collect())
-}
-
-/// Why a message was not delivered.
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
-    /// Not an envelope. Permanent.
-    #[error("not an event: {0}")]
-    NotAnEvent(String),
-    /// No endpoint subscribes to the type. Permanent (the rule and the configuration disagree).
-    #[error("no subscriber for {0}")]
-    NoSubscriber(String),
-    /// The endpoint has no signing key: the function started without its secret. Permanent.
-    #[error("no signing secret for {0}")]
-    NoSecret(String),
-    /// The destination answered with a redirect, which is never followed. Permanent.
-    #[error(
-        "{destination} answered {status}, a redirect to {location:?}; redirects are not followed: update the subscription's URL"
-    )]
-    Redirected {
-        /// The subscriber.
-        destination: String,
-        /// The HTTP status.
-        status: u16,
-        /// Where it pointed.
-        location: String,
-    },
-    /// The destination is disabled (it answered `410 Gone`). Permanent.
-    #[error("{destination} is disabled ({reason}); enable it by deleting its circuit item")]
-    Disabled {
-        /// The subscriber.
-        destination: String,
-        /// What disabled it, as its circuit records it (a `410 Gone`, with the start of the body).
-        reason: String,
-    },
-    /// The destination refused it. Permanent.
-    #[error("{destination} refused the event with {status}: {excerpt}")]
-    Refused {
-        /// The subscriber.
-        destination: String,
-        /// The HTTP status.
-        status: u16,
-        /// The start of its answer.
-        excerpt: String,
-    },
-    /// The destination failed; the message is tried again in `retry_in`.
-    #[error("{destination} failed ({why}); retrying in {} s", retry_in.as_secs())]
-    Failed {
-        /// The subscriber.
-        destination: String,
-        /// What happened.
-        why: String,
-        /// When the message comes back.
-        retry_in: Duration,
-    },
-    /// The endpoint kept failing past the retry horizon. Permanent.
-    #[error(
-        "{destination} was tried {attempts} times over {hours:.1} h, past the retry horizon; last: {last}"
-    )]
-    GaveUp {
-        /// The subscriber.
-        destination: String,
-        /// Attempts made.
-        attempts: u32,
-        /// Hours since the first.
-        hours: f64,
-        /// The last failure.
-        last: String,
-    },
-    /// The record of the delivery cannot be kept: the idempotency table refused the call for
-    /// good (its name, its permissions). Permanent; nothing was sent.
-    #[error("the delivery to {destination} cannot be recorded, so it was not sent: {why}")]
-    Unrecorded {
-        /// The subscriber.
-        destination: String,
-        /// The store's error.
-        why: String,
-    },
-    /// The destination's circuit is open; the message waits until it may close.
-    #[error("the circuit to {destination} is open; retrying in {} s", retry_in.as_secs())]
-    CircuitOpen {
-        /// The subscriber.
-        destination: String,
-        /// When the message comes back.
-        retry_in: Duration,
-    },
-}
-
-impl Classify for DeliveryError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            Self::Failed { .. } | Self::CircuitOpen { .. } => ErrorClass::Retryable,
-            _ => ErrorClass::Permanent,
-        }
-    }
-
-    fn error_type(&self) -> &'static str {
-        match self {
-            Self::NotAnEvent(_) => "NotAnEvent",
-            Self::NoSubscriber(_) => "NoSubscriber",
-            Self::NoSecret(_) => "NoSigningSecret",
-            Self::Refused { .. } => "DeliveryRefused",
-            Self::Redirected { .. } => "DeliveryRedirected",
-            Self::Disabled { .. } => "EndpointDisabled",
-            Self::GaveUp { .. } => "DeliveryGaveUp",
-            Self::Failed { .. } => "DeliveryFailed",
-            Self::CircuitOpen { .. } => "CircuitOpen",
-            Self::Unrecorded { .. } => "DeliveryUnrecorded",
-        }
-    }
-}
 
 /// What a delivery is recorded under: one event for one endpoint.
 #[derive(Clone, Debug, Serialize)]
@@ -450,13 +172,13 @@ impl<C: CircuitStore, V: Requeue, S: IdempotencyStore> Deliverer<C, V, S> {
             .and_then(|t| t.parse().ok())
             .or(sent_at_ms)
             .unwrap_or(started_at_ms);
-        let subscriber = match attribute(ENDPOINT_ATTRIBUTE) {
-            Some(name) => subscribers
+        let subscriber = match (attribute(ENDPOINT_ATTRIBUTE), subscribers.as_slice()) {
+            (Some(name), _) => subscribers
                 .iter()
                 .find(|s| s.name == name)
                 .ok_or_else(|| DeliveryError::NoSubscriber(format!("{event_type} at {name}")))?,
-            None if subscribers.len() == 1 => &subscribers[0],
-            None => {
+            (None, [only]) => only,
+            (None, _) => {
                 let fanned: Vec<Redelivery> = subscribers
                     .iter()
                     .map(|s| Redelivery {
@@ -479,7 +201,8 @@ impl<C: CircuitStore, V: Requeue, S: IdempotencyStore> Deliverer<C, V, S> {
                 return Ok(());
             }
         };
-        let payload = serde_json::to_vec(&envelope).expect("an envelope serialises");
+        let payload = serde_json::to_vec(&envelope)
+            .map_err(|e| DeliveryError::NotAnEvent(format!("it does not serialise: {e}")))?;
         let key = format!("{}:{}", envelope.source, envelope.id);
         // A requeued message says its attempt; one SQS redelivered (after a crash) counts receives.
         let attempt: u32 = attribute(ATTEMPT_ATTRIBUTE)
@@ -644,7 +367,9 @@ impl<C: CircuitStore, V: Requeue, S: IdempotencyStore> Deliverer<C, V, S> {
         };
         let timestamp = (now / 1000) as i64;
         let signature = standard_webhooks_sign(signing_key, message_id, timestamp, payload)
-            .expect("an envelope serialises as UTF-8 JSON");
+            .ok_or_else(|| {
+                DeliveryError::NotAnEvent("Standard Webhooks signs UTF-8 only".into())
+            })?;
         let mut request = self
             .http
             .post(&subscriber.url)

@@ -1,3 +1,8 @@
+//! The `deliver-webhook` Lambda function's entry point, its composition root: reads the
+//! configuration, builds the clients and runs the handler in `lib.rs`. Sink connector: POSTs bus
+//! events to subscriber endpoints, signed, with an Idempotency-Key, backoff by visibility timeout
+//! and a shared circuit breaker per destination.
+
 use aws_lambda_events::event::sqs::SqsEvent;
 use busline::batch::{BatchProcessor, SqsDeadLetterQueue};
 use busline::config::{Env, ProcessEnv};
@@ -27,7 +32,7 @@ async fn main() -> Result<(), Error> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let deliverer = Deliverer {
         keys,
-        http: deliver_webhook::http_client(allow_local),
+        http: deliver_webhook::http_client(allow_local)?,
         circuits: DynamoDbCircuitStore::new(dynamodb.clone(), table),
         requeue: SqsRequeue::new(aws_sdk_sqs::Client::new(&aws), queue),
         deliveries: delivery_records(

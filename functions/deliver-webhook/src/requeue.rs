@@ -62,6 +62,10 @@ impl SqsRequeue {
     }
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "the builder fails only without a data type, set here"
+)]
 fn string(value: impl Into<String>) -> MessageAttributeValue {
     MessageAttributeValue::builder()
         .data_type("String")

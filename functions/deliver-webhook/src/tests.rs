@@ -72,7 +72,7 @@ fn deliverer(server: &MockServer) -> TestDeliverer {
                 .key(SECRET)
                 .unwrap(),
         )]),
-        http: http_client(true),
+        http: http_client(true).unwrap(),
         circuits: InMemoryCircuitStore::new(),
         requeue: Recorded::default(),
         deliveries: delivery_records(InMemoryIdempotencyStore::new(), Duration::from_secs(86_400)),

@@ -85,8 +85,18 @@ pub async fn enrich(
             }
         }
     };
+    #[expect(
+        clippy::expect_used,
+        reason = "a canonical type: `canonical`'s tests check that each parses and has a schema"
+    )]
     let event_type =
         EventType::parse(canonical::ORDER_ENRICHED_V1).expect("canonical types are versioned");
+    #[expect(
+        clippy::expect_used,
+        reason = "a canonical type: `canonical`'s tests check that each parses and has a schema"
+    )]
+    let schema_id =
+        canonical::schema_id(canonical::ORDER_ENRICHED_V1).expect("canonical types have schemas");
     // Derived from the event as it came: `read_order` kept its id, source and correlation, so the
     // order itself moves into the enriched event instead of being copied.
     let enriched = OrderEnriched {
@@ -96,10 +106,7 @@ pub async fn enrich(
     Ok(vec![
         envelope
             .derive("enrich", SOURCE, event_type, enriched)
-            .with_dataschema(
-                canonical::schema_id(canonical::ORDER_ENRICHED_V1)
-                    .expect("canonical types have schemas"),
-            ),
+            .with_dataschema(schema_id),
     ])
 }
 

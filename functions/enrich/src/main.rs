@@ -1,3 +1,7 @@
+//! The `enrich` Lambda function's entry point, its composition root: reads the configuration,
+//! builds the clients and runs the handler in `lib.rs`. Content enricher: adds the customer's tier
+//! and credit limit from the customer master to each order before the saga starts.
+
 use std::time::Duration;
 
 use busline::config::{Env, ProcessEnv};

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+#[cfg(any(test, feature = "test-util"))]
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
@@ -97,6 +98,7 @@ impl CustomerMaster for DynamoDbCustomerMaster {
 }
 
 /// The in-memory twin, for fast tests.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Default)]
 pub struct InMemoryCustomerMaster {
     profiles: Mutex<HashMap<String, MasterProfile>>,
@@ -104,6 +106,7 @@ pub struct InMemoryCustomerMaster {
     reads: AtomicUsize,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl InMemoryCustomerMaster {
     /// An empty master.
     pub fn new() -> Self {
@@ -114,7 +117,7 @@ impl InMemoryCustomerMaster {
     pub fn insert(&self, customer_id: &str, profile: MasterProfile) {
         self.profiles
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(customer_id.to_owned(), profile);
     }
 
@@ -129,6 +132,7 @@ impl InMemoryCustomerMaster {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl CustomerMaster for InMemoryCustomerMaster {
     async fn profile(&self, customer_id: &str) -> Result<Option<MasterProfile>, MasterUnavailable> {
         self.reads.fetch_add(1, Ordering::SeqCst);
@@ -137,7 +141,12 @@ impl CustomerMaster for InMemoryCustomerMaster {
                 "the in-memory master is set unavailable".into(),
             ));
         }
-        Ok(self.profiles.lock().unwrap().get(customer_id).cloned())
+        Ok(self
+            .profiles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(customer_id)
+            .cloned())
     }
 }
 
@@ -176,7 +185,11 @@ impl<M> CachedMaster<M> {
 impl<M: CustomerMaster> CustomerMaster for CachedMaster<M> {
     async fn profile(&self, customer_id: &str) -> Result<Option<MasterProfile>, MasterUnavailable> {
         let now = Instant::now();
-        if let Some((at, profile)) = self.entries.lock().unwrap().get(customer_id)
+        if let Some((at, profile)) = self
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(customer_id)
             && now.duration_since(*at) < self.ttl
         {
             return Ok(profile.clone());
@@ -184,7 +197,7 @@ impl<M: CustomerMaster> CustomerMaster for CachedMaster<M> {
         let profile = self.inner.profile(customer_id).await?;
         self.entries
             .lock()
-            .unwrap()
+            .unwrap_or_else(PoisonError::into_inner)
             .put(customer_id.to_owned(), (now, profile.clone()));
         Ok(profile)
     }
@@ -192,7 +205,13 @@ impl<M: CustomerMaster> CustomerMaster for CachedMaster<M> {
 
 /// The contract every [`CustomerMaster`] adapter keeps, given a master holding `C-gold` (tier gold,
 /// credit limit 5000) and `C-bare` (a record with neither field), and no `C-none`.
-#[cfg(any(test, feature = "contract-tests"))]
+#[cfg(any(test, feature = "test-util"))]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: a contract test fails by panicking"
+)]
 pub async fn contract(master: &impl CustomerMaster) {
     let gold = master.profile("C-gold").await.unwrap().unwrap();
     assert_eq!(gold.tier.as_deref(), Some("gold"));

@@ -25,21 +25,20 @@
 //! The envelope id is derived from the source and delivery id, so even a publish whose completion
 //! was never recorded republishes under the same id, and consumers deduplicate on it.
 
+mod config;
 pub mod replay;
 
 use std::collections::HashMap;
 use std::time::Instant;
 
+use busline::Envelope;
 use busline::api::{Problem, header_str, json_response, path};
 use busline::bus::{EventPublisher, PublishError};
-use busline::config::{ConfigError, Env};
 use busline::envelope::{EnvelopeError, MAX_ENTRY_BYTES};
 use busline::idempotency::{Idempotency, IdempotencyError, IdempotencyStore, StoreError};
 use busline::retry::Deadline;
-use busline::schema::{Schema, SchemaError};
-use busline::signature::{self, Scheme, SignatureError, SigningKey, Verified};
+use busline::signature::{self, Scheme, SignatureError, Verified};
 use busline::telemetry::{Metrics, TRACEPARENT_HEADER, TraceContext, Unit, in_context};
-use busline::{Envelope, EventType};
 use chrono::{DateTime, Utc};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -47,6 +46,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::{Instrument, field};
 
+pub use crate::config::{
+    Config, SOURCES, Source, SourceConfig, SourceSpec, StartupError, fetch_secrets,
+};
 use crate::replay::{ReplayError, ReplayGuard};
 
 /// Optional header carrying the sender's correlation id.
@@ -59,237 +61,6 @@ pub const MAX_VIOLATIONS: usize = 20;
 /// Namespace for envelope ids derived from `(source, delivery id)`.
 const EVENT_ID_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6b1f_4d0e_2a7c_4c1b_9f3e_b05e_11ae_0001);
-
-/// A source system busline knows how to ingest: its schema and the event type its webhooks become.
-#[derive(Debug)]
-pub struct SourceSpec {
-    /// The name in the path, `/webhooks/{name}`.
-    pub name: &'static str,
-    /// The versioned event type published for it.
-    pub event_type: &'static str,
-    /// The JSON Schema of the body, from `infra/schemas/webhooks/`.
-    pub schema: &'static str,
-    /// JSON pointer to the field used as the envelope's `subject` (the ordering key).
-    pub subject: &'static str,
-}
-
-/// Every source the binary can ingest. Which of them are live, and with which secret, is
-/// configuration (`WEBHOOK_SOURCES`).
-pub const SOURCES: &[SourceSpec] = &[
-    SourceSpec {
-        name: "shop",
-        event_type: "io.busline.shop.order.placed.v1",
-        schema: include_str!("../../../infra/schemas/webhooks/shop-order.v1.json"),
-        subject: "/order_id",
-    },
-    SourceSpec {
-        name: "crm",
-        event_type: "io.busline.crm.customer.updated.v1",
-        schema: include_str!("../../../infra/schemas/webhooks/crm-customer.v1.json"),
-        subject: "/customer_id",
-    },
-    SourceSpec {
-        name: "marketplace",
-        event_type: "io.busline.marketplace.order.placed.v1",
-        schema: include_str!("../../../infra/schemas/webhooks/marketplace-order.v1.json"),
-        subject: "/payload/orderNumber",
-    },
-    SourceSpec {
-        name: "helpdesk",
-        event_type: "io.busline.helpdesk.user.updated.v1",
-        schema: include_str!("../../../infra/schemas/webhooks/helpdesk-user.v1.json"),
-        subject: "/detail/external_id",
-    },
-    SourceSpec {
-        name: "payments",
-        event_type: "io.busline.payments.event.v1",
-        schema: include_str!("../../../infra/schemas/webhooks/payments-event.v1.json"),
-        subject: "/data/object/id",
-    },
-];
-
-/// A configured source: its name, the Secrets Manager id of its signing secret, and its scheme.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SourceConfig {
-    /// The source's name, one of [`SOURCES`].
-    pub name: String,
-    /// The Secrets Manager id of its signing secret.
-    pub secret_id: String,
-    /// How its sender signs.
-    pub scheme: Scheme,
-}
-
-/// The function's configuration, read once at cold start (see the README for each variable).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// `BUS_NAME`: the event bus to publish to.
-    pub bus_name: String,
-    /// `IDEMPOTENCY_TABLE`: the idempotency records' table.
-    pub idempotency_table: String,
-    /// `WEBHOOK_SOURCES` (`source=secret-id` pairs, comma separated) with `WEBHOOK_SCHEMES`
-    /// (`source=scheme` pairs; a source not named there is on Standard Webhooks).
-    pub sources: Vec<SourceConfig>,
-    /// `SIGNATURE_TOLERANCE_SECONDS`, default 300.
-    pub tolerance_secs: u64,
-    /// `IDEMPOTENCY_TTL_SECONDS`: how long a handled delivery is remembered, default 72 h (senders
-    /// such as Stripe retry for up to three days).
-    pub idempotency_ttl_secs: u64,
-}
-
-impl Config {
-    /// Reads and checks every variable.
-    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        const SOURCES_EXPECTED: &str = "comma-separated source=secret-id pairs naming known sources, such as shop=busline/webhooks/shop";
-        let raw = env.require("WEBHOOK_SOURCES", SOURCES_EXPECTED)?;
-        let invalid = || ConfigError::Invalid {
-            name: "WEBHOOK_SOURCES",
-            value: raw.clone(),
-            expected: SOURCES_EXPECTED,
-        };
-        let pairs = |raw: &str| -> Option<Vec<(String, String)>> {
-            if raw.trim().is_empty() {
-                return Some(Vec::new());
-            }
-            raw.split(',')
-                .map(|pair| {
-                    let (name, value) = pair.trim().split_once('=')?;
-                    let (name, value) = (name.trim(), value.trim());
-                    (SOURCES.iter().any(|s| s.name == name) && !value.is_empty())
-                        .then(|| (name.to_owned(), value.to_owned()))
-                })
-                .collect()
-        };
-        const SCHEMES_EXPECTED: &str = "comma-separated source=scheme pairs for configured sources, the schemes being standard-webhooks, stripe, github, shopify or busline-v1";
-        let raw_schemes = env.get("WEBHOOK_SCHEMES").unwrap_or_default();
-        let invalid_schemes = || ConfigError::Invalid {
-            name: "WEBHOOK_SCHEMES",
-            value: raw_schemes.clone(),
-            expected: SCHEMES_EXPECTED,
-        };
-        let schemes = pairs(&raw_schemes)
-            .ok_or_else(invalid_schemes)?
-            .into_iter()
-            .map(|(name, scheme)| Scheme::parse(&scheme).map(|s| (name, s)))
-            .collect::<Option<HashMap<_, _>>>()
-            .ok_or_else(invalid_schemes)?;
-        let sources: Vec<SourceConfig> = pairs(&raw)
-            .filter(|p| !p.is_empty())
-            .ok_or_else(invalid)?
-            .into_iter()
-            .map(|(name, secret_id)| SourceConfig {
-                scheme: schemes
-                    .get(&name)
-                    .copied()
-                    .unwrap_or(Scheme::StandardWebhooks),
-                name,
-                secret_id,
-            })
-            .collect();
-        if schemes
-            .keys()
-            .any(|name| !sources.iter().any(|s| &s.name == name))
-        {
-            return Err(invalid_schemes());
-        }
-        Ok(Self {
-            bus_name: env.require("BUS_NAME", "the name or ARN of the event bus to publish to")?,
-            idempotency_table: env.require(
-                "IDEMPOTENCY_TABLE",
-                "the name of the DynamoDB idempotency table",
-            )?,
-            sources,
-            tolerance_secs: env.parse_or(
-                "SIGNATURE_TOLERANCE_SECONDS",
-                signature::DEFAULT_TOLERANCE_SECS,
-                "seconds, a whole number",
-            )?,
-            idempotency_ttl_secs: env.parse_or(
-                "IDEMPOTENCY_TTL_SECONDS",
-                72 * 3600,
-                "seconds, a whole number",
-            )?,
-        })
-    }
-}
-
-/// A live source: its spec, compiled schema, scheme and signing key.
-#[derive(Debug)]
-pub struct Source {
-    spec: &'static SourceSpec,
-    event_type: EventType,
-    schema: Schema,
-    scheme: Scheme,
-    key: SigningKey,
-}
-
-impl Source {
-    /// Compiles the source `name`, signed under `scheme` with `secret`.
-    pub fn new(name: &str, scheme: Scheme, secret: &str) -> Result<Self, StartupError> {
-        let spec = SOURCES
-            .iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| StartupError::UnknownSource(name.to_owned()))?;
-        Ok(Self {
-            spec,
-            event_type: EventType::parse(spec.event_type).map_err(StartupError::EventType)?,
-            schema: Schema::compile(spec.name, spec.schema).map_err(StartupError::Schema)?,
-            scheme,
-            key: scheme
-                .key(secret)
-                .map_err(|source| StartupError::BadSecret {
-                    source_name: name.to_owned(),
-                    scheme,
-                    source,
-                })?,
-        })
-    }
-}
-
-/// Why the function could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A configured source has no spec in [`SOURCES`].
-    #[error("source {0:?} is not one this binary can ingest")]
-    UnknownSource(String),
-    /// A built-in event type is not versioned.
-    #[error("a built-in event type is invalid")]
-    EventType(#[source] EnvelopeError),
-    /// A built-in schema does not compile.
-    #[error(transparent)]
-    Schema(#[from] SchemaError),
-    /// A signing secret is not a key of its source's scheme.
-    #[error("the signing secret of source {source_name} is not a {scheme} secret: {source}")]
-    BadSecret {
-        /// The source.
-        source_name: String,
-        /// Its scheme.
-        scheme: Scheme,
-        /// What is wrong with it.
-        #[source]
-        source: signature::KeyError,
-    },
-    /// Two sources share a signing secret, so a request signed for one would pass for the other.
-    #[error(
-        "sources {0} and {1} share a signing secret; give each source its own, or a request for one can be replayed to the other"
-    )]
-    SharedSecret(String, String),
-    /// A signing secret could not be read.
-    #[error(
-        "could not read signing secret {secret_id} for source {source_name}; check that it exists and that the function may read it"
-    )]
-    Secret {
-        /// The source.
-        source_name: String,
-        /// The secret's name or ARN.
-        secret_id: String,
-        /// The SDK error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
 
 /// Everything the handler needs, built once per cold start.
 #[derive(Debug)]
@@ -320,7 +91,7 @@ impl<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard> Deps<P, S, R> {
         secrets: Vec<(String, String)>,
     ) -> Result<Self, StartupError> {
         for (i, (name, secret)) in secrets.iter().enumerate() {
-            if let Some((other, _)) = secrets[..i].iter().find(|(_, s)| s == secret) {
+            if let Some((other, _)) = secrets.iter().take(i).find(|(_, s)| s == secret) {
                 return Err(StartupError::SharedSecret(other.clone(), name.clone()));
             }
         }
@@ -345,38 +116,6 @@ impl<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard> Deps<P, S, R> {
             tolerance_secs: config.tolerance_secs,
         })
     }
-}
-
-/// Reads every configured source's signing secret from Secrets Manager.
-pub async fn fetch_secrets(
-    client: &aws_sdk_secretsmanager::Client,
-    config: &Config,
-) -> Result<Vec<(String, String)>, StartupError> {
-    // Concurrently: each read is a round trip, and they all sit on the cold-start path.
-    let mut reads = tokio::task::JoinSet::<Result<(String, String), StartupError>>::new();
-    for SourceConfig {
-        name: source,
-        secret_id,
-        ..
-    } in config.sources.clone()
-    {
-        let client = client.clone();
-        reads.spawn(async move {
-            let secret = busline::aws::secret_string(&client, &secret_id)
-                .await
-                .map_err(|e| StartupError::Secret {
-                    source_name: source.clone(),
-                    secret_id: secret_id.clone(),
-                    source: Box::new(e),
-                })?;
-            Ok((source, secret))
-        });
-    }
-    let mut secrets = Vec::with_capacity(config.sources.len());
-    while let Some(read) = reads.join_next().await {
-        secrets.push(read.expect("a secret read does not panic")?);
-    }
-    Ok(secrets)
 }
 
 /// What a 202 says.

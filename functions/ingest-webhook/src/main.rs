@@ -1,3 +1,7 @@
+//! The `ingest-webhook` Lambda function's entry point, its composition root: reads the
+//! configuration, builds the clients and runs the handler in `lib.rs`. Webhook ingest connector:
+//! verifies, validates, deduplicates and publishes incoming webhooks to the bus.
+
 use busline::bus::EventBridgePublisher;
 use busline::config::ProcessEnv;
 use busline::idempotency::DynamoDbIdempotencyStore;

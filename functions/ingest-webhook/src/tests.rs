@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::replay::InMemoryReplayGuard;
+use busline::EventType;
 use busline::bus::InMemoryBus;
 use busline::config::ConfigError;
 use busline::idempotency::{IdempotencyRecord, InMemoryIdempotencyStore};

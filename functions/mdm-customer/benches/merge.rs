@@ -4,6 +4,13 @@
 //! bench`'s report sets both beside the baseline: `serde_json` parsing the same JSON and writing
 //! it back out.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a benchmark: it fails by panicking"
+)]
+
 use std::hint::black_box;
 
 use busline::bus::SerialisingPublisher;

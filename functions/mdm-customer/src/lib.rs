@@ -221,10 +221,15 @@ impl<S: MasterStore, P: EventPublisher> CustomerMaster<S, P> {
                 Some((field, json!({"source": held.source, "ts_ms": held.ts_ms})))
             })
             .collect();
+        #[expect(
+            clippy::expect_used,
+            reason = "a constant, published by this crate's tests"
+        )]
+        let event_type = EventType::parse(MASTER_CHANGED).expect("a versioned type");
         let envelope = Envelope::new(
             format!("customer-master/{}/v{}", record.customer_id, record.version),
             "busline.mdm.customer",
-            EventType::parse(MASTER_CHANGED).expect("a versioned type"),
+            event_type,
             json!({
                 "customer_id": record.customer_id,
                 "version": record.version,

@@ -1,3 +1,8 @@
+//! The `mdm-customer` Lambda function's entry point, its composition root: reads the configuration,
+//! builds the clients and runs the handler in `lib.rs`. The customer master: merges customer
+//! changes from the CRM, the web shop and the ERP into one golden record, field by field, with
+//! survivorship rules and provenance.
+
 use aws_lambda_events::event::sqs::SqsEvent;
 use busline::batch::{BatchProcessor, SqsDeadLetterQueue};
 use busline::bus::EventBridgePublisher;

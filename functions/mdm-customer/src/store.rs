@@ -5,9 +5,13 @@
 //! so a change whose event was lost (the bus down after the write) is published by the next
 //! delivery instead of never.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+#[cfg(any(test, feature = "test-util"))]
+use std::collections::HashMap;
+#[cfg(any(test, feature = "test-util"))]
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+#[cfg(any(test, feature = "test-util"))]
+use std::sync::{Mutex, PoisonError};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -203,6 +207,7 @@ impl MasterStore for DynamoDbMasterStore {
 }
 
 /// The master in memory, with the same rules, and a count of writes.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Default)]
 pub struct InMemoryMasterStore {
     records: Mutex<HashMap<String, Record>>,
@@ -213,6 +218,7 @@ pub struct InMemoryMasterStore {
     pub writes: AtomicUsize,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl InMemoryMasterStore {
     /// An empty store.
     pub fn new() -> Self {
@@ -232,7 +238,10 @@ impl InMemoryMasterStore {
 
     /// Every record.
     pub fn records(&self) -> HashMap<String, Record> {
-        self.records.lock().unwrap().clone()
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn check(&self) -> Result<(), StoreError> {
@@ -245,15 +254,21 @@ impl InMemoryMasterStore {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl MasterStore for InMemoryMasterStore {
     async fn get(&self, customer_id: &str) -> Result<Option<Record>, StoreError> {
         self.check()?;
-        Ok(self.records.lock().unwrap().get(customer_id).cloned())
+        Ok(self
+            .records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(customer_id)
+            .cloned())
     }
 
     async fn put(&self, record: &Record, expected: u64) -> Result<(), StoreError> {
         self.check()?;
-        let mut records = self.records.lock().unwrap();
+        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         if self
             .interleave
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -282,7 +297,12 @@ impl MasterStore for InMemoryMasterStore {
 
     async fn mark_published(&self, customer_id: &str, version: u64) -> Result<(), StoreError> {
         self.check()?;
-        if let Some(record) = self.records.lock().unwrap().get_mut(customer_id) {
+        if let Some(record) = self
+            .records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(customer_id)
+        {
             record.published_version = record.published_version.max(version);
         }
         Ok(())

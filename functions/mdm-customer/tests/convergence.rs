@@ -2,6 +2,13 @@
 //! order with any duplicates, gives the same master, and the changes it published, replayed in
 //! version order, rebuild that master's values (what a downstream system syncing from the bus sees).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a test: it fails by panicking"
+)]
+
 use std::collections::BTreeMap;
 
 use busline::bus::InMemoryBus;

@@ -78,6 +78,10 @@ async fn notify<N: CustomerNotifications, D: DeadLetterQueue>(
     notifications: &N,
     dead_letters: &D,
 ) -> Result<Outcome, NotifyError> {
+    #[expect(
+        clippy::expect_used,
+        reason = "an EventBridge event of JSON always serialises"
+    )]
     let body = serde_json::to_string(&event).expect("an event serialises");
     let record_id = event.id.clone().unwrap_or_default();
     let park = |error_type: &str, reason: String| DeadLetter {

@@ -1,3 +1,7 @@
+//! The `notify-customer` Lambda function's entry point, its composition root: reads the
+//! configuration, builds the clients and runs the handler in `lib.rs`. Tells the customer their
+//! order is on its way: order.fulfilled to an HTTP email API, once.
+
 use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;

@@ -1,3 +1,7 @@
+//! The `order-status` Lambda function's entry point, its composition root: reads the configuration,
+//! builds the clients and runs the handler in `lib.rs`. GET /orders/{id}: where an order stands,
+//! from the projection the saga keeps.
+
 use busline::config::ProcessEnv;
 use busline_fulfillment::status::DynamoDbOrderTracker;
 use lambda_http::{Error, service_fn};

@@ -92,10 +92,15 @@ async fn request_approval<T: OrderTracker, P: EventPublisher>(
         &REQUEST_ID_NAMESPACE,
         format!("{}/{}", order.order_id, request.task_token).as_bytes(),
     );
+    #[expect(
+        clippy::expect_used,
+        reason = "a constant, published by this crate's tests"
+    )]
+    let event_type = EventType::parse(APPROVAL_REQUESTED).expect("a versioned type");
     let event = Envelope::new(
         id.to_string(),
         "busline.saga.order-fulfillment",
-        EventType::parse(APPROVAL_REQUESTED).expect("a versioned type"),
+        event_type,
         json!({
             "order_id": order.order_id,
             "customer_id": order.customer.id,

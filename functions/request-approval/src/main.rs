@@ -1,3 +1,8 @@
+//! The `request-approval` Lambda function's entry point, its composition root: reads the
+//! configuration, builds the clients and runs the handler in `lib.rs`. Saga step: a high-value
+//! order waits for a person; records the wait and publishes order.approval-requested with the task
+//! token.
+
 use busline::bus::EventBridgePublisher;
 use busline::config::{Env, ProcessEnv};
 use busline_fulfillment::status::DynamoDbOrderTracker;

@@ -28,6 +28,10 @@ pub async fn handle<I: Inventory, P: EventPublisher>(
     if reservation.below_reorder_point.is_empty() {
         return Ok(reservation);
     }
+    #[expect(
+        clippy::expect_used,
+        reason = "a constant, published by this crate's tests"
+    )]
     let event_type = EventType::parse(PURCHASE_ORDER_REQUESTED).expect("a versioned type");
     let requests: Vec<Envelope<_>> = reservation
         .below_reorder_point

@@ -1,3 +1,7 @@
+//! The `reserve-inventory` Lambda function's entry point, its composition root: reads the
+//! configuration, builds the clients and runs the handler in `lib.rs`. Saga step: reserves every
+//! line of an order atomically and requests purchase orders for SKUs under their reorder point.
+
 use busline::bus::EventBridgePublisher;
 use busline::config::{Env, ProcessEnv};
 use busline_fulfillment::status::{DynamoDbOrderTracker, Step};

@@ -38,8 +38,16 @@ pub fn split(
             });
     }
     let total = u32::try_from(by_warehouse.len()).unwrap_or(u32::MAX);
+    #[expect(
+        clippy::expect_used,
+        reason = "a canonical type: `canonical`'s tests check that each parses and has a schema"
+    )]
     let schema_id = canonical::schema_id(canonical::FULFILLMENT_REQUESTED_V1)
         .expect("canonical types have schemas");
+    #[expect(
+        clippy::expect_used,
+        reason = "a canonical type: `canonical`'s tests check that each parses and has a schema"
+    )]
     let event_type = EventType::parse(canonical::FULFILLMENT_REQUESTED_V1)
         .expect("canonical types are versioned");
     Ok((1..)

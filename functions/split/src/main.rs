@@ -1,3 +1,7 @@
+//! The `split` Lambda function's entry point, its composition root: reads the configuration, builds
+//! the clients and runs the handler in `lib.rs`. Splitter: one fulfillment.requested per warehouse
+//! for each order, n of m, with the order's correlation id.
+
 use busline::config::{Env, ProcessEnv};
 use lambda_runtime::Error;
 

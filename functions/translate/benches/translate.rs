@@ -9,6 +9,13 @@
 //!   and validates the canonical event, and the publisher serialises the EventBridge entry (a
 //!   publisher that stops short of the network).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a benchmark: it fails by panicking"
+)]
+
 use std::hint::black_box;
 
 use busline::batch::NoDeadLetterQueue;

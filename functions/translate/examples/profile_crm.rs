@@ -1,6 +1,13 @@
 //! Runs the CRM translation through the whole handler 20,000 times, for callgrind:
 //! `CARGO_PROFILE_RELEASE_DEBUG=true CARGO_PROFILE_RELEASE_STRIP=false cargo build --release -p translate --example profile_crm`
 //! then `valgrind --tool=callgrind target/release/examples/profile_crm` and `callgrind_annotate --inclusive=yes`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a profiling example: it fails by panicking"
+)]
 use busline::batch::NoDeadLetterQueue;
 use busline::bus::SerialisingPublisher;
 use busline::transform::{DeliveredEvent, delivered};

@@ -131,9 +131,17 @@ pub fn translate(
         tracing::info!(event_id = %envelope.id, event_type = %envelope.event_type, "nothing to translate yet: a marketplace order that is not ready to ship");
         return Ok(Vec::new());
     };
+    #[expect(
+        clippy::expect_used,
+        reason = "a canonical type: `canonical`'s tests check that each parses and has a schema"
+    )]
     let event_type =
         EventType::parse(translated.event_type()).expect("canonical types are versioned");
     let subject = translated.subject().to_owned();
+    #[expect(
+        clippy::expect_used,
+        reason = "a canonical type: `canonical`'s tests check that each parses and has a schema"
+    )]
     let schema_id =
         canonical::schema_id(translated.event_type()).expect("canonical types have schemas");
     Ok(vec![

@@ -1,3 +1,7 @@
+//! The `translate` Lambda function's entry point, its composition root: reads the configuration,
+//! builds the clients and runs the handler in `lib.rs`. The hub's translator: web-shop and
+//! marketplace orders, CRM and help-desk customers, into busline's canonical events.
+
 use lambda_runtime::Error;
 
 #[tokio::main]

@@ -4,6 +4,13 @@
 //! `PROPTEST_CASES` sets the number of cases of every property (proptest's own variable); unset,
 //! `make test` runs 512 of each round trip and 2,000 of each fuzz property.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a test: it fails by panicking"
+)]
+
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use busline::batch::InMemoryDeadLetterQueue;
 use busline::bus::InMemoryBus;

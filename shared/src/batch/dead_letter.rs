@@ -2,7 +2,8 @@
 //! attributes carry the reason, its in-memory twin, and none at all.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+#[cfg(any(test, feature = "test-util"))]
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_sqs::types::MessageAttributeValue;
 
@@ -88,6 +89,10 @@ impl SqsDeadLetterQueue {
     }
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "the builder fails only without a data type, set here"
+)]
 fn text_attribute(value: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder()
         .data_type("String")
@@ -125,11 +130,13 @@ impl DeadLetterQueue for SqsDeadLetterQueue {
 }
 
 /// The in-memory twin: keeps the letters, and can refuse them.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryDeadLetterQueue {
     state: Arc<Mutex<(Vec<DeadLetter>, bool)>>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl InMemoryDeadLetterQueue {
     /// An empty queue.
     pub fn new() -> Self {
@@ -138,18 +145,23 @@ impl InMemoryDeadLetterQueue {
 
     /// The letters sent so far.
     pub fn letters(&self) -> Vec<DeadLetter> {
-        self.state.lock().unwrap().0.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
     }
 
     /// Makes every send fail.
     pub fn set_unavailable(&self, unavailable: bool) {
-        self.state.lock().unwrap().1 = unavailable;
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = unavailable;
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl DeadLetterQueue for InMemoryDeadLetterQueue {
     async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.1 {
             return Err(DeadLetterError {
                 record_id: letter.record_id.clone(),

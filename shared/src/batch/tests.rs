@@ -1,10 +1,14 @@
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
+use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::idempotency::{InMemoryIdempotencyStore, Selector};
+use crate::idempotency::{Idempotency, InMemoryIdempotencyStore, Selector};
 
 const SQS_FIFO_EVENT: &str = include_str!("../../../tests/fixtures/sqs-fifo-event.json");
 const DYNAMODB_STREAM_EVENT: &str =

@@ -62,8 +62,10 @@ async fn main() -> Result<(), Error> {
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let value = |flag: &str| -> Vec<String> {
         args.windows(2)
-            .filter(|w| w[0] == flag)
-            .map(|w| w[1].clone())
+            .filter_map(|w| match w {
+                [name, value] if name == flag => Some(value.clone()),
+                _ => None,
+            })
             .collect()
     };
     let number = |flag: &str| -> Option<usize> {

@@ -182,6 +182,7 @@ mod tests {
     #[test]
     fn every_canonical_schema_compiles_is_named_after_its_type_and_has_an_id() {
         for (event_type, _, _) in SCHEMAS {
+            crate::envelope::EventType::parse(*event_type).unwrap();
             let schema = schema(event_type).unwrap();
             let id = schema.id().unwrap();
             let version = event_type.rsplit('.').next().unwrap();

@@ -1,5 +1,5 @@
 //! The contract every [`IdempotencyStore`] keeps, run through [`Idempotency`] so it checks what users
-//! rely on. Test tooling: only built for tests or with the `contract-tests` feature.
+//! rely on. Test tooling: only built for tests or with the `test-util` feature.
 
 use std::cell::Cell;
 use std::time::Duration;

@@ -100,15 +100,16 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
     ) -> Result<Vec<Option<IdempotencyRecord>>, StoreError> {
         let mut answers = vec![None; claims.len()];
         for (chunk_index, chunk) in claims.chunks(MAX_TRANSACTION_ITEMS).enumerate() {
+            // Where the chunk starts in `claims`, and so in `answers`.
             let offset = chunk_index * MAX_TRANSACTION_ITEMS;
             // A cancelled transaction writes nothing: drop the claims that met a live record and
             // send the rest again.
-            let mut pending: Vec<usize> = (0..chunk.len()).collect();
+            let mut pending: Vec<(usize, &IdempotencyRecord)> = (offset..).zip(chunk).collect();
             while !pending.is_empty() {
                 let items = pending
                     .iter()
-                    .map(|&i| {
-                        self.put_claim(&chunk[i], now_ms)
+                    .map(|&(_, claim)| {
+                        self.put_claim(claim, now_ms)
                             .map(|put| TransactWriteItem::builder().put(put).build())
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -130,16 +131,18 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
                 };
                 let before = pending.len();
                 let mut still_pending = Vec::with_capacity(pending.len());
-                for (&i, reason) in pending
+                for (&(i, claim), reason) in pending
                     .iter()
                     .zip(reasons.iter().map(Some).chain(std::iter::repeat(None)))
                 {
                     match reason.and_then(|r| r.code()) {
                         Some("ConditionalCheckFailed") => {
                             let item = reason.and_then(|r| r.item.clone());
-                            answers[offset + i] = Some(existing_record(&chunk[i].pk, item)?);
+                            if let Some(answer) = answers.get_mut(i) {
+                                *answer = Some(existing_record(&claim.pk, item)?);
+                            }
                         }
-                        Some("None") | None => still_pending.push(i),
+                        Some("None") | None => still_pending.push((i, claim)),
                         Some(code) => {
                             return Err(StoreError::Unavailable(
                                 format!("the claim transaction was cancelled: {code}").into(),
@@ -173,9 +176,9 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
                 .collect::<Result<Vec<_>, StoreError>>()?;
             let mut attempt = 1;
             loop {
-                let output = if requests.len() == 1 {
+                let output = if let [only] = requests.as_slice() {
                     // One record: a plain put is the same single call, and cheaper to serve.
-                    let item = requests[0]
+                    let item = only
                         .put_request()
                         .map(|p| p.item().clone())
                         .unwrap_or_default();

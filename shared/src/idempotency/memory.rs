@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::{
@@ -32,17 +32,28 @@ impl InMemoryIdempotencyStore {
 
     /// How many calls the DynamoDB store would have made so far.
     pub fn calls(&self) -> usize {
-        self.state.lock().unwrap().calls
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .calls
     }
 
     /// The record for `key`, live or not.
     pub fn record(&self, key: &str) -> Option<IdempotencyRecord> {
-        self.state.lock().unwrap().records.get(key).cloned()
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .records
+            .get(key)
+            .cloned()
     }
 
     /// Makes every call fail as if the store could not be reached.
     pub fn set_unavailable(&self, unavailable: bool) {
-        self.state.lock().unwrap().unavailable = unavailable;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unavailable = unavailable;
     }
 
     fn with_state<R>(
@@ -50,7 +61,7 @@ impl InMemoryIdempotencyStore {
         calls: usize,
         f: impl FnOnce(&mut StoreState) -> R,
     ) -> Result<R, StoreError> {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.calls += calls;
         if state.unavailable {
             return Err(StoreError::Unavailable(

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::collections::HashSet;
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use super::{
@@ -218,10 +218,10 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
     {
         let now = (self.clock)();
         let lease_until = self.lease_until(now, deadline);
-        let mut results: Vec<Option<Result<Handled<R>, IdempotencyError<E>>>> =
-            events.iter().map(|_| None).collect();
+        // Each event's result beside its place in `events`, put back in order at the end.
+        let mut results: Vec<(usize, RunResult<R, E>)> = Vec::with_capacity(events.len());
         // The claims the store must be asked about, and the in-batch copies of their keys.
-        let mut claims: Vec<(usize, IdempotencyKey)> = Vec::new();
+        let mut claims: Vec<(usize, &T, IdempotencyKey)> = Vec::new();
         let mut records: Vec<IdempotencyRecord> = Vec::new();
         let mut copies: Vec<(usize, IdempotencyKey, Option<String>)> = Vec::new();
         let mut seen = HashSet::new();
@@ -230,22 +230,23 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
                 Ok(key) => key,
                 Err(_) if self.run_without_key => {
                     tracing::warn!(selector = %self.key.describe(), "the event has no idempotency key; running without idempotency");
-                    results[i] = Some(
+                    results.push((
+                        i,
                         handler(event)
                             .await
                             .map(Handled::fresh)
                             .map_err(IdempotencyError::Handler),
-                    );
+                    ));
                     continue;
                 }
                 Err(missing) => {
-                    results[i] = Some(Err(missing));
+                    results.push((i, Err(missing)));
                     continue;
                 }
             };
             let payload_hash = self.payload_hash(event);
             if let Some(cached) = self.cached(&key, now) {
-                results[i] = Some(replay(&key, cached, payload_hash.as_deref()));
+                results.push((i, replay(&key, cached, payload_hash.as_deref())));
             } else if !seen.insert(key.clone()) {
                 copies.push((i, key, payload_hash));
             } else {
@@ -254,7 +255,7 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
                     lease_until,
                     payload_hash,
                 ));
-                claims.push((i, key));
+                claims.push((i, event, key));
             }
         }
 
@@ -269,14 +270,17 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
                 let shared = Arc::new(e);
                 for i in claims
                     .iter()
-                    .map(|(i, _)| *i)
+                    .map(|(i, ..)| *i)
                     .chain(copies.iter().map(|(i, ..)| *i))
                 {
-                    results[i] = Some(Err(IdempotencyError::Store(StoreError::Unavailable(
-                        Box::new(SharedError(shared.clone())),
-                    ))));
+                    results.push((
+                        i,
+                        Err(IdempotencyError::Store(StoreError::Unavailable(Box::new(
+                            SharedError(shared.clone()),
+                        )))),
+                    ));
                 }
-                return results.into_iter().map(Option::unwrap).collect();
+                return in_order(results);
             }
         };
 
@@ -284,23 +288,23 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
         // Only needed, and only kept, when the batch repeats a key.
         let mut finals: HashMap<IdempotencyKey, IdempotencyRecord> = HashMap::new();
         let mut acquired = Vec::new();
-        for (((i, key), claim), answer) in claims.into_iter().zip(records).zip(answers) {
+        for (((i, event, key), claim), answer) in claims.into_iter().zip(records).zip(answers) {
             match answer {
                 Some(existing) => {
                     self.remember(&existing);
                     if !copies.is_empty() {
                         finals.insert(key.clone(), existing.clone());
                     }
-                    results[i] = Some(replay(&key, existing, claim.payload_hash.as_deref()));
+                    results.push((i, replay(&key, existing, claim.payload_hash.as_deref())));
                 }
-                None => acquired.push((i, key, claim)),
+                None => acquired.push((i, event, key, claim)),
             }
         }
 
         let handler = &handler;
         let outcomes: Vec<_> = futures_util::stream::iter(acquired)
-            .map(|(i, key, claim)| async move {
-                let outcome = handler(&events[i]).await;
+            .map(|(i, event, key, claim)| async move {
+                let outcome = handler(event).await;
                 (i, key, claim, outcome)
             })
             .buffered(concurrency.max(1))
@@ -316,11 +320,11 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
                         finals.insert(key, record.clone());
                     }
                     completed.push(record);
-                    results[i] = Some(Ok(Handled::fresh(response)));
+                    results.push((i, Ok(Handled::fresh(response))));
                 }
                 Err(e) => {
                     self.forget(&key).await;
-                    results[i] = Some(Err(IdempotencyError::Handler(e)));
+                    results.push((i, Err(IdempotencyError::Handler(e))));
                 }
             }
         }
@@ -333,15 +337,18 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
             }
         }
         for (i, key, payload_hash) in copies {
-            results[i] = Some(match finals.get(&key) {
-                Some(record) => replay(&key, record.clone(), payload_hash.as_deref()),
-                None => Err(IdempotencyError::AlreadyInProgress {
-                    key: key.0,
-                    lease_until_ms: lease_until,
-                }),
-            });
+            results.push((
+                i,
+                match finals.get(&key) {
+                    Some(record) => replay(&key, record.clone(), payload_hash.as_deref()),
+                    None => Err(IdempotencyError::AlreadyInProgress {
+                        key: key.0,
+                        lease_until_ms: lease_until,
+                    }),
+                },
+            ));
         }
-        results.into_iter().map(Option::unwrap).collect()
+        in_order(results)
     }
 
     async fn settle<R: Serialize, E>(
@@ -406,7 +413,11 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
     }
 
     fn cached(&self, key: &IdempotencyKey, now_ms: i64) -> Option<IdempotencyRecord> {
-        let mut cache = self.cache.as_ref()?.lock().unwrap();
+        let mut cache = self
+            .cache
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match cache.get(key.as_str()) {
             Some(record) if record.is_live(now_ms) => Some(record.clone()),
             Some(_) => {
@@ -421,7 +432,10 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
         if let Some(cache) = &self.cache
             && record.status == RecordStatus::Completed
         {
-            cache.lock().unwrap().put(record.pk.clone(), record.clone());
+            cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .put(record.pk.clone(), record.clone());
         }
     }
 }
@@ -457,4 +471,13 @@ fn replay<R: DeserializeOwned, E>(
             })
             .map_err(|e| IdempotencyError::Store(corrupt(&key.0, e))),
     }
+}
+
+/// One event's result in [`Idempotency::run_all`].
+type RunResult<R, E> = Result<Handled<R>, IdempotencyError<E>>;
+
+/// Results, each beside its event's place in the batch, in the batch's order.
+fn in_order<X>(mut results: Vec<(usize, X)>) -> Vec<X> {
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, result)| result).collect()
 }

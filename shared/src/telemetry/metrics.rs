@@ -76,6 +76,10 @@ impl Metrics {
     }
 
     /// The EMF JSON document, stamped with `timestamp_ms`.
+    #[expect(
+        clippy::expect_used,
+        reason = "an EMF record is strings, numbers and maps with string keys"
+    )]
     pub fn to_emf(&self, timestamp_ms: i64) -> Value {
         serde_json::to_value(Emf {
             metrics: self,
@@ -86,6 +90,10 @@ impl Metrics {
 
     /// Writes the record as one line on stdout, where the Lambda log agent picks it up (or to the
     /// writer [`set_metrics_writer`] installed).
+    #[expect(
+        clippy::expect_used,
+        reason = "an EMF record is strings, numbers and maps with string keys"
+    )]
     pub fn emit(&self) {
         // Written straight to text: no JSON tree is built on the invocation's path.
         let line = serde_json::to_string(&Emf {

@@ -1,7 +1,7 @@
 //! The in-memory twin of the replay guard.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use busline::signature::SingleUse;
 
@@ -21,7 +21,10 @@ impl InMemoryReplayGuard {
 
     /// How many signatures it remembers.
     pub fn len(&self) -> usize {
-        self.admitted.lock().unwrap().len()
+        self.admitted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// True when it remembers none.
@@ -32,7 +35,7 @@ impl InMemoryReplayGuard {
 
 impl ReplayGuard for InMemoryReplayGuard {
     async fn admit(&self, signature: &SingleUse, delivery_id: &str) -> Result<(), ReplayError> {
-        let mut admitted = self.admitted.lock().unwrap();
+        let mut admitted = self.admitted.lock().unwrap_or_else(PoisonError::into_inner);
         match admitted.get(&signature.token) {
             Some(first) if first != delivery_id => Err(ReplayError::Replayed),
             Some(_) => Ok(()),

@@ -10,14 +10,22 @@
 //! twin for fast tests, and [`contract`] holds the tests both must pass.
 
 mod dynamodb;
+#[cfg(any(test, feature = "test-util"))]
 mod memory;
 
-#[cfg(any(test, feature = "contract-tests"))]
+#[cfg(any(test, feature = "test-util"))]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test code: a contract test fails by panicking"
+)]
 pub mod contract;
 
 use busline::signature::SingleUse;
 
 pub use dynamodb::DynamoDbReplayGuard;
+#[cfg(any(test, feature = "test-util"))]
 pub use memory::InMemoryReplayGuard;
 
 /// Why a signature was not admitted.

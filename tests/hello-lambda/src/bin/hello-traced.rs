@@ -10,7 +10,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
-        let hop = Hop::of_detail(&event.payload["detail"]);
+        let hop = Hop::of_detail(event.payload.get("detail").unwrap_or(&Value::Null));
         hop.run(async { Ok::<_, Error>(event.payload) }).await
     }))
     .await
