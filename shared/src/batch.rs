@@ -60,7 +60,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use crate::error::{Classify, ErrorClass, diagnostic};
-use crate::retry::Deadline;
+use crate::retry::{Deadline, Pacer, Shortfall};
 
 mod report;
 pub use report::{BatchError, BatchReport, RecordFailure, RecordOutcome};
@@ -98,6 +98,16 @@ struct OutOfTime {
     left_ms: u128,
     margin_ms: u128,
     slowest_ms: u128,
+}
+
+impl From<Shortfall> for OutOfTime {
+    fn from(short: Shortfall) -> Self {
+        Self {
+            left_ms: short.left.as_millis(),
+            margin_ms: short.margin.as_millis(),
+            slowest_ms: short.slowest.as_millis(),
+        }
+    }
 }
 
 impl Classify for OutOfTime {
@@ -194,18 +204,9 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
     {
         let handler = &handler;
         let source = &source;
-        // The slowest record so far: a record is started only if the time left holds another.
-        let slowest = &std::sync::Mutex::new(Duration::ZERO);
-        let out_of_time = move || {
-            let deadline = deadline?;
-            let slowest = *slowest.lock().unwrap_or_else(|e| e.into_inner());
-            let left = deadline.remaining();
-            (left <= self.stop_margin + slowest).then_some(OutOfTime {
-                left_ms: left.as_millis(),
-                margin_ms: self.stop_margin.as_millis(),
-                slowest_ms: slowest.as_millis(),
-            })
-        };
+        // A record is started only if the time left holds the margin and the slowest record.
+        let pacer = &deadline.map(|deadline| Pacer::new(deadline, self.stop_margin));
+        let out_of_time = move || Some(OutOfTime::from(pacer.as_ref()?.check().err()?));
         let per_group: Vec<Vec<(usize, RecordOutcome)>> = futures_util::stream::iter(groups)
             .map(|group| async move {
                 let mut outcomes = Vec::with_capacity(group.len());
@@ -226,11 +227,8 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
                             None => {
                                 let started = std::time::Instant::now();
                                 let result = handler(item.record).await;
-                                let took = started.elapsed();
-                                {
-                                    let mut slowest =
-                                        slowest.lock().unwrap_or_else(|e| e.into_inner());
-                                    *slowest = (*slowest).max(took);
+                                if let Some(pacer) = pacer {
+                                    pacer.took(started.elapsed());
                                 }
                                 self.settle(item, source, group_of(item.record), result)
                                     .await

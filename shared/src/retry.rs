@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Classify, ErrorClass};
@@ -142,9 +143,85 @@ where
     }
 }
 
+/// Paces units of work (a batch's records, a sync's pages) against a deadline: the next one starts
+/// only while the time left holds the stop margin and the slowest unit so far, so a slow
+/// dependency makes the work stop cleanly between units instead of Lambda killing it in the middle
+/// of one. Workers running at once share one pacer.
+#[derive(Debug)]
+pub struct Pacer {
+    deadline: Deadline,
+    margin: Duration,
+    slowest: Mutex<Duration>,
+}
+
+/// Why the next unit was not started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shortfall {
+    /// The time left before the deadline.
+    pub left: Duration,
+    /// The time kept in hand for answering.
+    pub margin: Duration,
+    /// The longest a unit has taken so far.
+    pub slowest: Duration,
+}
+
+impl Pacer {
+    /// A pacer for work that must be done, `margin` in hand, by `deadline`.
+    pub fn new(deadline: Deadline, margin: Duration) -> Self {
+        Self {
+            deadline,
+            margin,
+            slowest: Mutex::new(Duration::ZERO),
+        }
+    }
+
+    /// Whether another unit may start now.
+    pub fn check(&self) -> Result<(), Shortfall> {
+        let slowest = *self.slowest.lock().unwrap_or_else(PoisonError::into_inner);
+        let left = self.deadline.remaining();
+        if left <= self.margin + slowest {
+            Err(Shortfall {
+                left,
+                margin: self.margin,
+                slowest,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Records that a unit took `took`.
+    pub fn took(&self, took: Duration) {
+        let mut slowest = self.slowest.lock().unwrap_or_else(PoisonError::into_inner);
+        *slowest = (*slowest).max(took);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pacer_starts_no_unit_the_time_left_cannot_hold() {
+        let pacer = Pacer::new(
+            Deadline::after(Duration::from_secs(60)),
+            Duration::from_secs(1),
+        );
+        assert_eq!(pacer.check(), Ok(()));
+        // A unit as long as the time left: the next would outlive the deadline.
+        pacer.took(Duration::from_secs(59));
+        let short = pacer.check().unwrap_err();
+        assert_eq!(
+            (short.margin, short.slowest),
+            (Duration::from_secs(1), Duration::from_secs(59))
+        );
+        assert!(short.left <= Duration::from_secs(60));
+        // A shorter unit later does not lower the slowest.
+        pacer.took(Duration::from_millis(1));
+        assert!(pacer.check().is_err());
+        let spent = Pacer::new(Deadline::after(Duration::ZERO), Duration::ZERO);
+        assert!(spent.check().is_err(), "no time left holds nothing");
+    }
     use std::cell::Cell;
 
     #[derive(Debug, thiserror::Error)]

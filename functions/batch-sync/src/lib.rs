@@ -40,7 +40,7 @@ use busline::batch::{DeadLetter, DeadLetterQueue};
 use busline::bus::{EventPublisher, PublishError};
 use busline::checkpoint::{CheckpointError, CheckpointStore};
 use busline::config::{ConfigError, Env};
-use busline::retry::{Backoff, Deadline};
+use busline::retry::{Backoff, Deadline, Pacer};
 use busline::{Classify, Envelope, ErrorClass, EventType};
 use chrono::DateTime;
 use serde::{Deserialize, Serialize};
@@ -324,17 +324,16 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> SourceSync<C, P,
         report: &mut Report,
     ) -> Result<(), SyncError> {
         let mut restarted = false;
-        // The slowest page so far (fetch, publish, checkpoint): the next one is only started when
-        // that much time and the margin are left, so a slow source or a slow bus makes the run stop
-        // cleanly between pages instead of being killed by Lambda in the middle of one.
-        let mut slowest = Duration::ZERO;
+        // A page (fetch, publish, checkpoint) is only started when the time left holds the margin
+        // and the slowest page so far, so a slow source or a slow bus makes the run stop cleanly
+        // between pages instead of being killed by Lambda in the middle of one.
+        let pacer = Pacer::new(deadline, self.config.stop_margin);
         loop {
-            let remaining = deadline.remaining();
-            if remaining <= self.config.stop_margin + slowest {
+            if let Err(short) = pacer.check() {
                 report.stopped = Some(format!(
                     "out of time before the next page: {} ms left, the slowest page took {} ms",
-                    remaining.as_millis(),
-                    slowest.as_millis()
+                    short.left.as_millis(),
+                    short.slowest.as_millis()
                 ));
                 return Ok(());
             }
@@ -423,7 +422,7 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> SourceSync<C, P,
                 return Ok(());
             }
             *version = self.advance(*version, position).await?;
-            slowest = slowest.max(page_started.elapsed());
+            pacer.took(page_started.elapsed());
         }
     }
 
