@@ -23,7 +23,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    reason = "test code: a contract test fails by panicking"
+    reason = "test code, which fails by panicking"
 )]
 mod contract;
 mod dynamodb;
