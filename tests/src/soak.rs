@@ -1347,9 +1347,8 @@ async fn run_within(aws: &SdkConfig, plan: &Plan, progress: &Progress) -> Result
     let dump: String = letters
         .iter()
         .map(|l| {
-            let envelope: Value = serde_json::from_str(&l.body).unwrap_or(Value::Null);
             json!({"queue": l.queue, "reason": l.reason, "sqs": l.sqs,
-                "event": envelope["detail"]["id"], "subject": envelope["detail"]["subject"]})
+                "event": l.event, "subject": l.subject})
             .to_string()
                 + "\n"
         })
@@ -1867,6 +1866,9 @@ struct RunLetter {
     queue: String,
     reason: String,
     body: String,
+    /// The id and subject of the event it holds, when it holds one as EventBridge delivers it.
+    event: Value,
+    subject: Value,
     /// The letter's SQS message id and system attributes (`ApproximateReceiveCount`,
     /// `SentTimestamp`, `ApproximateFirstReceiveTimestamp`), for diagnosis.
     sqs: Value,
@@ -1936,6 +1938,8 @@ async fn dead_letters(aws: &SdkConfig, stack: &DeployedStack, tag: &str) -> Resu
                     letters.push(RunLetter {
                         queue: queue.clone(),
                         reason,
+                        event: json["detail"]["id"].clone(),
+                        subject: json["detail"]["subject"].clone(),
                         body,
                         sqs: json!({"message_id": message.message_id(), "attributes": system}),
                     });

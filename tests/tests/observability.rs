@@ -65,7 +65,9 @@ async fn one_order_is_one_trace_from_the_webhook_through_the_saga_to_the_custome
     ];
     let started = Instant::now();
     let journey = loop {
-        let journey = journey(&aws, &order_id).await.unwrap();
+        // By the sender's correlation id, which every hop carries whatever its trace: a hop that
+        // lost the trace shows up below as a second trace instead of as a hop that never ended.
+        let journey = journey(&aws, &correlation_id).await.unwrap();
         let ended: HashSet<&str> = journey
             .lines
             .iter()
@@ -75,10 +77,30 @@ async fn one_order_is_one_trace_from_the_webhook_through_the_saga_to_the_custome
         if wanted.iter().all(|f| ended.contains(f)) {
             break journey;
         }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "hops logged so far: {ended:?}, want {wanted:?}"
-        );
+        if started.elapsed() >= PATIENCE {
+            // What each missing hop did log, and what its function logged in all (CloudWatch).
+            let mut missing = Vec::new();
+            for function in wanted.iter().filter(|f| !ended.contains(*f)) {
+                let mine: Vec<&str> = journey
+                    .lines
+                    .iter()
+                    .filter(|l| l.function == *function)
+                    .map(|l| l.message())
+                    .collect();
+                let deployed = format!("{}-{function}", DeployedStack::NAME);
+                let all = function_log_events(&aws, &deployed).await.unwrap();
+                let naming = all.iter().filter(|(_, l)| l.contains(&order_id)).count();
+                missing.push(format!(
+                    "{function}: this order's hop lines {mine:?}; {} lines in its log group, {naming} naming the order",
+                    all.len()
+                ));
+            }
+            panic!(
+                "hops logged so far: {ended:?}, want {wanted:?}; traces {:?}; {}",
+                journey.traces,
+                missing.join("; ")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
 
