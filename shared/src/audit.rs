@@ -284,7 +284,7 @@ impl AuditTrail for InMemoryAuditTrail {
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    reason = "test code: a contract test fails by panicking"
+    reason = "test code, which fails by panicking"
 )]
 pub async fn contract<A: AuditTrail>(trail: &A, correlation_prefix: &str) {
     use crate::EventType;

@@ -267,7 +267,7 @@ impl CheckpointStore for InMemoryCheckpointStore {
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    reason = "test code: a contract test fails by panicking"
+    reason = "test code, which fails by panicking"
 )]
 pub async fn contract<S: CheckpointStore>(store: &S, prefix: &str) {
     let name = format!("{prefix}crm-customers");

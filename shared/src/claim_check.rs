@@ -208,7 +208,7 @@ pub use s3::S3PayloadStore;
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    reason = "test code: a contract test fails by panicking"
+    reason = "test code, which fails by panicking"
 )]
 pub async fn contract<S: PayloadStore>(store: &S) {
     use crate::EventType;

@@ -433,7 +433,7 @@ pub use runner::Idempotency;
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    reason = "test code: a contract test fails by panicking"
+    reason = "test code, which fails by panicking"
 )]
 mod contract;
 #[cfg(any(test, feature = "test-util"))]

@@ -279,7 +279,7 @@ impl CircuitStore for InMemoryCircuitStore {
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    reason = "test code: a contract test fails by panicking"
+    reason = "test code, which fails by panicking"
 )]
 #[cfg(any(test, feature = "test-util"))]
 pub async fn contract<S: CircuitStore>(store: &S, prefix: &str) {

@@ -210,7 +210,7 @@ impl<M: CustomerMaster> CustomerMaster for CachedMaster<M> {
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    reason = "test code: a contract test fails by panicking"
+    reason = "test code, which fails by panicking"
 )]
 pub async fn contract(master: &impl CustomerMaster) {
     let gold = master.profile("C-gold").await.unwrap().unwrap();

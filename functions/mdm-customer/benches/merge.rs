@@ -8,7 +8,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    reason = "a benchmark: it fails by panicking"
+    reason = "a benchmark, which fails by panicking"
 )]
 
 use std::hint::black_box;

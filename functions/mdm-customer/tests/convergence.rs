@@ -6,7 +6,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    reason = "a test: it fails by panicking"
+    reason = "test code, which fails by panicking"
 )]
 
 use std::collections::BTreeMap;

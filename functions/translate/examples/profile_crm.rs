@@ -6,7 +6,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    reason = "a profiling example: it fails by panicking"
+    reason = "a profiling tool, which fails by panicking"
 )]
 use busline::batch::NoDeadLetterQueue;
 use busline::bus::SerialisingPublisher;

@@ -8,7 +8,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    reason = "a test: it fails by panicking"
+    reason = "test code, which fails by panicking"
 )]
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;

@@ -18,7 +18,7 @@ mod memory;
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    reason = "test code: a contract test fails by panicking"
+    reason = "test code, which fails by panicking"
 )]
 pub mod contract;
 
