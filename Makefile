@@ -39,10 +39,11 @@ trace: ## One business event's journey on LocalStack: every hop of its trace in 
 	@$(LOCALSTACK) status >/dev/null 2>&1 || { echo "LocalStack is not running: 'make demo' or 'make deploy-local' starts it and deploys the stack"; exit 2; }
 	cargo run --quiet -p busline-tests --example trace -- "$(ID)"
 
-# The short soak first, on the freshly deployed stack: the rest of the suite leaves functions,
+# The executor's own unit tests (with LocalStack's interpreter, which `localstack-start` installed),
+# then the short soak, on the freshly deployed stack: the rest of the suite leaves functions,
 # mappings and requeued deliveries behind that slow LocalStack down. It is `#[ignore]`d so that the
 # workspace run lists it as ignored rather than running it a second time.
-RUN_TESTS = cargo test -p busline-tests --test soak -- --ignored --nocapture && cargo test --workspace --lib --bins --tests --examples && cargo test --workspace --doc
+RUN_TESTS = $(STATE)/localstack/venv/bin/python -m unittest discover -s infra/localstack/process-executor -p 'test_*.py' && cargo test -p busline-tests --test soak -- --ignored --nocapture && cargo test --workspace --lib --bins --tests --examples && cargo test --workspace --doc
 
 test: lint-template ## Everything the tests need (the stack on LocalStack, the release binaries), then all tests (LocalStack is started and stopped if it was not running)
 	@if $(LOCALSTACK) status >/dev/null 2>&1; then \

@@ -337,9 +337,14 @@ class _LogPipe:
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _readable(self, wait: float) -> bool:
+        # poll, not select: LocalStack holds well over a thousand descriptors after a long run,
+        # and select cannot watch one numbered 1024 or above (ValueError). A poll object each call,
+        # as the reader thread and ``take`` wait at the same time, which one object refuses.
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
         try:
-            return bool(select.select([self.fd], [], [], wait)[0])
-        except (OSError, ValueError):
+            return bool(poller.poll(wait * 1000))
+        except OSError:
             self.closed = True
             return False
 
