@@ -60,6 +60,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use crate::error::{Classify, ErrorClass, diagnostic};
+use crate::idempotency::in_order;
 use crate::retry::{Deadline, Pacer, Shortfall};
 
 mod report;
@@ -245,7 +246,7 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        in_batch_order(per_group.into_iter().flatten().collect())
+        in_order(per_group.into_iter().flatten().collect())
     }
 
     /// What a handler's result means for the record, dead-lettering permanent failures.
@@ -303,12 +304,6 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
         }
         RecordOutcome::Failed(failure)
     }
-}
-
-/// Outcomes, each beside its record's place in the batch, in the batch's order.
-fn in_batch_order(mut outcomes: Vec<(usize, RecordOutcome)>) -> Vec<RecordOutcome> {
-    outcomes.sort_by_key(|(i, _)| *i);
-    outcomes.into_iter().map(|(_, outcome)| outcome).collect()
 }
 
 /// The batch's records grouped by `key`, each group in batch order, groups in order of first record.

@@ -427,6 +427,7 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 mod runner;
 pub use runner::Idempotency;
+pub(crate) use runner::in_order;
 
 #[cfg(any(test, feature = "test-util"))]
 #[allow(

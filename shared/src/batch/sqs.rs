@@ -4,11 +4,9 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{
-    BatchProcessor, BatchReport, DeadLetterQueue, Item, RecordOutcome, groups_by, in_batch_order,
-};
+use super::{BatchProcessor, BatchReport, DeadLetterQueue, Item, RecordOutcome, groups_by};
 use crate::error::Classify;
-use crate::idempotency::{Idempotency, IdempotencyStore};
+use crate::idempotency::{Idempotency, IdempotencyStore, in_order};
 use crate::retry::Deadline;
 
 impl<Q: DeadLetterQueue> BatchProcessor<Q> {
@@ -113,7 +111,7 @@ impl<Q: DeadLetterQueue> BatchProcessor<Q> {
             };
             outcomes.push((i, outcome));
         }
-        sqs_report(in_batch_order(outcomes))
+        sqs_report(in_order(outcomes))
     }
 
     fn sqs_groups(&self, items: &[Item<'_, SqsMessage>]) -> Vec<Vec<usize>> {

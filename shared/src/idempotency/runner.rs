@@ -476,8 +476,9 @@ fn replay<R: DeserializeOwned, E>(
 /// One event's result in [`Idempotency::run_all`].
 type RunResult<R, E> = Result<Handled<R>, IdempotencyError<E>>;
 
-/// Results, each beside its event's place in the batch, in the batch's order.
-fn in_order<X>(mut results: Vec<(usize, X)>) -> Vec<X> {
+/// Results, each beside its item's place in the batch, in the batch's order (the batch
+/// processor's outcomes too).
+pub(crate) fn in_order<X>(mut results: Vec<(usize, X)>) -> Vec<X> {
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, result)| result).collect()
 }
