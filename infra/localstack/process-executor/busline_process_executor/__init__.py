@@ -140,21 +140,51 @@ def _draw(entry: dict) -> dict | None:
     return fault
 
 
+# The fault file's ``aws`` rules as last read, under the file's (inode, mtime, size): every request
+# through LocalStack's gateway asks for a refusal, and re-reading the file for each was 6 % of the
+# time LocalStack held the GIL during the soak. Writers replace the file (a new inode) or rewrite it
+# (a new mtime), so a change is always seen.
+_aws_rules_seen: tuple[tuple[int, int, int], list] | None = None
+
+
+def _aws_rules(path: str) -> list:
+    """The fault file's ``aws`` rules, read again only when the file has changed."""
+    global _aws_rules_seen
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return []
+    key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    seen = _aws_rules_seen
+    if seen is not None and seen[0] == key:
+        return seen[1]
+    rules = list((_read_faults(path) or {}).get("aws") or [])
+    _aws_rules_seen = (key, rules)
+    return rules
+
+
+def _refuses(rule: dict, service: str, operation: str, now_ms: int) -> bool:
+    return (
+        rule.get("service") == service
+        and rule.get("operation", operation) == operation
+        and int(rule.get("from_ms", 0)) <= now_ms < int(rule.get("until_ms", 0))
+    )
+
+
 def refusal_for(service: str, operation: str, now_ms: int) -> dict | None:
     """The ``aws`` rule of the fault file that refuses this call now, counted as refused; or None."""
     path = os.environ.get(FAULTS_FILE_VARIABLE)
     if not path:
+        return None
+    # Most calls match no rule: that is settled without the lock or a read of the file.
+    if not any(_refuses(rule, service, operation, now_ms) for rule in _aws_rules(path)):
         return None
     with _faults_lock:
         faults = _read_faults(path)
         if faults is None:
             return None
         for rule in faults.get("aws") or []:
-            if (
-                rule.get("service") == service
-                and rule.get("operation", operation) == operation
-                and int(rule.get("from_ms", 0)) <= now_ms < int(rule.get("until_ms", 0))
-            ):
+            if _refuses(rule, service, operation, now_ms):
                 rule["refused"] = rule.get("refused", 0) + 1
                 _write_atomically(path, faults)
                 return rule
