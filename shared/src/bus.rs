@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use futures_util::StreamExt;
 use serde::Serialize;
 #[cfg(any(test, feature = "test-util"))]
 use serde_json::Value;
@@ -145,6 +146,9 @@ pub struct EventBridgePublisher {
     backoff: Backoff,
     budget: Duration,
 }
+
+/// The most `PutEvents` calls one `publish` has in flight at once.
+pub const CONCURRENT_CALLS: usize = 4;
 
 /// How long one `publish` may take, calls and waits included, unless set otherwise: half the
 /// stack's 10 s function timeout, so a caller holding a claim (ingest's idempotency record) answers
@@ -350,8 +354,15 @@ impl EventBridgePublisher {
         let mut rejected = Vec::new();
         let mut attempts = 0;
         let until = tokio::time::Instant::now() + allowed;
-        for batch in batches(entries(&self.bus, events)?) {
-            match self.put_with_retries(batch, until, allowed).await {
+        // Up to CONCURRENT_CALLS calls at once: a page of a hundred events waits for the slowest
+        // of its calls, not for the sum of ten. The first call that fails for good ends the
+        // publish; the ones still in flight are dropped (what they sent may be on the bus, and
+        // consumers deduplicate on the envelope id).
+        let mut calls = futures_util::stream::iter(batches(entries(&self.bus, events)?))
+            .map(|batch| self.put_with_retries(batch, until, allowed))
+            .buffered(CONCURRENT_CALLS);
+        while let Some(outcome) = calls.next().await {
+            match outcome {
                 Ok(()) => {}
                 Err(PublishError::Rejected {
                     rejected: r,

@@ -253,3 +253,54 @@ async fn a_bus_that_never_answers_fails_the_publish_within_its_budget() {
     );
     assert_eq!(error.class(), ErrorClass::Retryable);
 }
+
+/// Takes every entry, answering each call after `delay`, and notes when each call arrived.
+struct SlowBus {
+    delay: Duration,
+    arrivals: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+}
+
+impl Respond for SlowBus {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        self.arrivals
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
+        let entries: Vec<Value> = (0..entries_sent(request))
+            .map(|i| json!({"EventId": format!("e-{i}")}))
+            .collect();
+        answer(json!({"FailedEntryCount": 0, "Entries": entries}), 200).set_delay(self.delay)
+    }
+}
+
+/// A publish of more than ten events used to send its `PutEvents` calls one after another, so a
+/// batch-sync page of a hundred waited for ten answers in a row from a slow bus. Now up to four
+/// are in flight at once: with a bus that answers each call after 2 s, all four calls of 35
+/// events have arrived before the first is answered (one after another, they would arrive 2 s
+/// apart).
+#[tokio::test]
+async fn a_publish_has_its_put_events_calls_in_flight_at_once() {
+    let server = MockServer::start().await;
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let delay = Duration::from_secs(2);
+    Mock::given(method("POST"))
+        .respond_with(SlowBus {
+            delay,
+            arrivals: arrivals.clone(),
+        })
+        .mount(&server)
+        .await;
+    let publisher = EventBridgePublisher::new(eventbridge_at(&server), "bus")
+        .with_backoff(FAST)
+        .with_budget(Duration::from_secs(30));
+    let events: Vec<_> = (0..35).map(|i| event(&format!("evt-{i}"))).collect();
+    publisher.publish(&events).await.unwrap();
+    let arrivals = arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), 4, "ten entries a call");
+    let spread = arrivals[arrivals.len() - 1].duration_since(arrivals[0]);
+    assert!(
+        spread < delay,
+        "the last call arrived {spread:?} after the first, which is answered after {delay:?}: \
+         the calls went one after another"
+    );
+}

@@ -360,10 +360,20 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
     let handled = deps
         .idempotency
         .run_detailed(&envelope, deadline, || async {
-            deps.publisher
-                .publish(std::slice::from_ref(&envelope))
-                .await
-                .map(|()| envelope.id.clone())
+            let events = std::slice::from_ref(&envelope);
+            // The publish may take the invocation's time but the reserve for releasing or
+            // completing the claim and answering: a slow bus is a 503 the sender retries, not a
+            // Lambda timeout (a 502) with the claim left in progress.
+            let published = match deadline {
+                Some(deadline) => {
+                    let by = deadline.epoch_millis() - ANSWER_RESERVE_MS;
+                    deps.publisher
+                        .publish_until(events, Deadline::from_epoch_millis(by))
+                        .await
+                }
+                None => deps.publisher.publish(events).await,
+            };
+            published.map(|()| envelope.id.clone())
         })
         .await;
     match handled {
@@ -411,6 +421,10 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
         )),
     }
 }
+
+/// The part of the invocation a publish leaves for the idempotency record's release or completion
+/// and the answer, in milliseconds.
+pub const ANSWER_RESERVE_MS: i64 = 1_500;
 
 fn too_large(reason: String) -> Problem {
     Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", reason)

@@ -32,6 +32,14 @@ fn deps() -> TestDeps {
 
 /// A warm environment of its own, sharing `store` with others.
 fn deps_on(store: InMemoryIdempotencyStore) -> TestDeps {
+    deps_with(InMemoryBus::new(), store)
+}
+
+/// [`deps_on`] with another publisher.
+fn deps_with<P: EventPublisher>(
+    publisher: P,
+    store: InMemoryIdempotencyStore,
+) -> Deps<P, InMemoryIdempotencyStore, InMemoryReplayGuard> {
     let others = [LEGACY, GITHUB, STRIPE];
     let config = Config {
         bus_name: "bus".into(),
@@ -57,7 +65,7 @@ fn deps_on(store: InMemoryIdempotencyStore) -> TestDeps {
             .map(|(name, _, secret)| ((*name).to_owned(), (*secret).to_owned())),
     );
     Deps::new(
-        InMemoryBus::new(),
+        publisher,
         store,
         InMemoryReplayGuard::new(),
         &config,
@@ -982,4 +990,61 @@ async fn a_stripe_event_without_an_event_id_is_refused_400() {
         (StatusCode::BAD_REQUEST, Some("bad_delivery_id"))
     );
     assert!(deps.publisher.published().is_empty());
+}
+
+/// A bus that never answers, as the EventBridge publisher meets one: `publish` gives up after its
+/// own budget, `publish_until` at the deadline it is given.
+struct HangingBus;
+
+impl EventPublisher for HangingBus {
+    async fn publish<T: serde::Serialize + Sync>(
+        &self,
+        _: &[Envelope<T>],
+    ) -> Result<(), PublishError> {
+        tokio::time::sleep(busline::bus::DEFAULT_PUBLISH_BUDGET).await;
+        Err(PublishError::Unavailable(
+            "no answer within the budget".into(),
+        ))
+    }
+
+    async fn publish_until<T: serde::Serialize + Sync>(
+        &self,
+        _: &[Envelope<T>],
+        deadline: Deadline,
+    ) -> Result<(), PublishError> {
+        tokio::time::sleep(deadline.remaining()).await;
+        Err(PublishError::Unavailable(
+            "no answer by the deadline".into(),
+        ))
+    }
+}
+
+/// Under overload ingest used to spend its fixed 5 s publish budget whatever was left of its
+/// invocation, so Lambda killed it first: the sender got a 502 and the delivery's claim stayed in
+/// progress until its lease ran out. Now the publish ends by the invocation's deadline less the
+/// reserve, and the answer is a 503 with the reason, in time; the claim is released, so the
+/// sender's retry is accepted at once.
+#[tokio::test]
+async fn a_bus_slower_than_the_invocations_time_is_a_503_before_the_deadline() {
+    use lambda_http::RequestExt;
+    let store = InMemoryIdempotencyStore::new();
+    let hanging = deps_with(HangingBus, store.clone());
+    let deadline = Deadline::after(std::time::Duration::from_millis(3_000));
+    let mut context = lambda_http::Context::default();
+    context.deadline = u64::try_from(deadline.epoch_millis()).unwrap();
+    let headers = signed_headers(SHOP_SECRET, SAMPLE_SHOP_ORDER, "msg_hanging");
+    let request = webhook_request("POST", "/webhooks/shop", SAMPLE_SHOP_ORDER, &headers)
+        .with_lambda_context(context);
+    let response = handle(request, &hanging).await;
+    assert!(
+        deadline.remaining() > std::time::Duration::ZERO,
+        "answered before the invocation's deadline"
+    );
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let problem: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(problem["error"], "bus_unavailable", "{problem}");
+
+    // The claim was released: the sender's retry, once the bus answers, is published.
+    let (status, answer) = post_signed(&deps_on(store), SAMPLE_SHOP_ORDER, "msg_hanging").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
 }
