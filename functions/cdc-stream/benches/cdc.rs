@@ -78,6 +78,7 @@ fn cdc(c: &mut Criterion) {
                     &SerialisingPublisher,
                     &NoDeadLetterQueue,
                     &payloads,
+                    busline::retry::Deadline::after(std::time::Duration::from_secs(60)),
                 ))
                 .unwrap();
             assert_eq!(outcome.published, RECORDS);

@@ -21,7 +21,10 @@
 //! Records are published in stream order, up to ten per `PutEvents` call, and entries the bus
 //! rejects are retried (`EventBridgePublisher`). If some still fail, the handler reports the first
 //! failed record's sequence number as the batch item failure: Lambda resumes the shard there, so
-//! nothing is skipped, and what was published after it is republished under the same ids. A record
+//! nothing is skipped, and what was published after it is republished under the same ids. The
+//! same happens when the invocation's time runs short: no record and no call is started that the
+//! time left would not hold with a one-second margin, so a slow bus ends the batch cleanly at the
+//! first change not yet published instead of Lambda killing it mid-call. A record
 //! that cannot be read as a change (an unknown `eventName`, a missing image or sequence number, an
 //! image that is not an item) goes to the dead-letter queue with the reason, whole, and the rest of
 //! the batch goes on.
@@ -34,10 +37,11 @@
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use busline::batch::{DeadLetter, DeadLetterError, DeadLetterQueue};
+use busline::batch::{DEFAULT_STOP_MARGIN, DeadLetter, DeadLetterError, DeadLetterQueue};
 use busline::bus::{EventPublisher, MAX_ENTRIES_PER_CALL, PublishError};
 use busline::claim_check::{PayloadStore, check_in};
 use busline::config::{ConfigError, Env};
+use busline::retry::{Deadline, Pacer};
 use busline::telemetry::{TraceContext, hop_span};
 use busline::{Classify, Envelope, ErrorClass, EventType};
 use chrono::Utc;
@@ -295,21 +299,47 @@ impl Outcome {
 }
 
 /// The Lambda handler. The event is read record by record, so one malformed record does not take
-/// the batch down with it.
+/// the batch down with it. Changes are published ten at a time as they are read, and no record or
+/// call is started that the time left before `deadline` (the invocation's) would not hold with the
+/// stop margin: past that, the shard resumes at the first change not yet published, instead of
+/// Lambda killing the invocation mid-call and retrying the whole batch.
 pub async fn handle<P: EventPublisher, D: DeadLetterQueue, S: PayloadStore>(
     event: Value,
     config: &CdcConfig,
     publisher: &P,
     dead_letters: &D,
     payloads: &S,
+    deadline: Deadline,
 ) -> Result<Outcome, CdcError> {
     let Some(Value::Array(records)) = event.get("Records") else {
         return Err(CdcError::NotABatch("no Records array".to_owned()));
     };
-    let mut outcome = Outcome::default();
-    // Each change as it will travel (checked in when too large), and its sequence number.
-    let mut changes = Changes::default();
+    let mut batch = Batch {
+        publisher,
+        pacer: Pacer::new(deadline, DEFAULT_STOP_MARGIN),
+        // Calls to the bus end by the margin, so the answer still goes out in time.
+        publish_by: Deadline::from_epoch_millis(
+            deadline.epoch_millis() - i64::try_from(DEFAULT_STOP_MARGIN.as_millis()).unwrap_or(0),
+        ),
+        pending: Changes::default(),
+        outcome: Outcome::default(),
+    };
     for (position, raw) in records.iter().enumerate() {
+        let own_sequence = raw
+            .pointer("/dynamodb/SequenceNumber")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if let Err(short) = batch.pacer.check() {
+            let resume = own_sequence.or_else(|| first_sequence(records));
+            tracing::warn!(
+                left_ms = short.left.as_millis() as u64,
+                slowest_ms = short.slowest.as_millis() as u64,
+                resume_at = ?resume,
+                "out of time for the next record; the shard resumes at it"
+            );
+            return Ok(batch.stop(resume));
+        }
+        let started = std::time::Instant::now();
         let record_id = raw["eventID"]
             .as_str()
             .map_or_else(|| format!("#{position}"), str::to_owned);
@@ -333,12 +363,12 @@ pub async fn handle<P: EventPublisher, D: DeadLetterQueue, S: PayloadStore>(
                 let sequence = envelope.data.source.sequence_number.clone();
                 match check_in(envelope, payloads).await {
                     Ok(travelling) => {
-                        changes.envelopes.push(travelling);
-                        changes.sequences.push(sequence);
+                        batch.pending.envelopes.push(travelling);
+                        batch.pending.sequences.push(sequence);
                     }
                     Err(e) if e.class() == ErrorClass::Retryable => {
                         tracing::warn!(error = %e, "the claim-check store is unavailable; the shard resumes at this change");
-                        return Ok(publish(changes, publisher, outcome, Some(sequence)).await);
+                        return Ok(batch.finish(Some(sequence)).await);
                     }
                     Err(e) => {
                         let letter = (
@@ -349,9 +379,9 @@ pub async fn handle<P: EventPublisher, D: DeadLetterQueue, S: PayloadStore>(
                         tracing::warn!(record_id, reason = %letter.2, "a change that cannot travel");
                         if let Err(e) = dead_letter(dead_letters, raw, letter).await {
                             tracing::error!(error = %e, "the dead-letter queue is unreachable");
-                            return Ok(publish(changes, publisher, outcome, Some(sequence)).await);
+                            return Ok(batch.finish(Some(sequence)).await);
                         }
-                        outcome.dead_lettered += 1;
+                        batch.outcome.dead_lettered += 1;
                     }
                 }
             }
@@ -367,18 +397,18 @@ pub async fn handle<P: EventPublisher, D: DeadLetterQueue, S: PayloadStore>(
                     // Not parked: the shard must stop here. Publish what came before, then resume at
                     // this record (or at the first one, if it has no sequence number of its own).
                     tracing::error!(error = %e, "the dead-letter queue is unreachable");
-                    let resume = raw
-                        .pointer("/dynamodb/SequenceNumber")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned);
-                    let resume = resume.or_else(|| first_sequence(records));
-                    return Ok(publish(changes, publisher, outcome, resume).await);
+                    let resume = own_sequence.or_else(|| first_sequence(records));
+                    return Ok(batch.finish(resume).await);
                 }
-                outcome.dead_lettered += 1;
+                batch.outcome.dead_lettered += 1;
             }
         }
+        batch.pacer.took(started.elapsed());
+        if batch.pending.envelopes.len() >= MAX_ENTRIES_PER_CALL && !batch.flush().await {
+            return Ok(batch.outcome);
+        }
     }
-    Ok(publish(changes, publisher, outcome, None).await)
+    Ok(batch.finish(None).await)
 }
 
 fn first_sequence(records: &[Value]) -> Option<String> {
@@ -407,47 +437,85 @@ async fn dead_letter<D: DeadLetterQueue>(
         .await
 }
 
-/// Publishes `changes` (in stream order) ten per call, and stops at the first chunk the bus does
-/// not take whole: the shard resumes at its first rejected record. `stop_at` is where to resume if
-/// every change is published but the batch could not be finished.
-/// The batch's changes in stream order, as they travel, and each one's sequence number.
+/// Changes read but not yet published, in stream order, as they travel, with each one's sequence
+/// number.
 #[derive(Default)]
 struct Changes {
     envelopes: Vec<Envelope<Value>>,
     sequences: Vec<String>,
 }
 
-async fn publish<P: EventPublisher>(
-    changes: Changes,
-    publisher: &P,
-    mut outcome: Outcome,
-    stop_at: Option<String>,
-) -> Outcome {
-    let sequences = changes.sequences.chunks(MAX_ENTRIES_PER_CALL);
-    for (chunk, sequences) in changes
-        .envelopes
-        .chunks(MAX_ENTRIES_PER_CALL)
-        .zip(sequences)
-    {
-        match publisher.publish(chunk).await {
-            Ok(()) => outcome.published += chunk.len(),
+/// A batch under way: what is read and not yet published, and how it is paced.
+struct Batch<'a, P> {
+    publisher: &'a P,
+    pacer: Pacer,
+    publish_by: Deadline,
+    pending: Changes,
+    outcome: Outcome,
+}
+
+impl<P: EventPublisher> Batch<'_, P> {
+    /// Publishes the pending changes (at most ten) in one call. On a failure, or when the time left
+    /// would not hold the call, the outcome resumes the shard at the first change the bus did not
+    /// take, and `false` says the batch ends there.
+    async fn flush(&mut self) -> bool {
+        if self.pending.envelopes.is_empty() {
+            return true;
+        }
+        if let Err(short) = self.pacer.check() {
+            let resume = self.pending.sequences.first().cloned();
+            tracing::warn!(
+                left_ms = short.left.as_millis() as u64,
+                slowest_ms = short.slowest.as_millis() as u64,
+                resume_at = ?resume,
+                "out of time for the next PutEvents call; the shard resumes at its first change"
+            );
+            self.outcome.resume_at = resume;
+            return false;
+        }
+        let started = std::time::Instant::now();
+        let chunk = std::mem::take(&mut self.pending);
+        let published = self
+            .publisher
+            .publish_until(&chunk.envelopes, self.publish_by)
+            .await;
+        self.pacer.took(started.elapsed());
+        match published {
+            Ok(()) => {
+                self.outcome.published += chunk.envelopes.len();
+                true
+            }
             Err(error) => {
                 let at = match &error {
                     PublishError::Rejected { rejected, .. } => chunk
+                        .envelopes
                         .iter()
                         .position(|e| rejected.iter().any(|r| r.event_id == e.id))
                         .unwrap_or(0),
                     _ => 0,
                 };
-                let resume = sequences.get(at).cloned();
+                let resume = chunk.sequences.get(at).cloned();
                 tracing::warn!(error = %error, resume_at = ?resume, "the bus did not take every change; the shard resumes there");
-                outcome.resume_at = resume;
-                return outcome;
+                self.outcome.resume_at = resume;
+                false
             }
         }
     }
-    outcome.resume_at = stop_at;
-    outcome
+
+    /// Publishes what is pending; `stop_at` is where the shard resumes if every change is
+    /// published but the batch could not be finished.
+    async fn finish(mut self, stop_at: Option<String>) -> Outcome {
+        if self.flush().await {
+            self.outcome.resume_at = stop_at;
+        }
+        self.outcome
+    }
+
+    /// Ends the batch out of time: the shard resumes at the first pending change, or at `here`.
+    fn stop(mut self, here: Option<String>) -> Outcome {
+        self.outcome.resume_at = self.pending.sequences.first().cloned().or(here);
+        self.outcome
+    }
 }
 
 #[cfg(test)]

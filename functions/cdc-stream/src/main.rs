@@ -6,6 +6,7 @@ use busline::batch::SqsDeadLetterQueue;
 use busline::bus::EventBridgePublisher;
 use busline::claim_check::S3PayloadStore;
 use busline::config::{Env, ProcessEnv};
+use busline::retry::Deadline;
 use cdc_stream::{CdcConfig, handle};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
@@ -27,10 +28,20 @@ async fn main() -> Result<(), Error> {
         "the S3 bucket changes too large for the bus are checked in to",
     )?;
     let payloads = S3PayloadStore::new(&aws, bucket);
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async {
-        let outcome = handle(event.payload, &config, &publisher, &dead_letters, &payloads)
-            .await
-            .map_err(|e| busline::error::diagnostic(&e))?;
+    let (config, publisher, dead_letters, payloads) =
+        (&config, &publisher, &dead_letters, &payloads);
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+        let deadline = Deadline::of(&event.context);
+        let outcome = handle(
+            event.payload,
+            config,
+            publisher,
+            dead_letters,
+            payloads,
+            deadline,
+        )
+        .await
+        .map_err(|e| busline::error::diagnostic(&e))?;
         tracing::info!(
             published = outcome.published,
             dead_lettered = outcome.dead_lettered,
