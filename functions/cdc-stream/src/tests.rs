@@ -16,6 +16,19 @@ fn batch() -> Value {
     serde_json::from_str(STREAM).unwrap()
 }
 
+/// A batch of `n` copies of the fixture's first record, sequence numbers 1000, 1001, ...
+fn numbered(n: usize) -> Value {
+    let record = batch()["Records"][0].clone();
+    let records: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut r = record.clone();
+            r["dynamodb"]["SequenceNumber"] = json!(format!("{}", 1000 + i));
+            r
+        })
+        .collect();
+    json!({"Records": records})
+}
+
 async fn run(event: Value, config: &CdcConfig) -> (Outcome, InMemoryBus, InMemoryDeadLetterQueue) {
     let (bus, dlq) = (InMemoryBus::new(), InMemoryDeadLetterQueue::new());
     let outcome = handle(
@@ -217,15 +230,7 @@ async fn a_rejected_change_stops_the_batch_at_its_sequence_number() {
 
 #[tokio::test]
 async fn changes_go_ten_to_a_call() {
-    let record = batch()["Records"][0].clone();
-    let records: Vec<Value> = (0..23)
-        .map(|i| {
-            let mut r = record.clone();
-            r["dynamodb"]["SequenceNumber"] = json!(format!("{}", 1000 + i));
-            r
-        })
-        .collect();
-    let (outcome, bus, _) = run(json!({"Records": records}), &CdcConfig::default()).await;
+    let (outcome, bus, _) = run(numbered(23), &CdcConfig::default()).await;
     assert_eq!(outcome.published, 23);
     assert_eq!(bus.calls(), 3);
 }
@@ -327,18 +332,10 @@ impl EventPublisher for SlowBus {
 /// shard resumes at the first change not published.
 #[tokio::test]
 async fn a_batch_stops_at_the_first_unpublished_change_when_its_time_runs_short() {
-    let record = batch()["Records"][0].clone();
-    let records: Vec<Value> = (0..23)
-        .map(|i| {
-            let mut r = record.clone();
-            r["dynamodb"]["SequenceNumber"] = json!(format!("{}", 1000 + i));
-            r
-        })
-        .collect();
     let (bus, dlq) = (SlowBus(InMemoryBus::new()), InMemoryDeadLetterQueue::new());
     let deadline = Deadline::after(std::time::Duration::from_millis(2500));
     let outcome = handle(
-        json!({"Records": records}),
+        numbered(23),
         &CdcConfig::default(),
         &bus,
         &dlq,
