@@ -151,8 +151,9 @@ pub struct EventBridgePublisher {
 pub const CONCURRENT_CALLS: usize = 4;
 
 /// How long one `publish` may take, calls and waits included, unless set otherwise: half the
-/// stack's 10 s function timeout, so a caller holding a claim (ingest's idempotency record) answers
-/// 503 and releases it instead of being killed mid-call.
+/// stack's 10 s function timeout, so a caller holding a claim answers 503 and releases it instead of
+/// being killed mid-call. Callers that know their invocation's deadline pass it instead
+/// ([`EventPublisher::publish_until`]), as ingest and batch-sync do.
 pub const DEFAULT_PUBLISH_BUDGET: Duration = Duration::from_secs(5);
 
 impl EventBridgePublisher {
