@@ -29,18 +29,27 @@ fn numbered(n: usize) -> Value {
     json!({"Records": records})
 }
 
-async fn run(event: Value, config: &CdcConfig) -> (Outcome, InMemoryBus, InMemoryDeadLetterQueue) {
-    let (bus, dlq) = (InMemoryBus::new(), InMemoryDeadLetterQueue::new());
-    let outcome = handle(
+/// `handle` with an empty payload store and time to spare.
+async fn handle_on(
+    event: Value,
+    config: &CdcConfig,
+    bus: &InMemoryBus,
+    dlq: &InMemoryDeadLetterQueue,
+) -> Result<Outcome, CdcError> {
+    handle(
         event,
         config,
-        &bus,
-        &dlq,
+        bus,
+        dlq,
         &InMemoryPayloadStore::new(),
         time(),
     )
     .await
-    .unwrap();
+}
+
+async fn run(event: Value, config: &CdcConfig) -> (Outcome, InMemoryBus, InMemoryDeadLetterQueue) {
+    let (bus, dlq) = (InMemoryBus::new(), InMemoryDeadLetterQueue::new());
+    let outcome = handle_on(event, config, &bus, &dlq).await.unwrap();
     (outcome, bus, dlq)
 }
 
@@ -189,16 +198,9 @@ async fn a_malformed_record_is_dead_lettered_whole_and_the_rest_goes_on() {
 async fn a_rejected_change_stops_the_batch_at_its_sequence_number() {
     let (bus, dlq) = (InMemoryBus::new(), InMemoryDeadLetterQueue::new());
     bus.reject_next(1);
-    let outcome = handle(
-        batch(),
-        &CdcConfig::default(),
-        &bus,
-        &dlq,
-        &InMemoryPayloadStore::new(),
-        time(),
-    )
-    .await
-    .unwrap();
+    let outcome = handle_on(batch(), &CdcConfig::default(), &bus, &dlq)
+        .await
+        .unwrap();
     assert_eq!(
         outcome.resume_at.as_deref(),
         Some("4421584500000000017450439091")
@@ -212,16 +214,9 @@ async fn a_rejected_change_stops_the_batch_at_its_sequence_number() {
 
     let bus = InMemoryBus::new();
     bus.set_unavailable(true);
-    let outcome = handle(
-        batch(),
-        &CdcConfig::default(),
-        &bus,
-        &dlq,
-        &InMemoryPayloadStore::new(),
-        time(),
-    )
-    .await
-    .unwrap();
+    let outcome = handle_on(batch(), &CdcConfig::default(), &bus, &dlq)
+        .await
+        .unwrap();
     assert_eq!(
         outcome.resume_at.as_deref(),
         Some("4421584500000000017450439091")
@@ -241,16 +236,9 @@ async fn an_unreachable_dead_letter_queue_stops_the_batch_at_the_bad_record() {
     event["Records"][2]["eventName"] = json!("TRUNCATE");
     let (bus, dlq) = (InMemoryBus::new(), InMemoryDeadLetterQueue::new());
     dlq.set_unavailable(true);
-    let outcome = handle(
-        event,
-        &CdcConfig::default(),
-        &bus,
-        &dlq,
-        &InMemoryPayloadStore::new(),
-        time(),
-    )
-    .await
-    .unwrap();
+    let outcome = handle_on(event, &CdcConfig::default(), &bus, &dlq)
+        .await
+        .unwrap();
     assert_eq!(outcome.published, 2, "the records before it");
     assert_eq!(
         outcome.resume_at.as_deref(),
@@ -261,16 +249,9 @@ async fn an_unreachable_dead_letter_queue_stops_the_batch_at_the_bad_record() {
 #[tokio::test]
 async fn an_event_that_is_not_a_batch_is_refused() {
     let (bus, dlq) = (InMemoryBus::new(), InMemoryDeadLetterQueue::new());
-    let error = handle(
-        json!({"hello": 1}),
-        &CdcConfig::default(),
-        &bus,
-        &dlq,
-        &InMemoryPayloadStore::new(),
-        time(),
-    )
-    .await
-    .unwrap_err();
+    let error = handle_on(json!({"hello": 1}), &CdcConfig::default(), &bus, &dlq)
+        .await
+        .unwrap_err();
     assert_eq!(error.error_type(), "NotAStreamBatch");
 }
 
