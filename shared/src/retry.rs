@@ -95,6 +95,13 @@ impl Deadline {
         self.epoch_millis
     }
 
+    /// The deadline `margin` earlier: for the part of the work that must end first, such as the
+    /// calls to a dependency before the answer.
+    pub fn less(&self, margin: Duration) -> Self {
+        let margin_ms = i64::try_from(margin.as_millis()).unwrap_or(i64::MAX);
+        Self::from_epoch_millis(self.epoch_millis.saturating_sub(margin_ms))
+    }
+
     /// The time left, zero once it has passed.
     pub fn remaining(&self) -> Duration {
         Duration::from_millis(self.epoch_millis.saturating_sub(now_millis()).max(0) as u64)
@@ -200,6 +207,19 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_less_a_margin_is_that_much_earlier_without_overflowing() {
+        let deadline = Deadline::from_epoch_millis(10_000);
+        assert_eq!(
+            deadline.less(Duration::from_millis(1_500)).epoch_millis(),
+            8_500
+        );
+        assert_eq!(
+            deadline.less(Duration::MAX).epoch_millis(),
+            10_000 - i64::MAX
+        );
+    }
 
     #[test]
     fn a_pacer_starts_no_unit_the_time_left_cannot_hold() {

@@ -400,11 +400,7 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> SourceSync<C, P,
             // The page may take what is left of the run, not the bus's default budget (which is
             // sized for a webhook caller waiting on an answer): a slow bus then fails no page the
             // invocation had time for.
-            let publish_by = Deadline::from_epoch_millis(
-                deadline
-                    .epoch_millis()
-                    .saturating_sub(self.config.stop_margin.as_millis() as i64),
-            );
+            let publish_by = deadline.less(self.config.stop_margin);
             self.publisher.publish_until(&envelopes, publish_by).await?;
             report.batches += envelopes.len().div_ceil(busline::bus::MAX_ENTRIES_PER_CALL) as u64;
             report.published += envelopes.len() as u64;

@@ -318,9 +318,7 @@ pub async fn handle<P: EventPublisher, D: DeadLetterQueue, S: PayloadStore>(
         publisher,
         pacer: Pacer::new(deadline, DEFAULT_STOP_MARGIN),
         // Calls to the bus end by the margin, so the answer still goes out in time.
-        publish_by: Deadline::from_epoch_millis(
-            deadline.epoch_millis() - i64::try_from(DEFAULT_STOP_MARGIN.as_millis()).unwrap_or(0),
-        ),
+        publish_by: deadline.less(DEFAULT_STOP_MARGIN),
         pending: Changes::default(),
         outcome: Outcome::default(),
     };

@@ -366,9 +366,8 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
             // Lambda timeout (a 502) with the claim left in progress.
             let published = match deadline {
                 Some(deadline) => {
-                    let by = deadline.epoch_millis() - ANSWER_RESERVE_MS;
                     deps.publisher
-                        .publish_until(events, Deadline::from_epoch_millis(by))
+                        .publish_until(events, deadline.less(ANSWER_RESERVE))
                         .await
                 }
                 None => deps.publisher.publish(events).await,
@@ -423,8 +422,8 @@ async fn ingest<P: EventPublisher, S: IdempotencyStore, R: ReplayGuard>(
 }
 
 /// The part of the invocation a publish leaves for the idempotency record's release or completion
-/// and the answer, in milliseconds.
-pub const ANSWER_RESERVE_MS: i64 = 1_500;
+/// and the answer.
+pub const ANSWER_RESERVE: std::time::Duration = std::time::Duration::from_millis(1_500);
 
 fn too_large(reason: String) -> Problem {
     Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", reason)
