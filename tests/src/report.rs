@@ -22,7 +22,7 @@ pub fn dir() -> PathBuf {
 pub struct Section {
     /// Where it goes in the report: lower first.
     pub rank: u32,
-    /// Its heading.
+    /// Its heading: the section's `##` line in the Markdown.
     pub title: String,
     /// What was measured and how, in Markdown.
     pub about: String,
@@ -46,12 +46,12 @@ pub struct Table {
 /// A column: its heading, how its numbers are written, and the goal they are held to.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Column {
-    /// Its heading.
+    /// Its heading; a goal, when set, is written after it as `(goal ≤ …)`.
     pub name: String,
     /// Written after each number: `ms`, `MB`, `×`, `%`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub unit: String,
-    /// Digits after the point.
+    /// Digits after the point in the Markdown; the JSON keeps the full value.
     pub decimals: usize,
     /// Whether its cells are numbers (written right-aligned).
     #[serde(default)]

@@ -87,11 +87,11 @@ pub async fn hop_lines(aws: &SdkConfig) -> Result<Vec<HopLine>> {
 /// One state of the saga's execution.
 #[derive(Clone, Debug)]
 pub struct StateVisit {
-    /// When it was entered.
+    /// When it was entered, by the execution history's clock, to the millisecond.
     pub entered: DateTime<Utc>,
     /// How long it took, when it has ended.
     pub took_ms: Option<i64>,
-    /// Its name.
+    /// The state's name in the state machine's definition, such as `ValidateOrder`.
     pub name: String,
     /// Its error, when it failed.
     pub error: Option<String>,
