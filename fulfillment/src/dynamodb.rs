@@ -20,8 +20,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, KeysAndAttributes, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -78,9 +78,9 @@ struct ReservationRecord {
 pub struct PaymentRecord {
     /// `payment#<order>`.
     pub pk: String,
-    /// The payment id.
+    /// `pay-<32 hex digits>`, derived from the order id: a repeated capture gets the same id.
     pub payment_id: String,
-    /// What was captured.
+    /// What was captured, in cents: the order's total.
     pub amount_cents: i64,
     /// ISO 4217 code.
     pub currency: String,
@@ -104,9 +104,9 @@ impl PaymentRecord {
 pub struct ShipmentRecord {
     /// `shipment#<order>`.
     pub pk: String,
-    /// The shipment id.
+    /// `shp-<32 hex digits>`, derived from the order id.
     pub shipment_id: String,
-    /// The tracking number.
+    /// `BL` and 12 upper-case hex digits, derived from the order id.
     pub tracking_number: String,
     /// One line per SKU.
     pub picking_slip: Vec<String>,
@@ -146,10 +146,6 @@ fn derived_id(prefix: &str, order_id: &str) -> String {
 
 fn key(pk: String) -> HashMap<String, AttributeValue> {
     HashMap::from([("pk".to_owned(), AttributeValue::S(pk))])
-}
-
-fn is_condition_failure(reason: &CancellationReason) -> bool {
-    reason.code() == Some("ConditionalCheckFailed")
 }
 
 impl DynamoDbFulfillment {

@@ -85,3 +85,87 @@ async fn the_s3_claim_check_store_keeps_the_contract() {
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     busline::claim_check::contract(&busline::claim_check::S3PayloadStore::new(&aws, &bucket)).await;
 }
+
+/// The two DynamoDB idioms every store builds on, as DynamoDB (LocalStack) answers them: a failed
+/// condition is an answer carrying the item in the way, and a cancelled transaction is an answer
+/// with one reason per item, in order.
+#[tokio::test]
+async fn the_conditional_put_and_transaction_answer_with_what_stood_in_the_way() {
+    use aws_sdk_dynamodb::types::{
+        AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    };
+    use busline::dynamodb::{Conditional, Transacted, is_condition_failure, put_if, transact_if};
+
+    let aws = localstack().await.unwrap();
+    let table = format!("cond-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    create_table(&aws, &table, "pk", None).await.unwrap();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let put = |pk: &str, value: &str| {
+        dynamodb
+            .put_item()
+            .table_name(&table)
+            .item("pk", AttributeValue::S(pk.to_owned()))
+            .item("value", AttributeValue::S(value.to_owned()))
+            .condition_expression("attribute_not_exists(pk)")
+    };
+
+    assert!(matches!(
+        put_if(put("a", "first")).await.unwrap(),
+        Conditional::Written
+    ));
+    match put_if(put("a", "second")).await.unwrap() {
+        Conditional::ConditionFailed(Some(item)) => {
+            assert_eq!(item["value"], AttributeValue::S("first".into()));
+        }
+        other => panic!("expected the first item in the way, got {other:?}"),
+    }
+
+    let item = |pk: &str| {
+        TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&table)
+                    .item("pk", AttributeValue::S(pk.to_owned()))
+                    .item("value", AttributeValue::S("in a transaction".into()))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    };
+    let transact = |pks: &[&str]| {
+        dynamodb
+            .transact_write_items()
+            .set_transact_items(Some(pks.iter().map(|pk| item(pk)).collect()))
+    };
+    match transact_if(transact(&["b", "a", "c"])).await.unwrap() {
+        Transacted::Cancelled(reasons) => {
+            assert_eq!(reasons.len(), 3, "{reasons:?}");
+            assert!(!is_condition_failure(&reasons[0]), "{reasons:?}");
+            assert!(is_condition_failure(&reasons[1]), "{reasons:?}");
+            assert_eq!(
+                reasons[1].item().map(|i| i["value"].clone()),
+                Some(AttributeValue::S("first".into()))
+            );
+            assert!(!is_condition_failure(&reasons[2]), "{reasons:?}");
+        }
+        Transacted::Written => panic!("a transaction over an existing item was written"),
+    }
+    // Nothing of the cancelled transaction was written; without the item in the way, all of it is.
+    let get = |pk: &str| {
+        dynamodb
+            .get_item()
+            .table_name(&table)
+            .key("pk", AttributeValue::S(pk.to_owned()))
+            .send()
+    };
+    assert!(get("b").await.unwrap().item.is_none());
+    assert!(matches!(
+        transact_if(transact(&["b", "c"])).await.unwrap(),
+        Transacted::Written
+    ));
+    assert!(get("c").await.unwrap().item.is_some());
+}

@@ -1,14 +1,29 @@
 //! Inventory on the reference table: a reservation is one transaction, the reservation record and
 //! a conditional decrement per SKU, all or nothing; its release is the reverse.
 
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use busline::dynamodb::{Transacted, is_condition_failure, transact_if};
 
-use super::{
-    DynamoDbFulfillment, ReservationRecord, is_condition_failure, key, unavailable, unreadable,
-};
+use super::{DynamoDbFulfillment, ReservationRecord, key, unavailable, unreadable};
 use crate::{FulfillmentError, Inventory, Order, Reservation};
+
+impl DynamoDbFulfillment {
+    /// Writes `items` in one transaction: all of them, or none and a reason for each. Any other
+    /// error is `system` being unavailable.
+    async fn transact(
+        &self,
+        system: &'static str,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Transacted, FulfillmentError> {
+        transact_if(
+            self.client
+                .transact_write_items()
+                .set_transact_items(Some(items)),
+        )
+        .await
+        .map_err(unavailable(system))
+    }
+}
 
 impl Inventory for DynamoDbFulfillment {
     async fn reserve(&self, order: &Order) -> Result<Reservation, FulfillmentError> {
@@ -34,55 +49,44 @@ impl Inventory for DynamoDbFulfillment {
         for (sku, quantity) in &quantities {
             items.push(self.stock_change(sku, -quantity)?);
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match result {
-            Ok(_) => {}
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                TransactWriteItemsError::TransactionCanceledException(cancelled) => {
-                    let reasons = cancelled.cancellation_reasons.unwrap_or_default();
-                    if reasons.first().is_some_and(is_condition_failure) {
-                        // Reserved before: answer as the first time did.
-                        let held = self.reservation(&order.order_id).await?.unwrap_or_default();
-                        if held != quantities {
-                            return Err(FulfillmentError::Conflict {
-                                order_id: order.order_id.clone(),
-                                what: "the reservation's quantities".into(),
-                            });
-                        }
-                    } else if let Some((reason, (sku, requested))) = reasons
-                        .iter()
-                        // After the reservation, one stock change per SKU, in `quantities`' order.
-                        .skip(1)
-                        .zip(&quantities)
-                        .find(|(r, _)| is_condition_failure(r))
-                    {
-                        let available = reason
-                            .item()
-                            .and_then(|item| item.get("available"))
-                            .and_then(|v| v.as_n().ok())
-                            .and_then(|n| n.parse().ok())
-                            .unwrap_or(0);
-                        return Err(FulfillmentError::OutOfStock {
-                            sku: sku.clone(),
-                            requested: *requested,
-                            available,
+        match self.transact(SYSTEM, items).await? {
+            Transacted::Written => {}
+            Transacted::Cancelled(reasons) => {
+                if reasons.first().is_some_and(is_condition_failure) {
+                    // Reserved before: answer as the first time did.
+                    let held = self.reservation(&order.order_id).await?.unwrap_or_default();
+                    if held != quantities {
+                        return Err(FulfillmentError::Conflict {
+                            order_id: order.order_id.clone(),
+                            what: "the reservation's quantities".into(),
                         });
-                    } else {
-                        let codes: Vec<&str> = reasons.iter().filter_map(|r| r.code()).collect();
-                        return Err(unreadable(
-                            SYSTEM,
-                            format!("the reservation was cancelled: {}", codes.join(", ")),
-                        ));
                     }
+                } else if let Some((reason, (sku, requested))) = reasons
+                    .iter()
+                    // After the reservation, one stock change per SKU, in `quantities`' order.
+                    .skip(1)
+                    .zip(&quantities)
+                    .find(|(r, _)| is_condition_failure(r))
+                {
+                    let available = reason
+                        .item()
+                        .and_then(|item| item.get("available"))
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    return Err(FulfillmentError::OutOfStock {
+                        sku: sku.clone(),
+                        requested: *requested,
+                        available,
+                    });
+                } else {
+                    let codes: Vec<&str> = reasons.iter().filter_map(|r| r.code()).collect();
+                    return Err(unreadable(
+                        SYSTEM,
+                        format!("the reservation was cancelled: {}", codes.join(", ")),
+                    ));
                 }
-                other => return Err(unavailable(SYSTEM)(other)),
-            },
-            Err(e) => return Err(unavailable(SYSTEM)(e)),
+            }
         }
         Ok(Reservation {
             order_id: order.order_id.clone(),
@@ -111,27 +115,19 @@ impl Inventory for DynamoDbFulfillment {
         for (sku, quantity) in &quantities {
             items.push(self.stock_change(sku, *quantity)?);
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                // Released meanwhile by another attempt.
-                TransactWriteItemsError::TransactionCanceledException(cancelled)
-                    if cancelled
-                        .cancellation_reasons()
-                        .first()
-                        .is_some_and(is_condition_failure) =>
-                {
-                    Ok(())
-                }
-                other => Err(unavailable(SYSTEM)(other)),
-            },
-            Err(e) => Err(unavailable(SYSTEM)(e)),
+        match self.transact(SYSTEM, items).await? {
+            Transacted::Written => Ok(()),
+            // Released meanwhile by another attempt.
+            Transacted::Cancelled(reasons) if reasons.first().is_some_and(is_condition_failure) => {
+                Ok(())
+            }
+            Transacted::Cancelled(reasons) => {
+                let codes: Vec<&str> = reasons.iter().filter_map(|r| r.code()).collect();
+                Err(unreadable(
+                    SYSTEM,
+                    format!("the release was cancelled: {}", codes.join(", ")),
+                ))
+            }
         }
     }
 }

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, PutRequest, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     WriteRequest,
@@ -14,7 +13,7 @@ use super::{
     CONDITION_LIVE_RECORD_ABSENT, IdempotencyRecord, IdempotencyStore, MAX_BATCH_WRITE_ITEMS,
     MAX_TRANSACTION_ITEMS, StoreError, corrupt, service_failure, unavailable,
 };
-use crate::dynamodb::{Conditional, put_if};
+use crate::dynamodb::{Conditional, Transacted, put_if, transact_if};
 use crate::retry::Backoff;
 
 /// The DynamoDB store. The table has a string partition key `pk` and TTL on `expires_at`.
@@ -113,20 +112,16 @@ impl IdempotencyStore for DynamoDbIdempotencyStore {
                             .map(|put| TransactWriteItem::builder().put(put).build())
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                let result = self
-                    .client
-                    .transact_write_items()
-                    .set_transact_items(Some(items))
-                    .send()
-                    .await;
+                let result = transact_if(
+                    self.client
+                        .transact_write_items()
+                        .set_transact_items(Some(items)),
+                )
+                .await;
                 let reasons = match result {
-                    Ok(_) => break,
-                    Err(SdkError::ServiceError(e)) => match e.into_err() {
-                        TransactWriteItemsError::TransactionCanceledException(cancelled) => {
-                            cancelled.cancellation_reasons.unwrap_or_default()
-                        }
-                        other => return Err(service_failure(other)),
-                    },
+                    Ok(Transacted::Written) => break,
+                    Ok(Transacted::Cancelled(reasons)) => reasons,
+                    Err(SdkError::ServiceError(e)) => return Err(service_failure(e.into_err())),
                     Err(e) => return Err(unavailable(e)),
                 };
                 let before = pending.len();
