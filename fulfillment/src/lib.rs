@@ -42,11 +42,12 @@ use busline::error::{Classify, ErrorClass};
 pub struct Order {
     /// The shop's order id; the saga's key.
     pub order_id: String,
-    /// Who ordered.
+    /// Who ordered: the credit check looks up their id, and the fulfilled notice goes to their
+    /// email.
     pub customer: Customer,
     /// ISO 4217 code.
     pub currency: String,
-    /// What was ordered.
+    /// What was ordered, at least one line.
     pub lines: Vec<OrderLine>,
     /// The order total, in cents; must equal the sum of the lines.
     pub total_cents: i64,
@@ -60,7 +61,7 @@ pub struct Order {
 pub struct OrderLine {
     /// The stock keeping unit.
     pub sku: String,
-    /// How many.
+    /// How many units; must be positive.
     pub quantity: i64,
     /// Price per unit, in cents.
     pub unit_price_cents: i64,
@@ -133,7 +134,7 @@ pub enum FulfillmentError {
     /// The order is malformed.
     #[error("order {order_id} is invalid: {}", problems.join("; "))]
     InvalidOrder {
-        /// The order.
+        /// The order's id, as the order gave it: possibly blank, which is then one of the problems.
         order_id: String,
         /// Every problem found.
         problems: Vec<String>,
@@ -143,7 +144,7 @@ pub enum FulfillmentError {
         "customer {customer_id} has {available_cents} cents of credit left; the order needs {requested_cents}"
     )]
     CreditLimitExceeded {
-        /// The customer.
+        /// The customer's id in the CRM, as on the order.
         customer_id: String,
         /// Limit minus what is owed.
         available_cents: i64,
@@ -163,7 +164,7 @@ pub enum FulfillmentError {
     /// The payment was refused.
     #[error("the payment for order {order_id} was declined: {reason}")]
     PaymentDeclined {
-        /// The order.
+        /// The order's id: the business key the saga's execution is named by.
         order_id: String,
         /// The provider's reason.
         reason: String,
@@ -171,7 +172,7 @@ pub enum FulfillmentError {
     /// The carrier refused the shipment.
     #[error("the shipment for order {order_id} was rejected: {reason}")]
     ShipmentRejected {
-        /// The order.
+        /// The order's id: the business key the saga's execution is named by.
         order_id: String,
         /// The warehouse's reason, as it gave it.
         reason: String,
@@ -180,16 +181,16 @@ pub enum FulfillmentError {
     /// order's payment, say). Permanent: someone must look.
     #[error("order {order_id}: {what} differs from what was recorded the first time")]
     Conflict {
-        /// The order.
+        /// The order's id: the business key the saga's execution is named by.
         order_id: String,
-        /// What differs.
+        /// What differs, as a phrase the message goes on from, such as `the payment's amount`.
         what: String,
     },
     /// The customer could not be told (the email API refused the message: a bad address, say).
     /// Permanent: the notice goes to the dead-letter queue with the reason.
     #[error("the notice for order {order_id} was refused: {reason}")]
     NotificationRejected {
-        /// The order.
+        /// The order's id: the business key the saga's execution is named by.
         order_id: String,
         /// The email system's reason, as it gave it.
         reason: String,
@@ -334,7 +335,7 @@ pub struct CreditDecision {
 /// What a reservation did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
-    /// The order.
+    /// The order's id: a repeated reservation for it returns this one.
     pub order_id: String,
     /// Quantity per SKU.
     pub quantities: BTreeMap<String, i64>,
@@ -395,7 +396,8 @@ pub trait Inventory: Send + Sync {
     fn release(&self, order_id: &str) -> impl Future<Output = Result<(), FulfillmentError>> + Send;
 }
 
-/// The payment provider.
+/// The payment provider: captures an order's total once, and refunds it when the saga undoes the
+/// order.
 pub trait Payments: Send + Sync {
     /// Authorizes and captures the order's total. A repeat returns the first capture.
     fn capture(
@@ -407,7 +409,7 @@ pub trait Payments: Send + Sync {
     fn refund(&self, order_id: &str) -> impl Future<Output = Result<(), FulfillmentError>> + Send;
 }
 
-/// The carrier.
+/// The carrier: creates an order's shipment once, and cancels it when the saga undoes the order.
 pub trait Shipping: Send + Sync {
     /// Creates the shipment, its picking slip and tracking number. A repeat returns the first.
     fn create(
@@ -422,11 +424,11 @@ pub trait Shipping: Send + Sync {
 /// A fulfilled order, as the customer is told about it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FulfilledNotice {
-    /// The order.
+    /// The order's id: a repeated notice for it sends nothing new.
     pub order_id: String,
-    /// Who is told.
+    /// Who is told, at their email.
     pub customer: Customer,
-    /// What they track.
+    /// The shipment's tracking number.
     pub tracking_number: String,
 }
 
@@ -439,7 +441,7 @@ pub trait CustomerNotifications: Send + Sync {
     ) -> impl Future<Output = Result<(), FulfillmentError>> + Send;
 }
 
-/// Accounting.
+/// Accounting: posts one invoice per order.
 pub trait Invoicing: Send + Sync {
     /// Posts the order's invoice. A repeat returns the first.
     fn post(&self, order: &Order)

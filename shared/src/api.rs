@@ -22,7 +22,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// A refusal.
+    /// A refusal with `status`, `code` and `reason`: no `Allow` header, no further members.
     pub fn new(status: StatusCode, code: &'static str, reason: impl Into<String>) -> Self {
         Self {
             status,

@@ -22,7 +22,7 @@ use crate::error::{Classify, ErrorClass};
 /// The outcome of recording an envelope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recorded {
-    /// Written now.
+    /// The first sighting of the event: the conditional put wrote its record.
     New,
     /// A redelivery: the record was already there.
     AlreadyThere,

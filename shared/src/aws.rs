@@ -19,7 +19,7 @@ pub enum SecretError {
     /// Secrets Manager refused or could not be reached.
     #[error("secret {secret_id} could not be read")]
     Unreadable {
-        /// The secret.
+        /// The secret's name or ARN, as passed to [`secret_string`].
         secret_id: String,
         /// Secrets Manager's error, or why the value is not a usable string.
         #[source]
@@ -28,7 +28,7 @@ pub enum SecretError {
     /// The secret has no string value (or only whitespace).
     #[error("secret {secret_id} has no string value")]
     Empty {
-        /// The secret.
+        /// The secret's name or ARN, as passed to [`secret_string`].
         secret_id: String,
     },
 }

@@ -76,7 +76,8 @@ pub enum PublishError {
     Rejected {
         /// The entries still rejected.
         rejected: Vec<RejectedEntry>,
-        /// Attempts made.
+        /// `PutEvents` calls made, the first included, by the batch that needed the most (from 1 up
+        /// to the backoff's `max_attempts`).
         attempts: u32,
     },
     /// The call itself failed for now (network, throttling of the whole call, 5xx). Retryable.

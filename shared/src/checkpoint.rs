@@ -68,7 +68,7 @@ pub enum CheckpointError {
         found = current.as_ref().map_or(0, |c| c.version)
     )]
     Conflict {
-        /// The checkpoint.
+        /// The checkpoint's name, as passed to [`CheckpointStore::advance`].
         name: String,
         /// The version the caller expected.
         expected: u64,
@@ -85,7 +85,7 @@ pub enum CheckpointError {
     /// A stored checkpoint could not be read. Permanent until someone fixes it.
     #[error("checkpoint {name} is unreadable")]
     Corrupt {
-        /// The checkpoint.
+        /// The checkpoint's name: the `pk` of the stored item that does not parse.
         name: String,
         /// What in the stored item does not parse.
         #[source]

@@ -30,9 +30,10 @@ pub enum ClaimCheckError {
     /// The object is not what the event says it is (size or digest). Permanent.
     #[error("the payload at {dataref} does not match its event: {why}")]
     Mismatch {
-        /// The reference.
+        /// The event's `dataref`, such as `s3://<bucket>/<key>`.
         dataref: String,
-        /// What differs.
+        /// Why the object fails its receipt: no receipt in `data`, another size or SHA-256 digest,
+        /// or bytes that are not JSON.
         why: String,
     },
     /// The envelope cannot travel even without its payload. Permanent.

@@ -12,19 +12,19 @@ pub enum ConfigError {
     /// A required variable is unset or empty.
     #[error("environment variable {name} is not set; expected {expected}")]
     Missing {
-        /// The variable.
+        /// The variable's name, such as `BUS_NAME`.
         name: &'static str,
-        /// What it should hold.
+        /// What a valid value looks like, in the caller's words; the message ends with it.
         expected: &'static str,
     },
     /// A variable is set but does not parse.
     #[error("environment variable {name}={value:?} is invalid; expected {expected}")]
     Invalid {
-        /// The variable.
+        /// The variable's name, such as `BUS_NAME`.
         name: &'static str,
-        /// What it holds.
+        /// The value as set, untrimmed.
         value: String,
-        /// What it should hold.
+        /// What a valid value looks like, in the caller's words; the message ends with it.
         expected: &'static str,
     },
 }

@@ -38,7 +38,7 @@ pub struct Envelope<T> {
     /// The versioned event type, for example `io.busline.shop.order.placed.v1`.
     #[serde(rename = "type")]
     pub event_type: EventType,
-    /// When the event happened.
+    /// When the event happened, RFC 3339 on the wire.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -68,7 +68,7 @@ pub struct Envelope<T> {
     /// and resolves it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataref: Option<String>,
-    /// The payload.
+    /// The payload; while `dataref` is set, the claim-check receipt (its size and SHA-256) instead.
     pub data: T,
 }
 
@@ -376,7 +376,7 @@ pub enum EnvelopeError {
     TooLarge {
         /// The entry's size as EventBridge counts it.
         size: usize,
-        /// The limit.
+        /// EventBridge's limit per entry, in bytes: [`MAX_ENTRY_BYTES`].
         limit: usize,
     },
     /// The delivered event's routing fields disagree with its envelope.

@@ -192,7 +192,7 @@ pub enum RecordStatus {
 /// `lease_until_ms` in Unix milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
-    /// The hashed key.
+    /// The key as stored: `<namespace>#<SHA-256 hex of the key's parts>`.
     pub pk: String,
     /// In progress or completed.
     pub status: RecordStatus,
@@ -348,7 +348,7 @@ pub enum IdempotencyError<E> {
         "request {key} is being handled by another invocation; retry after its claim lapses at {lease_until_ms} ms"
     )]
     AlreadyInProgress {
-        /// The hashed key.
+        /// The request's key as stored: `<namespace>#<SHA-256 hex>`.
         key: String,
         /// When the other invocation's claim lapses, Unix milliseconds.
         lease_until_ms: i64,
@@ -358,7 +358,7 @@ pub enum IdempotencyError<E> {
         "request {key} was handled before with a different payload; resend the same content, or use a new key for new content"
     )]
     PayloadMismatch {
-        /// The hashed key.
+        /// The request's key as stored: `<namespace>#<SHA-256 hex>`.
         key: String,
     },
     /// The event has none of the fields its key is made of. Permanent.
@@ -370,7 +370,7 @@ pub enum IdempotencyError<E> {
     /// The request was handled before, but its response was too large to keep. Treat as done.
     #[error("request {key} was handled before; its response was too large to keep")]
     AlreadyCompleted {
-        /// The hashed key.
+        /// The request's key as stored: `<namespace>#<SHA-256 hex>`.
         key: String,
     },
     /// The store failed.
@@ -407,7 +407,7 @@ impl<E: Classify> Classify for IdempotencyError<E> {
 /// A handler's response, and whether it was replayed from an earlier run instead of run now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Handled<R> {
-    /// The response.
+    /// What the handler returned: just now, or, when `replayed`, decoded from the completed record.
     pub response: R,
     /// True when the request had been handled before and the handler did not run.
     pub replayed: bool,

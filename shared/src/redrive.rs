@@ -45,7 +45,7 @@ pub struct Selection {
     pub error_type: Option<String>,
     /// Only these message ids (all when empty).
     pub message_ids: Vec<String>,
-    /// At most this many.
+    /// Stop once this many letters are moved (skipped ones do not count); no limit when `None`.
     pub limit: Option<usize>,
 }
 

@@ -29,9 +29,10 @@ pub struct Violation {
 #[derive(Debug, thiserror::Error)]
 #[error("schema {name} is invalid: {reason}")]
 pub struct SchemaError {
-    /// Which schema.
+    /// The name it was compiled under (a source's, or a canonical event type): only for this
+    /// message.
     pub name: String,
-    /// What the compiler said.
+    /// Why: the JSON parser's or the schema compiler's error, in words.
     pub reason: String,
 }
 

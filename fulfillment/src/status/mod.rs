@@ -156,7 +156,7 @@ impl Step {
 /// One change to where an order stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
-    /// The order.
+    /// The order's id: the key of the one status item the transition updates.
     pub order_id: String,
     /// The step that changed it.
     pub step: String,
@@ -170,7 +170,7 @@ pub struct Transition {
     pub at: DateTime<Utc>,
     /// The shipment's tracking number, once there is one.
     pub tracking_number: Option<String>,
-    /// Why the order failed.
+    /// Why the order failed, as [`public_reason`] words it.
     pub failure_reason: Option<String>,
     /// The task token that resumes an order waiting for approval. Kept only while the status is
     /// [`Status::AwaitingApproval`]; any other transition removes it.
@@ -208,7 +208,7 @@ impl Transition {
         transition
     }
 
-    /// Any transition.
+    /// A transition stamped now, with no tracking number, failure reason or approval token.
     pub fn new(order_id: &str, step: &str, name: &str, description: &str, status: Status) -> Self {
         Self {
             order_id: order_id.to_owned(),
@@ -277,7 +277,7 @@ pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
 pub struct HistoryEntry {
     /// When, RFC 3339 (to the microsecond where busline's functions record it).
     pub at: String,
-    /// The step.
+    /// The step's name (`take-payment`), or the state machine's own (`order-failed`).
     pub step: String,
     /// The entry's name (`take-payment`, `take-payment:failed`, `approval-requested`, …).
     #[serde(default)]
@@ -289,16 +289,16 @@ pub struct HistoryEntry {
 /// Where an order stands, as `GET /orders/{id}` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OrderView {
-    /// The order.
+    /// The order's id, the `{id}` of `GET /orders/{id}`.
     pub order_id: String,
-    /// Its status.
+    /// Its status, in its stored form (`IN_PROGRESS`, `FULFILLED`, …).
     pub status: Status,
     /// The step that last changed it.
     pub current_step: String,
     /// The tracking number, once shipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracking_number: Option<String>,
-    /// Why it failed.
+    /// Why it failed: `<error type>: <a fixed description>`, never a system's or a person's words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
     /// The last change, RFC 3339.
@@ -326,7 +326,7 @@ pub enum StatusError {
     /// The stored item does not read as an order's status. Permanent.
     #[error("the status of order {order_id} is unreadable: {why}")]
     Unreadable {
-        /// The order.
+        /// The order's id: the key of the item that does not read.
         order_id: String,
         /// What is wrong.
         why: String,

@@ -142,7 +142,7 @@ pub struct Deps<T, C> {
 pub enum Decision {
     /// Go on with the order.
     Approve,
-    /// Fail the order.
+    /// Fail the order: Step Functions gets `SendTaskFailure` with error `OrderRejected`.
     Reject,
 }
 
@@ -159,9 +159,9 @@ struct DecisionRequest {
 /// What a 200 says.
 #[derive(Debug, Serialize)]
 pub struct Decided {
-    /// The order.
+    /// The order's id: the path's, which the signed body named too.
     pub order_id: String,
-    /// The decision.
+    /// The decision as the signed body made it.
     pub decision: Decision,
     /// True when this decision had been made before and nothing new was done.
     pub duplicate: bool,

@@ -118,7 +118,7 @@ pub struct Position {
 /// Who holds the sync.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
-    /// The run.
+    /// The run's id: the Lambda request id of the invocation holding the lease.
     pub run_id: String,
     /// Until when, Unix ms.
     pub until_ms: i64,
@@ -129,7 +129,7 @@ pub struct Lease {
 pub struct Report {
     /// Pages fetched and published.
     pub pages: u32,
-    /// Records published.
+    /// Records the bus took, a page at a time; a page published again after a restart counts again.
     pub published: u64,
     /// Records sent to the dead-letter queue.
     pub dead_lettered: u64,
@@ -158,7 +158,7 @@ pub enum SyncError {
     /// The stored checkpoint does not read as a position.
     #[error("checkpoint {name} does not read as a sync position: {why}")]
     BadCheckpoint {
-        /// The checkpoint.
+        /// The checkpoint's name: `SYNC_NAME`.
         name: String,
         /// What in the saved checkpoint does not parse as a cursor.
         why: String,
@@ -226,7 +226,7 @@ pub struct SourceSync<C, P, D> {
     pub http: reqwest::Client,
     /// The checkpoint store.
     pub checkpoints: C,
-    /// The bus.
+    /// The event bus the records go to, at most ten per `PutEvents` call.
     pub publisher: P,
     /// Where bad records go.
     pub dead_letters: D,

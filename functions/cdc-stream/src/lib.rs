@@ -117,9 +117,9 @@ pub struct Change {
 /// Where a change comes from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChangeSource {
-    /// The table.
+    /// The table's name: the record's own, or the one in the stream's ARN.
     pub table: String,
-    /// The stream.
+    /// The stream's ARN: the record's `eventSourceARN`.
     pub stream_arn: String,
     /// The record's sequence number: the order of changes to one key.
     pub sequence_number: String,
@@ -277,7 +277,7 @@ pub fn change(record: &EventRecord, config: &CdcConfig) -> Result<Envelope<Chang
 /// What happened to a batch, for logs and tests.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// Changes published.
+    /// Changes the bus took, counted a chunk at a time: a chunk it did not take whole counts none.
     pub published: usize,
     /// Records sent to the dead-letter queue.
     pub dead_lettered: usize,

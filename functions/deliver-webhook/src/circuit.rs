@@ -21,7 +21,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 /// A destination's circuit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Circuit {
-    /// Consecutive failures.
+    /// Consecutive failures since the last success; the circuit opens when they reach the policy's
+    /// `threshold`.
     pub failures: u32,
     /// Open until this time (Unix ms), if open.
     pub open_until_ms: Option<i64>,

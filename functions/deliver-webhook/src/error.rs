@@ -21,17 +21,17 @@ pub enum DeliveryError {
         "{destination} answered {status}, a redirect to {location:?}; redirects are not followed: update the subscription's URL"
     )]
     Redirected {
-        /// The subscriber.
+        /// The subscription's name (by default its URL's host), which keys its circuit.
         destination: String,
         /// The HTTP status.
         status: u16,
-        /// Where it pointed.
+        /// The `Location` header, at most 300 bytes of it; empty when there is none.
         location: String,
     },
     /// The destination is disabled (it answered `410 Gone`). Permanent.
     #[error("{destination} is disabled ({reason}); enable it by deleting its circuit item")]
     Disabled {
-        /// The subscriber.
+        /// The subscription's name (by default its URL's host), which keys its circuit.
         destination: String,
         /// What disabled it, as its circuit records it (a `410 Gone`, with the start of the body).
         reason: String,
@@ -39,7 +39,7 @@ pub enum DeliveryError {
     /// The destination refused it. Permanent.
     #[error("{destination} refused the event with {status}: {excerpt}")]
     Refused {
-        /// The subscriber.
+        /// The subscription's name (by default its URL's host), which keys its circuit.
         destination: String,
         /// The HTTP status.
         status: u16,
@@ -49,9 +49,9 @@ pub enum DeliveryError {
     /// The destination failed; the message is tried again in `retry_in`.
     #[error("{destination} failed ({why}); retrying in {} s", retry_in.as_secs())]
     Failed {
-        /// The subscriber.
+        /// The subscription's name, or `every endpoint` when fanning the message out failed.
         destination: String,
-        /// What happened.
+        /// Why this try failed, in words, such as `answered 503 Service Unavailable: …`.
         why: String,
         /// When the message comes back.
         retry_in: Duration,
@@ -61,11 +61,11 @@ pub enum DeliveryError {
         "{destination} was tried {attempts} times over {hours:.1} h, past the retry horizon; last: {last}"
     )]
     GaveUp {
-        /// The subscriber.
+        /// The subscription's name (by default its URL's host), which keys its circuit.
         destination: String,
-        /// Attempts made.
+        /// The last attempt's number, counted from 1 across the message's redeliveries.
         attempts: u32,
-        /// Hours since the first.
+        /// Hours from the first attempt to the one that failed last.
         hours: f64,
         /// The last failure.
         last: String,
@@ -74,7 +74,7 @@ pub enum DeliveryError {
     /// good (its name, its permissions). Permanent; nothing was sent.
     #[error("the delivery to {destination} cannot be recorded, so it was not sent: {why}")]
     Unrecorded {
-        /// The subscriber.
+        /// The subscription's name (by default its URL's host), which keys its circuit.
         destination: String,
         /// The store's error.
         why: String,
@@ -82,7 +82,7 @@ pub enum DeliveryError {
     /// The destination's circuit is open; the message waits until it may close.
     #[error("the circuit to {destination} is open; retrying in {} s", retry_in.as_secs())]
     CircuitOpen {
-        /// The subscriber.
+        /// The subscription's name (by default its URL's host), which keys its circuit.
         destination: String,
         /// When the message comes back.
         retry_in: Duration,

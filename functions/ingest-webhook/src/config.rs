@@ -64,7 +64,7 @@ pub struct SourceConfig {
     pub name: String,
     /// The Secrets Manager id of its signing secret.
     pub secret_id: String,
-    /// How its sender signs.
+    /// How its sender signs: from `WEBHOOK_SCHEMES`, Standard Webhooks when not named there.
     pub scheme: Scheme,
 }
 
@@ -197,7 +197,7 @@ impl Source {
 /// Why the function could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    /// Bad configuration.
+    /// A variable is missing or does not parse (see [`Config::from_env`]).
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A configured source has no spec in [`SOURCES`].
@@ -212,9 +212,9 @@ pub enum StartupError {
     /// A signing secret is not a key of its source's scheme.
     #[error("the signing secret of source {source_name} is not a {scheme} secret: {source}")]
     BadSecret {
-        /// The source.
+        /// The source's name, as in `WEBHOOK_SOURCES`.
         source_name: String,
-        /// Its scheme.
+        /// The scheme `WEBHOOK_SCHEMES` gives it (Standard Webhooks when it gives none).
         scheme: Scheme,
         /// What is wrong with it.
         #[source]
@@ -230,7 +230,7 @@ pub enum StartupError {
         "could not read signing secret {secret_id} for source {source_name}; check that it exists and that the function may read it"
     )]
     Secret {
-        /// The source.
+        /// The source's name, as in `WEBHOOK_SOURCES`.
         source_name: String,
         /// The secret's name or ARN.
         secret_id: String,

@@ -84,9 +84,9 @@ pub enum MdmError {
         MAX_FUTURE_SKEW_MS / 1000
     )]
     FutureDated {
-        /// The customer.
+        /// The customer's id (the CRM's) the change is for.
         customer_id: String,
-        /// The source.
+        /// The update's source: `crm`, `helpdesk`, `shop` or `erp`.
         source_name: String,
         /// How far ahead of now.
         ahead_ms: i64,

@@ -98,7 +98,7 @@ impl Rules {
 /// A field's value with its provenance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldValue {
-    /// The value.
+    /// The value as JSON, as the source sent it; a tie is broken on its JSON text.
     pub value: Value,
     /// The source that sent it.
     pub source: String,
@@ -109,7 +109,7 @@ pub struct FieldValue {
 /// The golden record.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Master {
-    /// The customer.
+    /// The customer's id (the CRM's): the key of its item in the master table.
     pub customer_id: String,
     /// Every field, with its provenance.
     pub fields: BTreeMap<String, FieldValue>,
@@ -128,9 +128,9 @@ impl Master {
 /// A change to a customer from one source, in canonical fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerUpdate {
-    /// The customer.
+    /// The customer's id (the CRM's): which master the update merges into.
     pub customer_id: String,
-    /// `crm`, `shop`, `erp`.
+    /// `crm`, `helpdesk`, `shop` or `erp`.
     pub source: String,
     /// The source's own timestamp, ms since the epoch.
     pub ts_ms: i64,
@@ -141,11 +141,11 @@ pub struct CustomerUpdate {
 /// An incoming value the merge did not keep, and what it kept instead: an audit entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Discarded {
-    /// The field.
+    /// The field's name, such as `phone`.
     pub field: String,
     /// What came in.
     pub incoming: FieldValue,
-    /// What stays.
+    /// The master's value, which beat `incoming` under the field's rule.
     pub kept: FieldValue,
 }
 

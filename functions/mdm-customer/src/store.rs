@@ -55,7 +55,7 @@ pub enum StoreError {
     /// Someone wrote first: re-read and re-merge.
     #[error("customer {customer_id} changed since it was read (expected version {expected})")]
     Conflict {
-        /// The customer.
+        /// The customer whose record moved on: its `customer_id` key.
         customer_id: String,
         /// The version the write expected.
         expected: u64,
@@ -66,7 +66,7 @@ pub enum StoreError {
     /// A stored record does not read.
     #[error("the master record of {customer_id} is unreadable: {why}")]
     Unreadable {
-        /// The customer.
+        /// The customer whose item does not read or write: its `customer_id` key.
         customer_id: String,
         /// What in the golden record does not parse from, or serialize to, a DynamoDB item.
         why: String,
@@ -236,7 +236,7 @@ impl InMemoryMasterStore {
         self.interleave.store(n, Ordering::SeqCst);
     }
 
-    /// Every record.
+    /// A copy of every record, by customer id.
     pub fn records(&self) -> HashMap<String, Record> {
         self.records
             .lock()

@@ -30,13 +30,14 @@ const REQUEST_ID_NAMESPACE: uuid::Uuid =
 /// What the state machine passes.
 #[derive(Debug, Deserialize)]
 pub struct ApprovalRequest {
-    /// The order.
+    /// The order that waits, as the saga's state carries it (`$.order`).
     pub order: Order,
     /// The transaction the order belongs to.
     pub correlation_id: String,
-    /// Resumes the execution.
+    /// The task token of this `.waitForTaskToken` call, new on each retry: `approve-order` resumes
+    /// the execution with it.
     pub task_token: String,
-    /// How long the person has.
+    /// How long the person has, in seconds (the credit decision's `approval_timeout_seconds`).
     pub timeout_seconds: u64,
     /// The trace the saga continues.
     #[serde(default)]

@@ -11,7 +11,7 @@ use crate::HELPDESK_USER_UPDATED;
 /// names, so the mapping is the identity plus the source.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrmCustomerUpdated {
-    /// The customer.
+    /// The CRM's customer id, which every system keeps: the canonical `customer_id` as it is.
     pub customer_id: String,
     /// When it changed in the CRM.
     #[serde(with = "busline::time::rfc3339")]
@@ -59,13 +59,13 @@ pub struct HelpdeskUser {
     pub id: i64,
     /// The CRM customer id, when the user is linked to a customer.
     pub external_id: Option<String>,
-    /// Email.
+    /// Email; blank or `null` changes nothing.
     #[serde(default)]
     pub email: Option<String>,
-    /// Phone.
+    /// Phone number; blank or `null` changes nothing.
     #[serde(default)]
     pub phone: Option<String>,
-    /// Name.
+    /// Name; blank or `null` changes nothing.
     #[serde(default)]
     pub name: Option<String>,
     /// When the user record changed; the webhook's time when absent.

@@ -50,7 +50,7 @@ pub const DIALECTS: &[&str] = &[
     HELPDESK_USER_UPDATED,
 ];
 
-/// A translation.
+/// A translation: the canonical payload a dialect's event becomes, serialised as the payload alone.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Canonical {

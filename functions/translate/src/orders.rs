@@ -20,11 +20,11 @@ pub struct ShopOrder {
     pub customer: Customer,
     /// ISO 4217.
     pub currency: String,
-    /// The lines.
+    /// The lines, numbered from 1 in this order in the canonical order.
     pub lines: Vec<ShopLine>,
-    /// In cents.
+    /// The order total, in cents; `validate-order` checks that the lines add up to it.
     pub total_cents: i64,
-    /// Where to.
+    /// Where it ships to, already in the canonical form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipping_address: Option<Address>,
 }
@@ -34,9 +34,9 @@ pub struct ShopOrder {
 pub struct ShopLine {
     /// The SKU.
     pub sku: String,
-    /// How many.
+    /// How many units; the canonical order needs at least 1.
     pub quantity: i64,
-    /// In cents.
+    /// Price per unit, in cents.
     pub unit_price_cents: i64,
     /// The warehouse the shop assigned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,26 +111,26 @@ pub struct MarketplaceOrder {
     /// When the buyer bought.
     #[serde(with = "busline::time::rfc3339")]
     pub purchase_date: DateTime<Utc>,
-    /// Who bought.
+    /// Who bought: the canonical order's customer.
     pub buyer: Buyer,
-    /// The total.
+    /// The order's total; its currency is the order's, which every item's price must share.
     pub order_total: Money,
     /// What was bought.
     pub order_items: Vec<MarketplaceItem>,
-    /// Where to.
+    /// Where it ships to: the canonical address, less the addressee.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipping_address: Option<MarketplaceAddress>,
 }
 
-/// The buyer.
+/// The buyer, as the marketplace names them: the canonical order's customer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Buyer {
     /// The buyer's id, which the marketplace integration keeps equal to the CRM's customer id.
     pub buyer_id: String,
-    /// Email.
+    /// Email address: the canonical customer's `email`.
     pub buyer_email: String,
-    /// Name.
+    /// The buyer's name, when the marketplace gives it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buyer_name: Option<String>,
 }
@@ -145,7 +145,7 @@ pub struct Money {
     pub amount: String,
 }
 
-/// One item.
+/// One item of a marketplace order: a line of the canonical order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MarketplaceItem {
@@ -157,9 +157,9 @@ pub struct MarketplaceItem {
     /// The listing's title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    /// How many.
+    /// How many units: the canonical line's `quantity`.
     pub quantity_ordered: i64,
-    /// Per unit.
+    /// Price per unit, in the order's currency.
     pub unit_price: Money,
     /// Which of our warehouses ships it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,17 +170,17 @@ pub struct MarketplaceItem {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MarketplaceAddress {
-    /// Addressee.
+    /// Who the parcel is addressed to; the canonical address does not keep it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Street.
+    /// Street and number: the canonical `line1`.
     pub address_line1: String,
-    /// More street.
+    /// The rest of the street address: the canonical `line2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address_line2: Option<String>,
-    /// City.
+    /// City, passed on unchanged.
     pub city: String,
-    /// Postal code.
+    /// Postal code, passed on unchanged as the canonical `postal_code`.
     pub postal_code: String,
     /// ISO 3166 alpha-2.
     pub country_code: String,

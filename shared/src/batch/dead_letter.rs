@@ -33,7 +33,7 @@ pub struct DeadLetter {
 #[derive(Debug, thiserror::Error)]
 #[error("could not send record {record_id} to the dead-letter queue")]
 pub struct DeadLetterError {
-    /// The record.
+    /// The letter's `record_id`: the message id or sequence number the record came with.
     pub record_id: String,
     /// The dead-letter queue's refusal, or the reason the record could not be sent to it.
     #[source]

@@ -98,7 +98,7 @@ pub enum BatchError {
     /// Every record failed; the source redelivers them all.
     #[error("all {total} records of the batch failed; {}", first_failure(failures))]
     AllFailed {
-        /// How many records.
+        /// The batch's size: every one of its records failed.
         total: usize,
         /// Each failure, in the batch's order.
         failures: Vec<RecordFailure>,

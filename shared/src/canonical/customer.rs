@@ -29,11 +29,11 @@ impl CustomerSource {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
-    /// The default.
+    /// `standard` on the wire: the lowest tier.
     Standard,
-    /// Better.
+    /// `silver` on the wire: above standard, below gold.
     Silver,
-    /// Best.
+    /// `gold` on the wire: the highest tier.
     Gold,
 }
 
@@ -41,16 +41,16 @@ pub enum Tier {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerChanges {
-    /// Email address.
+    /// Email address, at least 3 characters once trimmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// Phone number, as the source wrote it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
-    /// Full name.
+    /// Full name, not blank.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Tier.
+    /// Tier; under the built-in survivorship rules the CRM's value beats any other source's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<Tier>,
 }
@@ -72,7 +72,7 @@ pub struct CustomerUpdated {
     /// When the source changed it: the customer master orders changes by this.
     #[serde(with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
-    /// What changed.
+    /// The fields it sets, at least one; a field left out keeps its value.
     pub changes: CustomerChanges,
 }
 

@@ -99,7 +99,7 @@ pub enum CanonicalError {
     /// The payload has the shape but breaks the type's rules; every problem is listed.
     #[error("the {event_type} payload is invalid: {}", problems.join("; "))]
     Invalid {
-        /// The type.
+        /// The event type whose rules are broken; a v1 order is checked as the v2 it upcasts to.
         event_type: String,
         /// Every problem found.
         problems: Vec<String>,
@@ -107,7 +107,7 @@ pub enum CanonicalError {
     /// The event is of a type this reader does not take.
     #[error("{found} is not one of {}", expected.join(", "))]
     UnexpectedType {
-        /// What arrived.
+        /// The envelope's event type, such as `io.busline.customer.updated.v1`.
         found: String,
         /// What the reader takes.
         expected: Vec<&'static str>,

@@ -48,10 +48,10 @@ pub struct OrderPlaced {
     /// The order's id in the system it was placed in, when that differs from `order_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
-    /// When it was placed.
+    /// When it was placed, RFC 3339 on the wire.
     #[serde(with = "crate::time::rfc3339")]
     pub placed_at: DateTime<Utc>,
-    /// Who ordered.
+    /// Who ordered, as the channel sent it; `enrich` adds what the customer master knows.
     pub customer: Customer,
     /// ISO 4217 code.
     pub currency: String,
@@ -84,16 +84,16 @@ pub struct Line {
 /// numbers. Still read, from archives, replays and producers not yet moved to v2.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderPlacedV1 {
-    /// The order id.
+    /// The order id, 1 to 80 characters: the saga's execution is named after it.
     pub order_id: String,
-    /// When it was placed.
+    /// When it was placed, RFC 3339 on the wire.
     #[serde(with = "crate::time::rfc3339")]
     pub placed_at: DateTime<Utc>,
-    /// Who ordered.
+    /// Who ordered, as the channel sent it; `enrich` adds what the customer master knows.
     pub customer: Customer,
     /// ISO 4217 code.
     pub currency: String,
-    /// What was ordered.
+    /// What was ordered, at least one line; upcasting numbers the lines in this order.
     pub lines: Vec<LineV1>,
     /// The total, in cents.
     pub total_cents: i64,
@@ -107,7 +107,7 @@ pub struct OrderPlacedV1 {
 pub struct LineV1 {
     /// The stock keeping unit.
     pub sku: String,
-    /// How many.
+    /// How many units, at least 1.
     pub quantity: i64,
     /// Price per unit, in cents.
     pub unit_price_cents: i64,
@@ -253,7 +253,8 @@ pub enum CustomerStatus {
 /// What the customer master knows of an order's customer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CustomerProfile {
-    /// Known or not.
+    /// Whether the master has a record; when `unknown`, `tier` is `unknown` and there is no credit
+    /// limit.
     pub status: CustomerStatus,
     /// `standard`, `silver`, `gold`, or `unknown` when the master has no tier (or no record).
     pub tier: String,
@@ -281,18 +282,19 @@ pub struct FulfillmentLine {
     pub line_no: u32,
     /// The stock keeping unit.
     pub sku: String,
-    /// How many.
+    /// How many units: the order line's whole quantity, at least 1.
     pub quantity: i64,
 }
 
 /// `io.busline.fulfillment.requested.v1`: the part of an order one warehouse ships.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FulfillmentRequested {
-    /// The order.
+    /// busline's order id, the same in every part of the order.
     pub order_id: String,
     /// The same for every part of the order: what an aggregator groups by.
     pub correlation_id: String,
-    /// The warehouse.
+    /// The warehouse that ships this part, unique among the order's parts: the lines' own, or the
+    /// splitter's default for lines that name none.
     pub warehouse: String,
     /// This part's number, 1 to `total`.
     pub sequence: u32,

@@ -27,9 +27,9 @@ pub struct Address {
     /// The rest of the street address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line2: Option<String>,
-    /// City.
+    /// City or town, as the source sent it (not normalised).
     pub city: String,
-    /// Postal code.
+    /// Postal code, as the source sent it: not checked against `country`.
     pub postal_code: String,
     /// ISO 3166 alpha-2 country code.
     pub country: String,

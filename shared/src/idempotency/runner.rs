@@ -114,7 +114,7 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
         self
     }
 
-    /// The store.
+    /// The store the records are kept in (tests reach the in-memory twin through it).
     pub fn store(&self) -> &S {
         &self.store
     }

@@ -51,7 +51,7 @@ pub enum Scheme {
 }
 
 impl Scheme {
-    /// Every scheme.
+    /// Every scheme, each once: [`Scheme::parse`] finds names among them.
     pub const ALL: [Self; 5] = [
         Self::StandardWebhooks,
         Self::Stripe,
@@ -131,7 +131,7 @@ impl SigningKey {
         Self(bytes.into())
     }
 
-    /// The bytes.
+    /// The bytes the HMAC is keyed with.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -190,9 +190,9 @@ pub enum SignatureError {
     /// A header is not in the scheme's form.
     #[error("the {header} header is malformed; expected {expected}")]
     Malformed {
-        /// The header.
+        /// The header's name, lower case, such as `x-hub-signature-256`.
         header: &'static str,
-        /// Its form.
+        /// The form the scheme wants, in words, such as `sha256=<hex>`.
         expected: &'static str,
     },
     /// The timestamp is outside the tolerance window.
@@ -202,7 +202,7 @@ pub enum SignatureError {
     Expired {
         /// Distance between the timestamp and now, in seconds.
         age_secs: u64,
-        /// The window.
+        /// The tolerance, in seconds either side of now (by default [`DEFAULT_TOLERANCE_SECS`]).
         tolerance_secs: u64,
     },
     /// No signature matches.
