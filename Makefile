@@ -15,17 +15,38 @@ export AWS_SECRET_ACCESS_KEY ?= test
 export AWS_REGION            ?= us-east-1
 export AWS_DEFAULT_REGION    ?= us-east-1
 export SAM_CLI_TELEMETRY     := 0
+# `make deploy` talks to AWS with your credentials: it takes away the LocalStack defaults above, and
+# keeps whatever you set yourself.
+AWS_DEFAULTS_UNSET := $(foreach v,AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION AWS_DEFAULT_REGION,$(if $(filter file,$(origin $(v))),-u $(v)))
 
 FUNCTIONS  := $(notdir $(wildcard functions/*))
 TARGET_DIR  = $${CARGO_TARGET_DIR:-target}
-# The Cargo profile `make deploy-local` deploys: debug builds by default, quick to rebuild while you
-# work; `make test` deploys the release binaries it builds anyway, which are what ships and use a
-# fraction of the CPU on a two-core LocalStack (PROFILE=release).
+# The Cargo profile `make deploy-local` deploys: the debug build by default, which `make test` and
+# `make demo` deploy too. Its dependencies are optimised (Cargo.toml), so it is quick to rebuild and
+# light on a two-core LocalStack, and it is the build the tests compile anyway. PROFILE=release
+# deploys the LTO binaries that ship (`make test-release`, `make soak`).
 PROFILE    ?= dev
 PROFILE_DIR = $(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
+# What `make deploy-local` builds. The debug build is the workspace's whole one (libraries, binaries,
+# tests, examples) in one cargo invocation, so `make test` finds it built: the functions built alone
+# would resolve their dependencies' features without the tests' (tokio's `test-util`) and compile
+# the SDK a second time (8 minutes here). Other profiles build the functions alone.
+DEPLOY_BUILD = $(if $(filter dev,$(PROFILE)),--workspace --lib --bins --tests --examples,$(addprefix -p ,$(FUNCTIONS)) --bins)
+
+# $(call with_localstack,<commands>): run them against LocalStack, starting it first and stopping it
+# after (whatever they exit with) when it was not already running.
+define with_localstack
+	@if $(LOCALSTACK) status >/dev/null 2>&1; then \
+	  $(1); \
+	else \
+	  $(LOCALSTACK) start; \
+	  trap '$(LOCALSTACK) stop' EXIT; \
+	  $(1); \
+	fi
+endef
 
 
-.PHONY: help demo trace test soak soak-run bench bench-run profile-init redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
+.PHONY: help demo trace deploy test test-release soak soak-run bench bench-run profile-init redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,23 +66,17 @@ trace: ## One business event's journey on LocalStack: every hop of its trace in 
 # workspace run lists it as ignored rather than running it a second time.
 RUN_TESTS = $(STATE)/localstack/venv/bin/python -m unittest discover -s infra/localstack/process-executor -p 'test_*.py' && cargo test -p busline-tests --test soak -- --ignored --nocapture && cargo test --workspace --lib --bins --tests --examples && cargo test --workspace --doc
 
-test: lint-template ## Everything the tests need (the stack on LocalStack, the release binaries), then all tests (LocalStack is started and stopped if it was not running)
-	@if $(LOCALSTACK) status >/dev/null 2>&1; then \
-	  $(MAKE) --no-print-directory release && $(MAKE) --no-print-directory deploy-local PROFILE=release && $(RUN_TESTS); \
-	else \
-	  $(LOCALSTACK) start; \
-	  trap '$(LOCALSTACK) stop' EXIT; \
-	  $(MAKE) --no-print-directory release && $(MAKE) --no-print-directory deploy-local PROFILE=release && $(RUN_TESTS); \
-	fi
+test: lint-template ## Everything the tests need (LocalStack, the stack deployed from the debug build), then all tests (LocalStack is started and stopped if it was not running)
+	$(call with_localstack,$(MAKE) --no-print-directory deploy-local && $(RUN_TESTS))
+
+# What ships, checked where it differs from what `make test` deployed: the LTO build, deployed, the
+# short soak on it, and each binary's start with its deployed environment and its size
+# (tests/tests/release_binaries.rs, `#[ignore]`d in the workspace run). CI runs it after `make test`.
+test-release: ## The release binaries SAM ships (LTO), deployed to LocalStack: the short soak on them, and each one's start and size (LocalStack is started and stopped if it was not running)
+	$(call with_localstack,$(MAKE) --no-print-directory release && $(MAKE) --no-print-directory deploy-local PROFILE=release && cargo test -p busline-tests --test soak --test release_binaries -- --ignored --nocapture)
 
 soak: ## Load and faults at once on the stack (2,000 webhooks from 16 senders, duplicates, poison, executor faults, a bus outage, CDC and a batch sync), then the conservation check and its figures, on the release binaries (SOAK_WEBHOOKS=<n> for another size; LocalStack is started and stopped if it was not running)
-	@if $(LOCALSTACK) status >/dev/null 2>&1; then \
-	  $(MAKE) --no-print-directory soak-run; \
-	else \
-	  $(LOCALSTACK) start; \
-	  trap '$(LOCALSTACK) stop' EXIT; \
-	  $(MAKE) --no-print-directory soak-run; \
-	fi
+	$(call with_localstack,$(MAKE) --no-print-directory soak-run)
 
 # The soak runs on the release binaries, as make test's does: what ships, and a fraction of a
 # debug build's CPU on a two-core LocalStack, where the full soak is CPU-bound.
@@ -71,7 +86,7 @@ soak-run:
 	cargo run --quiet -p busline-tests --example soak
 
 deploy-local: tools localstack-start ## Build the functions and deploy template.yaml to LocalStack (code changes hot-reload; PROFILE=release deploys release builds)
-	cargo build --profile $(PROFILE) $(addprefix -p ,$(FUNCTIONS)) --bins
+	cargo build --profile $(PROFILE) $(DEPLOY_BUILD)
 	@for f in $(FUNCTIONS); do \
 	  mkdir -p $(STATE)/functions/$$f; \
 	  cp $(TARGET_DIR)/$(PROFILE_DIR)/$$f $(STATE)/functions/$$f/bootstrap.new; \
@@ -80,6 +95,15 @@ deploy-local: tools localstack-start ## Build the functions and deploy template.
 	$(TOOLS)/bin/python infra/localstack/local_template.py template.yaml $(STATE)/functions > $(STATE)/template.local.json
 	$(TOOLS)/bin/sam deploy --config-file $(CURDIR)/samconfig.toml --config-env localstack --template-file $(STATE)/template.local.json
 	$(TOOLS)/bin/python infra/localstack/prune_rules.py busline EventBusName
+
+# The way to AWS, from a checkout after `make demo`: `sam build` runs cargo-lambda for each function
+# (arm64, release profile) and `sam deploy` takes samconfig.toml's [default] (it shows the change set
+# and asks). SAM_ARGS goes to both commands' shared options, DEPLOY_ARGS to sam deploy alone (for
+# example --no-execute-changeset, or --guided the first time).
+deploy: tools $(TOOLS)/lambda/.installed ## Build every function for arm64 with cargo-lambda (sam build) and deploy template.yaml to AWS with your credentials (sam deploy, samconfig.toml [default])
+	rustup target add aarch64-unknown-linux-gnu
+	env $(AWS_DEFAULTS_UNSET) PATH="$(TOOLS)/bin:$$PATH" $(TOOLS)/bin/sam build --config-file $(CURDIR)/samconfig.toml $(SAM_ARGS)
+	env $(AWS_DEFAULTS_UNSET) PATH="$(TOOLS)/bin:$$PATH" $(TOOLS)/bin/sam deploy --config-file $(CURDIR)/samconfig.toml $(SAM_ARGS) $(DEPLOY_ARGS)
 
 lint-template: tools ## cfn-lint, sam validate --lint, that the dashboard and alarms cover every function and queue, and checkov (suppressions in each resource's Metadata); all offline
 	$(TOOLS)/bin/cfn-lint template.yaml
@@ -103,6 +127,11 @@ $(TOOLS)/checkov/.installed: Makefile | $(TOOLS)/.installed
 	$(TOOLS)/checkov/bin/pip install --quiet --disable-pip-version-check 'checkov==3.*'
 	touch $@
 
+# cargo-lambda, and the zig toolchain it cross-compiles and links arm64 with (ziglang), for make deploy.
+$(TOOLS)/lambda/.installed: Makefile | $(TOOLS)/.installed
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==1.*'
+	mkdir -p $(dir $@) && touch $@
+
 # Code busline did not write, on the other side of its signatures (tests/src/interop.rs).
 $(TOOLS)/interop/.installed: Makefile | $(TOOLS)/.installed
 	$(PYTHON) -m venv $(TOOLS)/interop
@@ -120,13 +149,7 @@ localstack-status: ## Is LocalStack up?
 
 bench: ## One performance report (target/bench/report.md, .json): cold start, RSS and size of every function; in-process throughput beside serde_json; DynamoDB calls per message; latency end to end on LocalStack
 	@mkdir -p $(TARGET_DIR)/bench && rm -f $(TARGET_DIR)/bench/*.json && touch $(TARGET_DIR)/bench/.started
-	@if $(LOCALSTACK) status >/dev/null 2>&1; then \
-	  $(MAKE) --no-print-directory bench-run; \
-	else \
-	  $(LOCALSTACK) start; \
-	  trap '$(LOCALSTACK) stop' EXIT; \
-	  $(MAKE) --no-print-directory bench-run; \
-	fi
+	$(call with_localstack,$(MAKE) --no-print-directory bench-run)
 
 # The benchmark harnesses that drive LocalStack need no optimisation (`--profile dev`): its latency
 # dwarfs theirs. The criterion benchmarks are built with the release profile the functions ship with.
