@@ -63,8 +63,10 @@ trace: ## One business event's journey on LocalStack: every hop of its trace in 
 # The executor's own unit tests (with LocalStack's interpreter, which `localstack-start` installed),
 # then the short soak, on the freshly deployed stack: the rest of the suite leaves functions,
 # mappings and requeued deliveries behind that slow LocalStack down. It is `#[ignore]`d so that the
-# workspace run lists it as ignored rather than running it a second time.
-RUN_TESTS = $(STATE)/localstack/venv/bin/python -m unittest discover -s infra/localstack/process-executor -p 'test_*.py' && cargo test -p busline-tests --test soak -- --ignored --nocapture && cargo test --workspace --lib --bins --tests --examples && cargo test --workspace --doc
+# workspace run lists it as ignored rather than running it a second time. `--workspace` resolves
+# the same features as the deploy's build, which `-p busline-tests` would not: it would compile the
+# SDK again.
+RUN_TESTS = $(STATE)/localstack/venv/bin/python -m unittest discover -s infra/localstack/process-executor -p 'test_*.py' && cargo test --workspace --test soak -- --ignored --nocapture && cargo test --workspace --lib --bins --tests --examples && cargo test --workspace --doc
 
 test: lint-template ## Everything the tests need (LocalStack, the stack deployed from the debug build), then all tests (LocalStack is started and stopped if it was not running)
 	$(call with_localstack,$(MAKE) --no-print-directory deploy-local && $(RUN_TESTS))
@@ -73,7 +75,7 @@ test: lint-template ## Everything the tests need (LocalStack, the stack deployed
 # short soak on it, and each binary's start with its deployed environment and its size
 # (tests/tests/release_binaries.rs, `#[ignore]`d in the workspace run). CI runs it after `make test`.
 test-release: ## The release binaries SAM ships (LTO), deployed to LocalStack: the short soak on them, and each one's start and size (LocalStack is started and stopped if it was not running)
-	$(call with_localstack,$(MAKE) --no-print-directory release && $(MAKE) --no-print-directory deploy-local PROFILE=release && cargo test -p busline-tests --test soak --test release_binaries -- --ignored --nocapture)
+	$(call with_localstack,$(MAKE) --no-print-directory release && $(MAKE) --no-print-directory deploy-local PROFILE=release && cargo test --workspace --test soak --test release_binaries -- --ignored --nocapture)
 
 soak: ## Load and faults at once on the stack (2,000 webhooks from 16 senders, duplicates, poison, executor faults, a bus outage, CDC and a batch sync), then the conservation check and its figures, on the release binaries (SOAK_WEBHOOKS=<n> for another size; LocalStack is started and stopped if it was not running)
 	$(call with_localstack,$(MAKE) --no-print-directory soak-run)
