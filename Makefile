@@ -80,8 +80,7 @@ test-release: ## The release binaries SAM ships (LTO), deployed to LocalStack: t
 soak: ## Load and faults at once on the stack (2,000 webhooks from 16 senders, duplicates, poison, executor faults, a bus outage, CDC and a batch sync), then the conservation check and its figures, on the release binaries (SOAK_WEBHOOKS=<n> for another size; LocalStack is started and stopped if it was not running)
 	$(call with_localstack,$(MAKE) --no-print-directory soak-run)
 
-# The soak runs on the release binaries, as make test's does: what ships, and a fraction of a
-# debug build's CPU on a two-core LocalStack, where the full soak is CPU-bound.
+# The full soak runs on the release binaries: what ships.
 soak-run:
 	@$(MAKE) --no-print-directory deploy-local PROFILE=release
 	@mkdir -p $(TARGET_DIR)/bench
