@@ -1,9 +1,9 @@
 //! The release binaries SAM deploys (`make release`: LTO, `opt-level = "z"`, stripped), as they
 //! are, not the debug builds the other tests run: each starts with the environment the deployed
 //! stack gives it and reaches its first `/invocation/next` (no init error, no crash), and each
-//! stays within the size goal. They are `#[ignore]`d in the workspace run, which deploys the debug
-//! build: `make test-release` builds the release binaries, deploys them and runs these (CI runs it
-//! after `make test`). Run by hand without `make release`, they fail, naming it.
+//! stays within the size goal. They are ignored in the workspace run (each says why), which
+//! deploys the debug build: `make test-release` builds the release binaries, deploys them and runs
+//! these (CI runs it after `make test`). Run by hand without `make release`, they fail, naming it.
 
 use busline_tests::localstack;
 use busline_tests::runtime_api::{FunctionProcess, deployed_env, function_names, release_binary};

@@ -7,6 +7,16 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+/// The request's `Idempotency-Key` header, empty when it has none or it is not text.
+fn idempotency_key(request: &Request) -> String {
+    request
+        .headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The warehouse's receiver: every request with its key, answered 503 the first time for one key
 /// in twenty (a bad moment at the warehouse), 200 otherwise.
 #[derive(Clone, Default)]
@@ -16,12 +26,7 @@ pub(super) struct Warehouse {
 
 impl Respond for Warehouse {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let key = request
-            .headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let key = idempotency_key(request);
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
         let mut seen = self.seen.lock().unwrap();
         let first = !seen.iter().any(|(k, _, _)| *k == key);
@@ -45,12 +50,7 @@ pub(super) struct Email {
 
 impl Respond for Email {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let key = request
-            .headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let key = idempotency_key(request);
         self.seen.lock().unwrap().push(key);
         ResponseTemplate::new(202).set_body_json(json!({"id": uuid::Uuid::new_v4().to_string()}))
     }
