@@ -1,7 +1,7 @@
 //! The trust boundary of the deployed ingest function, attacked over HTTP through its Function URL
 //! on LocalStack, for every signing scheme a source can be on (the stack's `WebhookSchemes`): a
 //! replay with the same id, a replay under a fresh id, a signature for another body or another
-//! source's path, timestamps one second either side of the tolerance, two signatures during secret
+//! source's path, timestamps either side of the tolerance, two signatures during secret
 //! rotation, header names in other cases, fifty concurrent copies of one delivery, and an over-long
 //! correlation id. Each case asserts the answer and how many events reached the bus: exactly 0
 //! or 1, counted on a queue of the test's own that a rule fills with every event of the run.
@@ -19,6 +19,12 @@ use serde_json::{Value, json};
 const SETTLE: Duration = Duration::from_secs(5);
 const TIMEOUT: Duration = PATIENCE;
 const TOLERANCE: i64 = busline::signature::DEFAULT_TOLERANCE_SECS as i64;
+/// How far from the tolerance's edge the cases sit that the function's later clock could tip
+/// across it. The function reads its clock up to one request's latency after the test reads its own,
+/// and on a loaded machine that crossed a second boundary: a timestamp of now + tolerance + 1 s
+/// was accepted (CI, 2026-12-02). The exact edge, 300 s against 301 s, is the signature unit
+/// test's, on an injected clock.
+const LATENCY_ALLOWANCE: i64 = 10;
 
 /// A deployed source: ingest's own spec of it (name, subject pointer) and its sample body.
 struct Source {
@@ -257,16 +263,22 @@ async fn attack(
     )
     .await;
 
-    // 5. Timestamps one second inside and outside the tolerance, for schemes that sign a time.
+    // 5. Timestamps inside and outside the tolerance, for schemes that sign a time. A timestamp
+    //    past the tolerance in the past only ages while the request travels, so that edge is one
+    //    second; the two that the travel time moves towards the window's inside get the allowance.
     if matches!(
         scheme,
         Scheme::StandardWebhooks | Scheme::Stripe | Scheme::BuslineV1
     ) {
         let inside = run.subject("edge-in");
         let body = source.body(&inside);
-        let headers = run.headers(&body, &format!("{inside}-dlv"), now() - TOLERANCE + 1);
+        let headers = run.headers(
+            &body,
+            &format!("{inside}-dlv"),
+            now() - TOLERANCE + LATENCY_ALLOWANCE,
+        );
         run.case(
-            "timestamp tolerance - 1 s",
+            "timestamp just inside the tolerance",
             &inside,
             (&path, &body, &headers),
             (202, None, 1),
@@ -284,7 +296,11 @@ async fn attack(
         .await;
         let future = run.subject("edge-future");
         let body = source.body(&future);
-        let headers = run.headers(&body, &format!("{future}-dlv"), now() + TOLERANCE + 1);
+        let headers = run.headers(
+            &body,
+            &format!("{future}-dlv"),
+            now() + TOLERANCE + LATENCY_ALLOWANCE,
+        );
         run.case(
             "timestamp in the future past the tolerance",
             &future,
