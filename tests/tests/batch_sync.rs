@@ -1,5 +1,7 @@
-//! The batch sync as a real function process on LocalStack, against a stub source API: 10,000
-//! records published exactly once, ten to a `PutEvents` call; and a run killed midway (its
+//! The batch sync as a real function process on LocalStack, against a stub source API: 2,000
+//! records published exactly once, ten to a `PutEvents` call, by runs that each stop before their
+//! timeout and hand over to the next (10,000 records in one run are `make bench`'s); and a run
+//! killed midway (its
 //! process killed with SIGKILL while it works) taken over by the next run from the last checkpoint,
 //! with no record missing and no record published under a second id.
 
@@ -103,8 +105,11 @@ impl Harness {
             if complete {
                 return answers;
             }
+            // A liveness bound, not a speed goal: the pace is LocalStack's PutEvents under the
+            // rest of the suite's load (2.9 s a page once, with the function's process at 6 s of
+            // CPU for 10,000 records, when this test sent that many).
             assert!(
-                started.elapsed() < Duration::from_secs(180),
+                started.elapsed() < 3 * PATIENCE,
                 "no complete run: {answers:?}"
             );
         }
@@ -158,17 +163,24 @@ fn check_no_gaps_no_second_ids(deliveries: &[(String, String)], n: usize) -> usi
 }
 
 #[tokio::test]
-async fn ten_thousand_records_are_published_exactly_once() {
-    let h = harness(10_000, 120).await;
+async fn records_are_published_exactly_once_across_runs_that_stop_before_their_timeout() {
+    // 20 pages at 1 s each take longer than one 20 s run (less its 2 s margin) has, so at least
+    // one run stops early and the next goes on from its checkpoint, however fast the machine is.
+    let h = harness(2_000, 20).await;
+    h.stub.set_page_delay(Duration::from_secs(1));
     let answers = h.run_to_completion().await;
+    assert!(
+        answers.iter().any(|a| a["stopped"].is_string()),
+        "a run stopped before its timeout: {answers:?}"
+    );
     let published: u64 = answers.iter().filter_map(|a| a["published"].as_u64()).sum();
-    assert_eq!(published, 10_000, "{answers:?}");
+    assert_eq!(published, 2_000, "{answers:?}");
     let batches: u64 = answers.iter().filter_map(|a| a["batches"].as_u64()).sum();
-    assert_eq!(batches, 1_000, "ten records to a PutEvents call");
-    assert_eq!(h.stub.pages_served(), 100);
-    let deliveries = h.published(10_000).await;
+    assert_eq!(batches, 200, "ten records to a PutEvents call");
+    assert_eq!(h.stub.pages_served(), 20);
+    let deliveries = h.published(2_000).await;
     assert_eq!(
-        check_no_gaps_no_second_ids(&deliveries, 10_000),
+        check_no_gaps_no_second_ids(&deliveries, 2_000),
         0,
         "no copies at all"
     );

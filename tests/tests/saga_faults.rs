@@ -2,9 +2,10 @@
 //! error, a transient error that succeeds on retry, and a crash after the side effect before the
 //! response; after each, the same invariant check as every saga test (`Scenario::check_consistent`).
 //!
-//! Faults come from the process executor's fault file, one per invocation of a named function, so
-//! the cases run one after another in this single test (its own test binary: no other saga test
-//! consumes the faults).
+//! Faults come from the process executor's fault file, one per invocation of a named function, each
+//! with its case's order id as `when`, so only that order's invocations take it and the eighteen
+//! cases run at once (in one test, in its own test binary: no other saga test touches the file
+//! meanwhile).
 
 use std::time::Duration;
 
@@ -33,12 +34,16 @@ enum Fault {
     CrashAfterSideEffect,
 }
 
-/// How many faults are still queued for `step`.
-fn pending_faults(step: &str) -> usize {
+/// How many faults are still queued for `step` that only `order_id`'s invocations take.
+fn pending_faults(step: &str, order_id: &str) -> usize {
     std::fs::read_to_string(busline_tests::faults_file())
         .ok()
         .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-        .and_then(|all| all[format!("busline-{step}")].as_array().map(Vec::len))
+        .and_then(|all| {
+            all[format!("busline-{step}")]
+                .as_array()
+                .map(|queued| queued.iter().filter(|f| f["when"] == order_id).count())
+        })
         .unwrap_or(0)
 }
 
@@ -48,83 +53,126 @@ fn clear_faults() {
     }
 }
 
+/// One case of the matrix: its order, and the faults only that order's invocations of `step` take.
+struct Case {
+    step: &'static str,
+    business: &'static str,
+    fault: Fault,
+    scenario: Scenario,
+    injected: Vec<Value>,
+}
+
+impl Case {
+    fn name(&self) -> String {
+        format!("{} / {:?}", self.step, self.fault)
+    }
+
+    async fn check(&self) -> anyhow::Result<()> {
+        let (step, business, fault, scenario) =
+            (self.step, self.business, self.fault, &self.scenario);
+        let finished = scenario.finished(Duration::from_secs(300)).await?;
+        anyhow::ensure!(
+            finished.status == "SUCCEEDED",
+            "execution {}",
+            finished.status
+        );
+        // The fault was really injected: consumed, and seen by the state machine.
+        let left = pending_faults(step, &scenario.order.order_id);
+        anyhow::ensure!(left == 0, "{left} injected faults were never reached");
+        let expected = self.injected.len();
+        anyhow::ensure!(
+            finished.failed_invocations == expected,
+            "{} failed invocations, {expected} injected",
+            finished.failed_invocations
+        );
+        let fulfilled = !matches!(fault, Fault::Permanent) || step == "post-invoice";
+        let events = scenario.events(Duration::from_secs(3)).await?;
+        let terminal = scenario.check_consistent(fulfilled, &events).await?;
+        if !fulfilled {
+            anyhow::ensure!(
+                terminal["data"]["reason"] == business,
+                "reason {}",
+                terminal["data"]["reason"]
+            );
+        }
+        if step == "post-invoice" && matches!(fault, Fault::Permanent) {
+            anyhow::ensure!(
+                finished.states.contains(&"FlagForFinance".to_owned()),
+                "{:?}",
+                finished.states
+            );
+            anyhow::ensure!(
+                events
+                    .iter()
+                    .any(|e| e["type"] == "io.busline.order.invoice-failed.v1"),
+                "no invoice-failed event"
+            );
+            let flagged = scenario.finance_flags().await?;
+            anyhow::ensure!(flagged == 1, "{flagged} finance flags");
+        }
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn every_step_under_every_fault_leaves_every_system_consistent() {
     let aws = localstack().await.unwrap();
-    let mut failures = Vec::new();
+    clear_faults();
+    // Every case's order and faults first, the fault file written once per step before any order
+    // is placed: the executor pops from the same file while orders run, and only it writes then.
+    let mut cases = Vec::new();
     for &(step, business, transient) in STEPS {
         for fault in [
             Fault::Permanent,
             Fault::Transient,
             Fault::CrashAfterSideEffect,
         ] {
-            clear_faults();
             let scenario = Scenario::new(&aws, 1_000_000, false, 0).await.unwrap();
-            let injected: Vec<Value> = match fault {
-                // Post invoice has no business failure and retries everything 6 times: a permanent
-                // error is one that outlasts them.
-                Fault::Permanent if step == "post-invoice" => {
-                    vec![json!({"fault": "error", "errorType": business}); 7]
-                }
-                Fault::Permanent => vec![json!({"fault": "error", "errorType": business})],
-                Fault::Transient => vec![json!({"fault": "error", "errorType": transient})],
-                Fault::CrashAfterSideEffect => vec![json!({"fault": "crash"})],
+            let when = scenario.order.order_id.clone();
+            let one = match fault {
+                Fault::Permanent => json!({"fault": "error", "errorType": business, "when": when}),
+                Fault::Transient => json!({"fault": "error", "errorType": transient, "when": when}),
+                Fault::CrashAfterSideEffect => json!({"fault": "crash", "when": when}),
             };
-            queue_faults(&format!("busline-{step}"), json!(injected)).unwrap();
-            scenario.place().await.unwrap();
-
-            let case = format!("{step} / {fault:?}");
-            let outcome = async {
-                let finished = scenario.finished(Duration::from_secs(180)).await?;
-                anyhow::ensure!(
-                    finished.status == "SUCCEEDED",
-                    "execution {}",
-                    finished.status
-                );
-                // The fault was really injected: consumed, and seen by the state machine.
-                let left = pending_faults(step);
-                anyhow::ensure!(left == 0, "{left} injected faults were never reached");
-                let expected = injected.len();
-                anyhow::ensure!(
-                    finished.failed_invocations == expected,
-                    "{} failed invocations, {expected} injected",
-                    finished.failed_invocations
-                );
-                let fulfilled = !matches!(fault, Fault::Permanent) || step == "post-invoice";
-                let events = scenario.events(Duration::from_secs(3)).await?;
-                let terminal = scenario.check_consistent(fulfilled, &events).await?;
-                if !fulfilled {
-                    anyhow::ensure!(
-                        terminal["data"]["reason"] == business,
-                        "reason {}",
-                        terminal["data"]["reason"]
-                    );
-                }
-                if step == "post-invoice" && matches!(fault, Fault::Permanent) {
-                    anyhow::ensure!(
-                        finished.states.contains(&"FlagForFinance".to_owned()),
-                        "{:?}",
-                        finished.states
-                    );
-                    anyhow::ensure!(
-                        events
-                            .iter()
-                            .any(|e| e["type"] == "io.busline.order.invoice-failed.v1"),
-                        "no invoice-failed event"
-                    );
-                    let flagged = scenario.finance_flags().await?;
-                    anyhow::ensure!(flagged == 1, "{flagged} finance flags");
-                }
-                Ok(())
-            }
-            .await;
-            match outcome {
-                Ok(()) => println!("consistent: {case}"),
-                Err(e) => failures.push(format!("{case}: {e:#}")),
-            }
+            // Post invoice has no business failure and retries everything 6 times: a permanent
+            // error is one that outlasts them.
+            let times = if matches!(fault, Fault::Permanent) && step == "post-invoice" {
+                7
+            } else {
+                1
+            };
+            cases.push(Case {
+                step,
+                business,
+                fault,
+                scenario,
+                injected: vec![one; times],
+            });
         }
     }
+    for &(step, _, _) in STEPS {
+        let queued: Vec<&Value> = cases
+            .iter()
+            .filter(|case| case.step == step)
+            .flat_map(|case| &case.injected)
+            .collect();
+        queue_faults(&format!("busline-{step}"), json!(queued)).unwrap();
+    }
+    for case in &cases {
+        case.scenario.place().await.unwrap();
+    }
+    let outcomes = futures_util::future::join_all(cases.iter().map(|case| async move {
+        match case.check().await {
+            Ok(()) => {
+                println!("consistent: {}", case.name());
+                None
+            }
+            Err(e) => Some(format!("{}: {e:#}", case.name())),
+        }
+    }))
+    .await;
     clear_faults();
+    let failures: Vec<String> = outcomes.into_iter().flatten().collect();
     assert!(
         failures.is_empty(),
         "inconsistent cases:\n{}",

@@ -23,6 +23,12 @@ names to a queue of faults, one popped per invocation of that function::
 
     {"orders-consumer": [{"fault": "none"}, {"fault": "error", "errorType": "OutOfStock"}]}
 
+A queued fault with ``when`` is taken only by an invocation whose payload contains that text (an
+order id, say), and the first such fault in the queue is taken even when others come before it, so
+cases that share a function can run at once, each with its own faults::
+
+    {"take-payment": [{"fault": "error", "errorType": "PaymentDeclined", "when": "SO-1a2b3c"}]}
+
 ``error`` answers with that errorType without running the function; ``timeout`` runs it but
 ignores its answer and times out; ``crash`` runs it (side effects happen) and then kills the process
 before the response is returned.
@@ -88,8 +94,9 @@ def _error_payload(error_type: str, message: str) -> bytes:
     return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
 
 
-def take_fault(function_name: str) -> dict | None:
-    """Pops the next fault queued for ``function_name``, if the test tooling queued any."""
+def take_fault(function_name: str, body: str = "") -> dict | None:
+    """Pops the next fault queued for ``function_name`` that this invocation's ``body`` matches (a
+    fault without ``when`` matches every body), if the test tooling queued any."""
     path = os.environ.get(FAULTS_FILE_VARIABLE)
     if not path:
         return None
@@ -100,10 +107,11 @@ def take_fault(function_name: str) -> dict | None:
         queued = faults.get(function_name) or []
         if isinstance(queued, dict):
             fault = _draw(queued)
-        elif queued:
-            fault = queued.pop(0)
         else:
-            return None
+            index = next((i for i, f in enumerate(queued) if f.get("when", "") in body), None)
+            if index is None:
+                return None
+            fault = queued.pop(index)
         _write_atomically(path, faults)
     return None if not fault or fault.get("fault") == "none" else fault
 
@@ -531,7 +539,7 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
     def _invoke(self, payload: dict[str, str]) -> InvocationResult:
         request_id = payload["invoke-id"]
         timeout = float(self.function_version.config.timeout or 3)
-        fault = take_fault(self.function_version.id.function_name)
+        fault = take_fault(self.function_version.id.function_name, payload.get("payload") or "")
         if fault and fault.get("fault") == "error":
             message = fault.get("errorMessage", "injected by BUSLINE_LAMBDA_FAULTS_FILE")
             return InvocationResult(request_id, _error_payload(fault.get("errorType", "InjectedFault"), message), True, "")
