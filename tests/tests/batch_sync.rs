@@ -1,9 +1,8 @@
 //! The batch sync as a real function process on LocalStack, against a stub source API: 2,000
 //! records published exactly once, ten to a `PutEvents` call, by runs that each stop before their
 //! timeout and hand over to the next (10,000 records in one run are `make bench`'s); and a run
-//! killed midway (its
-//! process killed with SIGKILL while it works) taken over by the next run from the last checkpoint,
-//! with no record missing and no record published under a second id.
+//! killed midway (its process killed with SIGKILL while it works) taken over by the next run from
+//! the last checkpoint, with no record missing and no record published under a second id.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

@@ -5,28 +5,13 @@ Run by ``make test`` with LocalStack's interpreter, as ``test_log_pipe.py`` is.
 """
 
 import json
-import os
-import tempfile
 import unittest
-from pathlib import Path
 
 import busline_process_executor as executor
+from fault_file_case import FaultFileCase
 
 
-class QueuedFaultTest(unittest.TestCase):
-    def setUp(self) -> None:
-        self.dir = tempfile.TemporaryDirectory()
-        self.path = Path(self.dir.name) / "faults.json"
-        self.saved = os.environ.get(executor.FAULTS_FILE_VARIABLE)
-        os.environ[executor.FAULTS_FILE_VARIABLE] = str(self.path)
-
-    def tearDown(self) -> None:
-        if self.saved is None:
-            os.environ.pop(executor.FAULTS_FILE_VARIABLE, None)
-        else:
-            os.environ[executor.FAULTS_FILE_VARIABLE] = self.saved
-        self.dir.cleanup()
-
+class QueuedFaultTest(FaultFileCase):
     def queue(self) -> list:
         return json.loads(self.path.read_text())["fn"]
 

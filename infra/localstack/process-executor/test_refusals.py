@@ -6,12 +6,12 @@ Run by ``make test`` with LocalStack's interpreter, as ``test_log_pipe.py`` is.
 
 import json
 import os
-import tempfile
 import time
 import unittest
 from pathlib import Path
 
 import busline_process_executor as executor
+from fault_file_case import FaultFileCase
 
 
 def write(path: Path, faults: dict) -> None:
@@ -21,20 +21,7 @@ def write(path: Path, faults: dict) -> None:
     os.replace(temporary, path)
 
 
-class RefusalTest(unittest.TestCase):
-    def setUp(self) -> None:
-        self.dir = tempfile.TemporaryDirectory()
-        self.path = Path(self.dir.name) / "faults.json"
-        self.saved = os.environ.get(executor.FAULTS_FILE_VARIABLE)
-        os.environ[executor.FAULTS_FILE_VARIABLE] = str(self.path)
-
-    def tearDown(self) -> None:
-        if self.saved is None:
-            os.environ.pop(executor.FAULTS_FILE_VARIABLE, None)
-        else:
-            os.environ[executor.FAULTS_FILE_VARIABLE] = self.saved
-        self.dir.cleanup()
-
+class RefusalTest(FaultFileCase):
     def test_a_call_in_the_window_is_refused_and_counted_and_a_new_window_is_seen(self) -> None:
         now = int(time.time() * 1000)
         rule = {"service": "events", "operation": "PutEvents", "code": "ThrottlingException"}
