@@ -46,7 +46,7 @@ define with_localstack
 endef
 
 
-.PHONY: help demo trace deploy test test-release soak soak-run bench bench-run profile-init redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
+.PHONY: help demo trace deploy build localstack-install test test-release soak soak-run bench bench-run profile-init redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -68,7 +68,11 @@ trace: ## One business event's journey on LocalStack: every hop of its trace in 
 # SDK again.
 RUN_TESTS = $(STATE)/localstack/venv/bin/python -m unittest discover -s infra/localstack/process-executor -p 'test_*.py' && cargo test --workspace --test soak -- --ignored --nocapture && cargo test --workspace --lib --bins --tests --examples && cargo test --workspace --doc
 
-test: lint-template ## Everything the tests need (LocalStack, the stack deployed from the debug build), then all tests (LocalStack is started and stopped if it was not running)
+# On a fresh machine the build and the installs (the template linters, the interop libraries,
+# LocalStack) run at once: the installs mostly wait on downloads while cargo has the cores.
+test: ## Everything the tests need (LocalStack, the stack deployed from the debug build), then all tests (LocalStack is started and stopped if it was not running)
+	$(MAKE) --no-print-directory -j4 build tools localstack-install
+	$(MAKE) --no-print-directory lint-template
 	$(call with_localstack,$(MAKE) --no-print-directory deploy-local && $(RUN_TESTS))
 
 # What ships, checked where it differs from what `make test` deployed: the LTO build, deployed, the
@@ -86,8 +90,11 @@ soak-run:
 	@mkdir -p $(TARGET_DIR)/bench
 	cargo run --quiet -p busline-tests --example soak
 
-deploy-local: tools localstack-start ## Build the functions and deploy template.yaml to LocalStack (code changes hot-reload; PROFILE=release deploys release builds)
+# What deploy-local deploys, built (`make test` builds it while the installs run).
+build:
 	cargo build --profile $(PROFILE) $(DEPLOY_BUILD)
+
+deploy-local: tools localstack-start build ## Build the functions and deploy template.yaml to LocalStack (code changes hot-reload; PROFILE=release deploys release builds)
 	@for f in $(FUNCTIONS); do \
 	  mkdir -p $(STATE)/functions/$$f; \
 	  cp $(TARGET_DIR)/$(PROFILE_DIR)/$$f $(STATE)/functions/$$f/bootstrap.new; \
@@ -141,6 +148,9 @@ $(TOOLS)/interop/.installed: Makefile | $(TOOLS)/.installed
 
 localstack-start: ## Install (once) and start LocalStack on the host, without Docker
 	$(LOCALSTACK) start
+
+localstack-install:
+	$(LOCALSTACK) install
 
 localstack-stop: ## Stop LocalStack
 	$(LOCALSTACK) stop
