@@ -55,22 +55,28 @@ struct Answer {
 
 impl HttpSystem {
     /// A client for the system at `base_url` (no trailing slash needed), whose outages are reported
-    /// as `system`. Each request times out after `timeout`.
+    /// as `system`. Each request times out after `timeout`. It trusts what the process's TLS
+    /// configuration trusts ([`busline::tls`]), and fails only when that configuration does.
     #[expect(
         clippy::expect_used,
-        reason = "reqwest fails to build a client only when its TLS backend cannot start, where its own `Client::new` panics"
+        reason = "given its TLS configuration, reqwest fails to build a client only when it cannot read the system's proxy settings, where its own `Client::new` panics"
     )]
-    pub fn new(base_url: impl Into<String>, system: &'static str, timeout: Duration) -> Self {
-        Self {
+    pub fn new(
+        base_url: impl Into<String>,
+        system: &'static str,
+        timeout: Duration,
+    ) -> Result<Self, busline::tls::TlsError> {
+        Ok(Self {
             client: reqwest::Client::builder()
+                .tls_backend_preconfigured((*busline::tls::client_config()?).clone())
                 .timeout(timeout)
                 .build()
-                .expect("a client with a timeout builds"),
+                .expect("a client with a timeout and its TLS configured builds"),
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             system,
             backoff: Backoff::default(),
             deadline: None,
-        }
+        })
     }
 
     /// Retries with `backoff` instead of the default.

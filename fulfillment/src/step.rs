@@ -98,7 +98,7 @@ macro_rules! saga_step_main {
             use $crate::step::serve_step;
             use $crate::system::{Kind, System};
             $crate::__busline::telemetry::init_tracing();
-            let aws = $crate::__busline::aws::load_config().await;
+            let aws = $crate::__busline::aws::load_config().await?;
             let system =
                 System::from_env(Kind::$kind, &$crate::__busline::config::ProcessEnv, &aws)?;
             let tracker =
@@ -112,7 +112,7 @@ macro_rules! saga_step_main {
             use $crate::status::{DynamoDbOrderTracker, Step};
             use $crate::step::serve_step;
             $crate::__busline::telemetry::init_tracing();
-            let aws = $crate::__busline::aws::load_config().await;
+            let aws = $crate::__busline::aws::load_config().await?;
             let tracker =
                 DynamoDbOrderTracker::from_env(&$crate::__busline::config::ProcessEnv, &aws)?;
             serve_step(&tracker, Step::$step, $handle).await

@@ -70,7 +70,7 @@ impl System {
         kind: Kind,
         env: &impl Env,
         aws: &aws_config::SdkConfig,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         match env
             .get(kind.url_variable())
             .filter(|url| !url.trim().is_empty())
@@ -81,13 +81,14 @@ impl System {
                     url,
                     kind.unavailable(),
                     HTTP_TIMEOUT,
-                )))
+                )?))
             }
             Some(url) => Err(ConfigError::Invalid {
                 name: kind.url_variable(),
                 value: url,
                 expected: "an http:// or https:// base URL, or nothing for the reference implementation",
-            }),
+            }
+            .into()),
             None => Ok(Self::Reference(DynamoDbFulfillment::from_env(env, aws)?)),
         }
     }

@@ -4,12 +4,25 @@
 //! same binary talks to AWS in a deployed stack and to LocalStack on a laptop with no code change.
 //! Build every client from the one [`aws_config::SdkConfig`] this returns; clients are cheap to clone
 //! and share a connection pool.
+//!
+//! The SDK's requests go out on busline's own HTTP client ([`http_client`]), which trusts what
+//! [`crate::tls`] configures: the roots compiled into the binary unless `BUSLINE_TLS_ROOTS=native`.
+//! The SDK crates are built without an HTTPS client of their own, so there is no second TLS stack
+//! and no certificate store read at start.
 
-/// Loads the SDK configuration from the environment: region, credentials, endpoint overrides.
-pub async fn load_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+mod https;
+
+pub use https::{POOL_IDLE_TIMEOUT, http_client};
+
+/// Loads the SDK configuration from the environment: region, credentials, endpoint overrides, on
+/// [`http_client`] with the process's TLS configuration. Fails only when that configuration does
+/// (an unknown `BUSLINE_TLS_ROOTS`, or `native` with an empty store).
+pub async fn load_config() -> Result<aws_config::SdkConfig, crate::tls::TlsError> {
+    let tls = crate::tls::client_config()?;
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client(tls))
         .load()
-        .await
+        .await)
 }
 
 /// Why a secret could not be read.

@@ -7,7 +7,7 @@
 use std::str::FromStr;
 
 /// A variable that is missing or does not parse.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ConfigError {
     /// A required variable is unset or empty.
     #[error("environment variable {name} is not set; expected {expected}")]

@@ -11,6 +11,7 @@
 //!   dead letters), [`checkpoint`] (a connector's cursor with optimistic concurrency) and [`retry`]
 //!   (backoff with full jitter that respects the invocation's deadline);
 //! - [`config`] and [`aws`]: configuration read once at cold start, and SDK clients built once;
+//! - [`tls`]: the trust every HTTPS client starts from (the roots compiled in, or the system's store);
 //! - [`telemetry`]: JSON logs and CloudWatch Embedded Metric Format metrics;
 //! - [`error`]: the retryable / permanent / duplicate taxonomy that becomes a Lambda `Diagnostic`,
 //!   and [`sdk_error`]: every AWS SDK error classified once into it;
@@ -45,6 +46,7 @@ pub mod signature;
 pub mod telemetry;
 pub mod text;
 pub mod time;
+pub mod tls;
 pub mod transform;
 
 pub use envelope::{Envelope, EventType};

@@ -13,6 +13,14 @@
 //! state the previous steps' answers made, as Step Functions would pass it; the compensations then
 //! undo that order.
 //!
+//! Each function is spawned with the certificate store as this host lays it out (Debian: a
+//! directory of several hundred files beside one bundle) and again as Lambda's `provided.al2023`
+//! does (one CA bundle, named by `SSL_CERT_FILE`, and nothing else), so a function that read the
+//! store at start would show it on both. The representative invocation is then sent a second
+//! time: the first's duration beside the second's shows work deferred from init into the first
+//! request (a connector built or a schema compiled on first use). The second is the same request,
+//! so where a function deduplicates it takes the duplicate's path.
+//!
 //! Warm invokes: 200 invocations of the hello world through LocalStack's `Invoke` (its API, the
 //! process executor, the Runtime API), beside 200 served to the same binary straight over the
 //! Runtime API in this process; the difference is what LocalStack and the executor add.
@@ -104,6 +112,11 @@ struct Measured {
     name: &'static str,
     kind: &'static str,
     cold_ms: Vec<f64>,
+    /// Spawn to the first `/invocation/next` with the store laid out as on Lambda.
+    bundle_ms: Vec<f64>,
+    /// The representative invocation's duration, first and second time.
+    first_ms: f64,
+    second_ms: f64,
     peak_rss_kb: u64,
     outcome: String,
     bytes: u64,
@@ -297,6 +310,7 @@ async fn main() -> Result<()> {
         bail!("no cold-start subject for {missing:?}: add each with a representative event");
     }
 
+    let lambda_layout = lambda_certificate_layout()?;
     let mut results = Vec::new();
     for subject in subjects {
         let binary = release_binary(subject.name)?;
@@ -306,16 +320,25 @@ async fn main() -> Result<()> {
             name => deployed_env(&lambda, name).await?,
         };
         let event = (subject.event)(&state)?.to_string();
+        let mut bundle_env = env.clone();
+        bundle_env.extend(lambda_layout.iter().cloned());
+        let mut bundle_ms = Vec::new();
+        for _ in 0..RUNS {
+            let (process, init) = FunctionProcess::start(&binary, &bundle_env).await?;
+            bundle_ms.push(init.as_secs_f64() * 1000.0);
+            process.kill().await?;
+        }
         let mut cold_ms = Vec::new();
         for _ in 1..RUNS {
             let (process, init) = FunctionProcess::start(&binary, &env).await?;
             cold_ms.push(init.as_secs_f64() * 1000.0);
             process.kill().await?;
         }
-        // The last run also serves the representative invocation.
+        // The last run also serves the representative invocation, twice.
         let (mut process, init) = FunctionProcess::start(&binary, &env).await?;
         cold_ms.push(init.as_secs_f64() * 1000.0);
         let invoked = process.invoke(&event).await?;
+        let again = process.invoke(&event).await?;
         let peak_rss_kb = process.peak_rss_kb()?;
         process.kill().await?;
         let outcome = match &invoked.error {
@@ -329,6 +352,9 @@ async fn main() -> Result<()> {
             name: subject.name,
             kind: subject.kind,
             cold_ms,
+            bundle_ms,
+            first_ms: invoked.took.as_secs_f64() * 1000.0,
+            second_ms: again.took.as_secs_f64() * 1000.0,
             peak_rss_kb,
             outcome,
             bytes,
@@ -336,6 +362,23 @@ async fn main() -> Result<()> {
     }
     let warm = warm_invokes(&aws, &release_binary("hello-lambda")?).await?;
     report(&results, &warm)
+}
+
+/// The certificate store as Lambda's `provided.al2023` lays it out: one CA bundle, which
+/// `SSL_CERT_FILE` names, and an empty `SSL_CERT_DIR`; this host's own bundle stands in for it.
+fn lambda_certificate_layout() -> Result<Vec<(String, String)>> {
+    let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    anyhow::ensure!(
+        bundle.is_file(),
+        "{} is missing: the Lambda layout needs a CA bundle (apt-get install ca-certificates)",
+        bundle.display()
+    );
+    let empty = std::env::temp_dir().join("busline-bench-empty-cert-dir");
+    std::fs::create_dir_all(&empty)?;
+    Ok(vec![
+        ("SSL_CERT_FILE".to_owned(), bundle.display().to_string()),
+        ("SSL_CERT_DIR".to_owned(), empty.display().to_string()),
+    ])
 }
 
 const WARM_INVOKES: usize = 200;
@@ -407,6 +450,7 @@ fn median(values: &[f64]) -> f64 {
 
 fn report(results: &[Measured], (through, direct): &(Vec<f64>, Vec<f64>)) -> Result<()> {
     let baseline = median(&results[0].cold_ms);
+    let bundle_baseline = median(&results[0].bundle_ms);
     let mut section = Section::new(
         10,
         "Cold start, memory and size of every function",
@@ -414,8 +458,11 @@ fn report(results: &[Measured], (through, direct): &(Vec<f64>, Vec<f64>)) -> Res
             "Release builds (LTO, `opt-level = \"z\"`, stripped). Cold start: spawn to the first \
              `GET /invocation/next` on a Runtime API served in-process, with the environment the \
              deployed stack gives the function; median and max of {RUNS} spawns, beside a bare \
-             `lambda_runtime` hello world built with the same profile in the same run. Peak RSS: \
-             `VmHWM` after one representative invocation against the deployed stack on LocalStack \
+             `lambda_runtime` hello world built with the same profile in the same run; again with \
+             the certificate store as on Lambda's `provided.al2023` (one bundle in `SSL_CERT_FILE`). \
+             First invocation: the representative invocation's duration, beside the same request \
+             sent again to the same process (a deduplicating function takes the duplicate's path \
+             the second time). Peak RSS: `VmHWM` after the representative invocations against the deployed stack on LocalStack \
              (the saga's steps in the state machine's order on one order; stubs of the email API, \
              the sync source and the warehouse). `tests/benches/cold_start.rs`."
         ),
@@ -428,6 +475,11 @@ fn report(results: &[Measured], (through, direct): &(Vec<f64>, Vec<f64>)) -> Res
             Column::number("cold start median", "ms", 2),
             Column::number("max", "ms", 2),
             Column::number("× hello world", "×", 2).at_most(1.25),
+            Column::number("one bundle (Lambda's layout)", "ms", 2),
+            Column::number("× hello world, one bundle", "×", 2).at_most(1.25),
+            Column::number("first invocation", "ms", 2),
+            Column::number("second", "ms", 2),
+            Column::number("first × second", "×", 2).at_most(1.25),
             Column::number("peak RSS", "MB", 1).at_most(32.0),
             Column::number("binary", "MB", 2).at_most(8.0),
             Column::text("invocation"),
@@ -446,6 +498,15 @@ fn report(results: &[Measured], (through, direct): &(Vec<f64>, Vec<f64>)) -> Res
             } else {
                 json!(median(&r.cold_ms) / baseline)
             },
+            json!(median(&r.bundle_ms)),
+            if r.name == "hello-traced" {
+                json!(null)
+            } else {
+                json!(median(&r.bundle_ms) / bundle_baseline)
+            },
+            json!(r.first_ms),
+            json!(r.second_ms),
+            json!(r.first_ms / r.second_ms),
             json!(r.peak_rss_kb as f64 / 1024.0),
             json!(r.bytes as f64 / 1_000_000.0),
             json!(r.outcome),

@@ -79,6 +79,7 @@ pub async fn localstack() -> Result<SdkConfig> {
         .endpoint_url(&endpoint)
         .region(Region::new(region))
         .credentials_provider(Credentials::new("test", "test", None, None, "localstack"))
+        .http_client(busline::aws::http_client(busline::tls::client_config()?))
         .load()
         .await;
     aws_sdk_sqs::Client::new(&config)

@@ -72,7 +72,11 @@ async fn writes_to_the_source_table_appear_on_the_bus_as_ordered_changes() {
         .iter()
         .map(|c| c["data"]["op"].as_str().unwrap())
         .collect();
-    assert_eq!(ops, ["c", "u", "d"]);
+    let sequence: Vec<&str> = changes
+        .iter()
+        .map(|c| c["data"]["source"]["sequence_number"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["c", "u", "d"], "sequence numbers {sequence:?}");
     let expected_after =
         json!({"customer_id": customer, "email": "ada@example.com", "credit_limit": 5000});
     assert_eq!(changes[0]["data"]["before"], Value::Null);

@@ -21,11 +21,13 @@ fn order() -> Order {
 }
 
 fn system(server: &MockServer, name: &'static str) -> HttpSystem {
-    HttpSystem::new(server.uri(), name, Duration::from_secs(2)).with_backoff(Backoff {
-        max_attempts: 3,
-        base: Duration::from_millis(5),
-        max_delay: Duration::from_millis(10),
-    })
+    HttpSystem::new(server.uri(), name, Duration::from_secs(2))
+        .unwrap()
+        .with_backoff(Backoff {
+            max_attempts: 3,
+            base: Duration::from_millis(5),
+            max_delay: Duration::from_millis(10),
+        })
 }
 
 #[tokio::test]

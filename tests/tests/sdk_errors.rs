@@ -105,6 +105,9 @@ fn eventbridge_at(server: &MockServer) -> aws_sdk_eventbridge::Client {
         ))
         .endpoint_url(server.uri())
         .retry_config(aws_sdk_eventbridge::config::retry::RetryConfig::disabled())
+        .http_client(busline::aws::http_client(
+            busline::tls::client_config().unwrap(),
+        ))
         .build();
     aws_sdk_eventbridge::Client::from_conf(config)
 }

@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
         busline::signature::DEFAULT_TOLERANCE_SECS,
         "seconds a signature's timestamp may be away from now",
     )?;
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let secret =
         busline::aws::secret_string(&aws_sdk_secretsmanager::Client::new(&aws), &secret_id).await?;
     let key = busline::signature::Scheme::StandardWebhooks

@@ -14,7 +14,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
     let config = Config::from_env(&ProcessEnv)?;
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let trail = DynamoDbAuditTrail::new(aws_sdk_dynamodb::Client::new(&aws), &config.audit_table);
     let dead_letters = SqsDeadLetterQueue::new(
         aws_sdk_sqs::Client::new(&aws),

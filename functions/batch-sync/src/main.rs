@@ -21,10 +21,11 @@ async fn main() -> Result<(), Error> {
     let table = ProcessEnv.require("CHECKPOINT_TABLE", "the checkpoint store's DynamoDB table")?;
     let bus = ProcessEnv.require("BUS_NAME", "the event bus records are published to")?;
     let dlq = ProcessEnv.require("DEAD_LETTER_QUEUE_URL", "the queue malformed records go to")?;
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let sync = SourceSync {
         config,
         http: reqwest::Client::builder()
+            .tls_backend_preconfigured((*busline::tls::client_config()?).clone())
             .timeout(std::time::Duration::from_secs(10))
             .build()?,
         checkpoints: DynamoDbCheckpointStore::new(aws_sdk_dynamodb::Client::new(&aws), table),

@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
         "DEAD_LETTER_QUEUE_URL",
         "the queue stream records that are not changes go to",
     )?;
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), bus);
     let dead_letters = SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), dlq);
     let bucket = ProcessEnv.require(

@@ -13,7 +13,7 @@ use lambda_runtime::Error;
 async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
     let policy = ApprovalPolicy::from_env(&ProcessEnv)?;
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let systems = System::from_env(Kind::CustomerAccounts, &ProcessEnv, &aws)?;
     let tracker = DynamoDbOrderTracker::from_env(&ProcessEnv, &aws)?;
     serve_step(&tracker, Step::CheckCredit, |state| {

@@ -149,9 +149,15 @@ impl Config {
 
 /// The HTTP client deliveries go out on: it never follows a redirect (a `3xx` is an answer; see the
 /// module's notes), sends no `Referer`, and unless `allow_local` connects to public addresses only
-/// ([`endpoints::PublicOnly`]). It fails only when the TLS backend cannot start.
-pub fn http_client(allow_local: bool) -> Result<reqwest::Client, reqwest::Error> {
+/// ([`endpoints::PublicOnly`]). It trusts what the process's TLS configuration trusts
+/// ([`busline::tls`]: the roots compiled in unless `BUSLINE_TLS_ROOTS=native`), and fails only when
+/// that configuration does.
+pub fn http_client(
+    allow_local: bool,
+) -> Result<reqwest::Client, Box<dyn std::error::Error + Send + Sync>> {
+    let tls = busline::tls::client_config()?;
     let builder = reqwest::Client::builder()
+        .tls_backend_preconfigured((*tls).clone())
         .redirect(reqwest::redirect::Policy::none())
         .referer(false);
     let builder = if allow_local {
@@ -159,7 +165,7 @@ pub fn http_client(allow_local: bool) -> Result<reqwest::Client, reqwest::Error>
     } else {
         builder.dns_resolver(endpoints::public_only())
     };
-    builder.build()
+    Ok(builder.build()?)
 }
 
 /// Reads every endpoint's Standard Webhooks secret from Secrets Manager, concurrently (each read

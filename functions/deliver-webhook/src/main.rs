@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
         "IDEMPOTENCY_TABLE",
         "the DynamoDB table that records what was delivered",
     )?;
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let keys = fetch_keys(&aws_sdk_secretsmanager::Client::new(&aws), &config).await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let deliverer = Deliverer {

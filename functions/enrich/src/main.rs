@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
         60u64,
         "seconds a lookup is cached",
     )?;
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let master = CachedMaster::new(
         DynamoDbCustomerMaster::new(aws_sdk_dynamodb::Client::new(&aws), table),
         Duration::from_secs(ttl),

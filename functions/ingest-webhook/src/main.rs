@@ -13,7 +13,7 @@ use lambda_http::{Error, service_fn};
 async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
     let config = Config::from_env(&ProcessEnv)?;
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let secrets = fetch_secrets(&aws_sdk_secretsmanager::Client::new(&aws), &config).await?;
     let publisher =
         EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), &config.bus_name);

@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
         "CLAIM_CHECK_BUCKET",
         "the S3 bucket payloads too large for the bus are checked in to",
     )?;
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let payloads = S3PayloadStore::new(&aws, bucket);
     let master = CustomerMaster {
         store: DynamoDbMasterStore::new(aws_sdk_dynamodb::Client::new(&aws), table),

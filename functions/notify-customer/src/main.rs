@@ -20,8 +20,8 @@ async fn main() -> Result<(), Error> {
         "DEAD_LETTER_QUEUE_URL",
         "the queue notices that cannot be sent go to",
     )?;
-    let aws = busline::aws::load_config().await;
-    let emails = HttpSystem::new(url, "EmailUnavailable", Duration::from_secs(3));
+    let aws = busline::aws::load_config().await?;
+    let emails = HttpSystem::new(url, "EmailUnavailable", Duration::from_secs(3))?;
     let dead_letters = SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), dlq);
     lambda_runtime::run(service_fn(|event: LambdaEvent<EventBridgeEvent<Value>>| {
         let emails = emails.clone().with_deadline(Deadline::of(&event.context));

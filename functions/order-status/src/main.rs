@@ -9,7 +9,7 @@ use lambda_http::{Error, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let tracker = DynamoDbOrderTracker::from_env(&ProcessEnv, &aws)?;
     lambda_http::run(service_fn(|request| async {
         Ok::<_, std::convert::Infallible>(order_status::handle(request, &tracker).await)

@@ -13,7 +13,7 @@ use request_approval::ApprovalRequest;
 async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
     let bus = ProcessEnv.require("BUS_NAME", "the event bus approval requests go to")?;
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let tracker = DynamoDbOrderTracker::from_env(&ProcessEnv, &aws)?;
     let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), bus);
     lambda_runtime::run(service_fn(|event: LambdaEvent<ApprovalRequest>| async {

@@ -13,7 +13,7 @@ use lambda_runtime::Error;
 async fn main() -> Result<(), Error> {
     busline::telemetry::init_tracing();
     let bus = ProcessEnv.require("BUS_NAME", "the event bus purchase-order requests go to")?;
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let inventory = System::from_env(Kind::Inventory, &ProcessEnv, &aws)?;
     let tracker = DynamoDbOrderTracker::from_env(&ProcessEnv, &aws)?;
     let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), bus);

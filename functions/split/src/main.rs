@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
         "DEFAULT_WAREHOUSE",
         "the warehouse that ships lines the order assigns to none",
     )?;
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let default_warehouse = default_warehouse.as_str();
     busline::transform::serve(&aws, move |event| async move {
         split::split(&event, default_warehouse)

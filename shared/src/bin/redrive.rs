@@ -58,7 +58,7 @@ fn one_line(text: &str, max: usize) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let value = |flag: &str| -> Vec<String> {
         args.windows(2)

@@ -97,7 +97,7 @@ async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatchRes
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let aws = busline::aws::load_config().await;
+    let aws = busline::aws::load_config().await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let idempotency = Idempotency::new(
         DynamoDbIdempotencyStore::new(
