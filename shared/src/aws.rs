@@ -17,12 +17,30 @@ pub use https::{POOL_IDLE_TIMEOUT, http_client};
 /// Loads the SDK configuration from the environment: region, credentials, endpoint overrides, on
 /// [`http_client`] with the process's TLS configuration. Fails only when that configuration does
 /// (an unknown `BUSLINE_TLS_ROOTS`, or `native` with an empty store).
+///
+/// Where the environment holds the credentials, as Lambda's does, they are read from it and the
+/// default chain is not built: the chain would pick the same ones first, but building it builds an
+/// STS client for its web-identity provider, a fifth of a function's init. Elsewhere (a profile, SSO,
+/// a container's role) the default chain finds them.
 pub async fn load_config() -> Result<aws_config::SdkConfig, crate::tls::TlsError> {
     let tls = crate::tls::client_config()?;
-    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http_client(tls))
-        .load()
-        .await)
+    let loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client(tls));
+    let loader = if credentials_in(&crate::config::ProcessEnv) {
+        loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        )
+    } else {
+        loader
+    };
+    Ok(loader.load().await)
+}
+
+/// Whether `env` holds an access key and its secret (`AWS_SESSION_TOKEN` goes with them if set).
+fn credentials_in(env: &impl crate::config::Env) -> bool {
+    ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+        .into_iter()
+        .all(|name| env.get(name).is_some_and(|value| !value.trim().is_empty()))
 }
 
 /// Why a secret could not be read.
@@ -70,4 +88,25 @@ pub async fn secret_string(
         .ok_or_else(|| SecretError::Empty {
             secret_id: secret_id.to_owned(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::credentials_in;
+
+    #[test]
+    fn credentials_come_from_the_environment_only_when_both_halves_are_there() {
+        let lambda = [
+            ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+        ];
+        assert!(credentials_in(&lambda));
+        assert!(!credentials_in(&[("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE")]));
+        assert!(!credentials_in(&[
+            ("AWS_ACCESS_KEY_ID", " "),
+            ("AWS_SECRET_ACCESS_KEY", "secret")
+        ]));
+        assert!(!credentials_in(&[("AWS_PROFILE", "dev")]));
+    }
 }

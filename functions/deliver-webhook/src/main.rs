@@ -30,11 +30,13 @@ async fn main() -> Result<(), Error> {
     let aws = busline::aws::load_config().await?;
     let keys = fetch_keys(&aws_sdk_secretsmanager::Client::new(&aws), &config).await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    // One client per service: a client is a runtime plan built at start; clones share it.
+    let sqs = aws_sdk_sqs::Client::new(&aws);
     let deliverer = Deliverer {
         keys,
         http: deliver_webhook::http_client(allow_local)?,
         circuits: DynamoDbCircuitStore::new(dynamodb.clone(), table),
-        requeue: SqsRequeue::new(aws_sdk_sqs::Client::new(&aws), queue),
+        requeue: SqsRequeue::new(sqs.clone(), queue),
         deliveries: delivery_records(
             DynamoDbIdempotencyStore::new(dynamodb, records),
             config.retry_horizon,
@@ -43,7 +45,7 @@ async fn main() -> Result<(), Error> {
     };
     let processor = BatchProcessor::new()
         .concurrency(4)
-        .dead_letters(SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), dlq));
+        .dead_letters(SqsDeadLetterQueue::new(sqs, dlq));
     let (deliverer, processor) = (&deliverer, &processor);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
         handle(
