@@ -56,22 +56,18 @@ struct Answer {
 impl HttpSystem {
     /// A client for the system at `base_url` (no trailing slash needed), whose outages are reported
     /// as `system`. Each request times out after `timeout`. It trusts what the process's TLS
-    /// configuration trusts ([`busline::tls`]), and fails only when that configuration does.
-    #[expect(
-        clippy::expect_used,
-        reason = "given its TLS configuration, reqwest fails to build a client only when it cannot read the system's proxy settings, where its own `Client::new` panics"
-    )]
+    /// configuration trusts ([`busline::tls`]), and fails when that configuration does, or when
+    /// reqwest does not take it (a rustls of another version than busline's).
     pub fn new(
         base_url: impl Into<String>,
         system: &'static str,
         timeout: Duration,
-    ) -> Result<Self, busline::tls::TlsError> {
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         Ok(Self {
             client: reqwest::Client::builder()
                 .tls_backend_preconfigured((*busline::tls::client_config()?).clone())
                 .timeout(timeout)
-                .build()
-                .expect("a client with a timeout and its TLS configured builds"),
+                .build()?,
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             system,
             backoff: Backoff::default(),

@@ -150,8 +150,8 @@ impl Config {
 /// The HTTP client deliveries go out on: it never follows a redirect (a `3xx` is an answer; see the
 /// module's notes), sends no `Referer`, and unless `allow_local` connects to public addresses only
 /// ([`endpoints::PublicOnly`]). It trusts what the process's TLS configuration trusts
-/// ([`busline::tls`]: the roots compiled in unless `BUSLINE_TLS_ROOTS=native`), and fails only when
-/// that configuration does.
+/// ([`busline::tls`]: the roots compiled in unless `BUSLINE_TLS_ROOTS=native`), and fails when that
+/// configuration does, or when reqwest does not take it (a rustls of another version than busline's).
 pub fn http_client(
     allow_local: bool,
 ) -> Result<reqwest::Client, Box<dyn std::error::Error + Send + Sync>> {
