@@ -18,9 +18,14 @@ if [ -n "$twice" ]; then
 fi
 for dir in functions/*/; do
   name=$(basename "$dir")
-  old=$(cargo tree -p "$name" -e normal,build --target x86_64-unknown-linux-gnu --target aarch64-unknown-linux-gnu --prefix none | sed 's/ (\*)$//' | grep -E '^http v0\.' | sort -u | head -n1 || true)
+  tree=$(cargo tree -p "$name" -e normal,build --target x86_64-unknown-linux-gnu --target aarch64-unknown-linux-gnu --prefix none | sed 's/ (\*)$//')
+  old=$(grep -E '^http v0\.' <<<"$tree" | sort -u | head -n1 || true)
   if [ -n "$old" ]; then
     echo "$name ships $old; cargo tree -p $name -e normal -i ${old// v/@} shows who brings it"
+    status=1
+  fi
+  if grep -qE '^ring v' <<<"$tree"; then
+    echo "$name ships ring beside aws-lc-rs; cargo tree -p $name -e normal -i ring shows who brings it"
     status=1
   fi
 done
@@ -30,12 +35,5 @@ if [ -n "$tls_twice" ]; then
   echo "$tls_twice"
   status=1
 fi
-for dir in functions/*/; do
-  name=$(basename "$dir")
-  if cargo tree -p "$name" -e normal --target x86_64-unknown-linux-gnu --target aarch64-unknown-linux-gnu --prefix none | grep -qE '^ring v'; then
-    echo "$name ships ring beside aws-lc-rs; cargo tree -p $name -e normal -i ring shows who brings it"
-    status=1
-  fi
-done
 [ "$status" = 0 ] && echo "one AWS SDK generation; no http 0.2 in any function; one rustls, and no ring in any function"
 exit "$status"

@@ -3,7 +3,8 @@
 //! with the CA in `SSL_CERT_FILE` trusts it, as a deployment behind a private CA would set it.
 //!
 //! The TLS configuration is read from the environment once per process, so each case runs the
-//! `#[ignore]`d `client` test below in a child process of this binary with its own environment.
+//! ignored `client` test below (its reason says so) in a child process of this binary, with its own
+//! environment.
 #![allow(
     clippy::unwrap_used,
     reason = "the helpers are the tests' own: a failure panics and fails the test, as in the tests"
