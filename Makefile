@@ -46,7 +46,7 @@ define with_localstack
 endef
 
 
-.PHONY: help demo trace deploy build localstack-install test test-release soak soak-run bench bench-run profile-init redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
+.PHONY: help demo trace deploy build localstack-install tracers test test-release soak soak-run bench bench-run profile-init profile-toolkit redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -71,7 +71,7 @@ RUN_TESTS = $(STATE)/localstack/venv/bin/python -m unittest discover -s infra/lo
 # On a fresh machine the build and the installs (the template linters, the interop libraries,
 # LocalStack) run at once: the installs mostly wait on downloads while cargo has the cores.
 test: ## Everything the tests need (LocalStack, the stack deployed from the debug build), then all tests (LocalStack is started and stopped if it was not running)
-	$(MAKE) --no-print-directory -j4 build tools localstack-install
+	$(MAKE) --no-print-directory -j4 build tools localstack-install tracers
 	$(MAKE) --no-print-directory lint-template
 	$(call with_localstack,$(MAKE) --no-print-directory deploy-local && $(RUN_TESTS))
 
@@ -89,6 +89,12 @@ soak-run:
 	@$(MAKE) --no-print-directory deploy-local PROFILE=release
 	@mkdir -p $(TARGET_DIR)/bench
 	cargo run --quiet -p busline-tests --example soak
+
+# strace and valgrind, which tests/tests/init_cost.rs counts a function's init with (files opened,
+# instructions), from Debian's packages when the machine has neither.
+tracers:
+	@command -v strace >/dev/null && command -v valgrind >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace valgrind >/dev/null; }
 
 # What deploy-local deploys, built (`make test` builds it while the installs run).
 build:
@@ -163,8 +169,11 @@ bench: ## One performance report (target/bench/report.md, .json): cold start, RS
 	$(call with_localstack,$(MAKE) --no-print-directory bench-run)
 
 # The benchmark harnesses that drive LocalStack need no optimisation (`--profile dev`): its latency
-# dwarfs theirs. The criterion benchmarks are built with the release profile the functions ship with.
-bench-run: deploy-local release
+# dwarfs theirs. The stack they drive runs the release binaries, as a deployment does (a debug
+# build's handlers took 3-10× as long), and the criterion benchmarks are built with the release
+# profile the functions ship with.
+bench-run: release
+	@$(MAKE) --no-print-directory deploy-local PROFILE=release
 	cargo bench --profile dev -p busline-tests --bench cold_start  # every function, beside a hello world
 	cargo bench --profile dev -p busline-tests --bench idempotency_store  # DynamoDB calls per message
 	cargo bench --profile dev -p busline-tests --bench pipelines  # ingest → consumer, CDC write → bus
@@ -186,6 +195,21 @@ profile-init: deploy-local ## Callgrind profile of a function's init (cold start
 	  $(TARGET_DIR)/profiling/$(FUNCTION) >/dev/null || true
 	callgrind_annotate --inclusive=yes $(STATE)/callgrind.$(FUNCTION) | sed -n '/PROGRAM TOTALS/,$$p' | sed -n 1,60p
 	@echo "Whole profile: $(STATE)/callgrind.$(FUNCTION) (callgrind_annotate, kcachegrind)"
+
+profile-toolkit: ## Callgrind instruction counts of the toolkit's batch path per message (SQS batch of ten, idempotency, in-memory store) beside serde_json's parse-and-serialise and a bare loop over the handler
+	@command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)"; exit 1; }
+	cargo bench --profile profiling -p busline --bench toolkit --no-run
+	@bin=$$(ls -t $(TARGET_DIR)/profiling/deps/toolkit-* | grep -v '\.d$$' | head -n1); \
+	for path in setup baseline loop processor; do \
+	  TOOLKIT_PROFILE=$$path valgrind -q --tool=callgrind --callgrind-out-file=$(STATE)/callgrind.toolkit.$$path $$bin >/dev/null || exit 1; \
+	done; \
+	setup=$$(sed -n 's/^summary: //p' $(STATE)/callgrind.toolkit.setup); \
+	base=$$(sed -n 's/^summary: //p' $(STATE)/callgrind.toolkit.baseline); \
+	for path in baseline loop processor; do \
+	  total=$$(sed -n 's/^summary: //p' $(STATE)/callgrind.toolkit.$$path); \
+	  echo "$$path: $$(( (total - setup) / 2000 )) instructions per message, $$(awk "BEGIN { printf \"%.2f\", ($$base - $$setup) / ($$total - $$setup) }")× the baseline's speed"; \
+	done
+	@echo "Profiles: $(STATE)/callgrind.toolkit.<path> (callgrind_annotate --inclusive=yes)"
 
 release: ## Release build of every function (LTO, stripped), and the hello world the benchmarks compare them with
 	cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda --bins

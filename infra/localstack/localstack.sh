@@ -207,9 +207,14 @@ start() {
   # 1 s after every poll that found messages, which caps a queue's consumer at 10 messages a second
   # (one batch a second); AWS's pollers poll again at once.
   # LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC=1: after polls that found nothing a
-  # mapping backs off 1, 2, 4 ... up to 10 s by default, so the first message after a quiet spell
-  # waited up to 10 s (AWS's pollers long-poll and see it at once). One poll a second per idle
-  # mapping is cheap next to that wait.
+  # mapping backs off 1, 1.5, 2.25 ... up to 10 s by default, so the first message after a quiet
+  # spell waited up to 10 s (AWS's pollers long-poll and see it at once). busline's executor
+  # package makes SQS mappings without a batching window long-poll instead
+  # (busline_process_executor/esm_long_polling.py: the back-off's first step is a hard-coded 1 s
+  # that this setting does not shorten); the cap still holds for the rest.
+  # LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_ERROR_SEC=2: a poll that failed (the soak's simulated
+  # SQS outage, a queue not created yet) backs off 2, 4 ... up to 60 s by default, so a mapping
+  # stayed silent for a minute after the outage ended; AWS's pollers retry within seconds.
   # LAMBDA_RETRY_BASE_DELAY=5: an asynchronous invocation that failed is retried after 1× and 2× this
   # (AWS waits about 1 and 2 minutes, LocalStack's default is 60 s), so a soak's faults settle in
   # seconds; the retry count and the on-failure destination are as deployed.
@@ -231,6 +236,7 @@ start() {
   LAMBDA_RETRY_BASE_DELAY=${LAMBDA_RETRY_BASE_DELAY:-5} \
   LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC=${LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC:-0.1} \
   LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC=${LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC:-1} \
+  LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_ERROR_SEC=${LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_ERROR_SEC:-2} \
   LAMBDA_RUNTIME_EXECUTOR=${LAMBDA_RUNTIME_EXECUTOR:-process} \
   BUSLINE_LAMBDA_FAULTS_FILE=${BUSLINE_LAMBDA_FAULTS_FILE:-$state/lambda-faults.json} \
     setsid "$venv/bin/python" -m localstack.runtime.main >"$logfile" 2>&1 </dev/null &

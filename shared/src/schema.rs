@@ -1,19 +1,31 @@
 //! JSON Schema validation that reports every violation, each with where it is and what is wrong.
 //!
-//! Schemas live under `infra/schemas/` and are compiled once at cold start. Remote `$ref`s are not
-//! resolved (the crate is built without its HTTP resolver), so a schema cannot make a function reach
-//! out to the internet.
+//! Schemas live under `infra/schemas/`. A function validates against a validator generated from
+//! its schema at build time (`#[jsonschema::validator(path = ...)]`, wrapped by
+//! [`Schema::generated`]): nothing to parse or compile at cold start, and faster to run. A schema
+//! known only at run time is compiled ([`Schema::compile`]). Remote `$ref`s are not resolved
+//! either way (the crate is built without its HTTP resolver), so a schema cannot make a function
+//! reach out to the internet.
 
 pub mod compat;
 
 use serde::Serialize;
 use serde_json::Value;
 
-/// A compiled schema.
+/// A schema, ready to validate.
 #[derive(Debug)]
 pub struct Schema {
     id: Option<String>,
-    validator: jsonschema::Validator,
+    validator: Validator,
+}
+
+/// The `iter_errors` of a validator `#[jsonschema::validator]` generated at build time.
+pub type GeneratedValidator = for<'i> fn(&'i Value) -> jsonschema::ErrorIterator<'i>;
+
+#[derive(Debug)]
+enum Validator {
+    Compiled(Box<jsonschema::Validator>),
+    Generated(GeneratedValidator),
 }
 
 /// One way an instance breaks its schema.
@@ -49,7 +61,10 @@ impl Schema {
             .get("$id")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        Ok(Self { id, validator })
+        Ok(Self {
+            id,
+            validator: Validator::Compiled(Box::new(validator)),
+        })
     }
 
     /// Like [`Schema::compile`], with `$ref`s to other schemas resolved among `references` (each a
@@ -88,7 +103,19 @@ impl Schema {
             .get("$id")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        Ok(Self { id, validator })
+        Ok(Self {
+            id,
+            validator: Validator::Compiled(Box::new(validator)),
+        })
+    }
+
+    /// The schema a validator generated at build time checks, with its `$id` (the macro does not
+    /// keep it). Costs nothing: the schema was compiled into the binary.
+    pub fn generated(id: Option<&str>, iter_errors: GeneratedValidator) -> Self {
+        Self {
+            id: id.map(str::to_owned),
+            validator: Validator::Generated(iter_errors),
+        }
     }
 
     /// The schema's `$id`, used as an envelope's `dataschema`.
@@ -98,8 +125,11 @@ impl Schema {
 
     /// Every violation of the schema by `instance`; empty when it conforms.
     pub fn violations(&self, instance: &Value) -> Vec<Violation> {
-        self.validator
-            .iter_errors(instance)
+        let errors = match &self.validator {
+            Validator::Compiled(validator) => validator.iter_errors(instance),
+            Validator::Generated(iter_errors) => iter_errors(instance),
+        };
+        errors
             .map(|e| Violation {
                 path: e.instance_path().to_string(),
                 // What the rule is, never the offending value: it may be personal data, and it goes
@@ -149,6 +179,47 @@ mod tests {
                 && paths.contains(&"/lines/0/quantity")
                 && paths.contains(&"/lines/1"),
             "{paths:?}"
+        );
+    }
+
+    /// The same schema, generated at build time.
+    #[jsonschema::validator(schema = r#"{
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "urn:test:order:v1",
+        "type": "object",
+        "required": ["order_id", "lines"],
+        "properties": {
+            "order_id": {"type": "string", "minLength": 1},
+            "lines": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["sku", "quantity"],
+                "properties": {"sku": {"type": "string"}, "quantity": {"type": "integer", "minimum": 1}}
+            }}
+        }
+    }"#)]
+    struct GeneratedOrder;
+
+    #[test]
+    fn a_generated_validator_reports_what_the_compiled_one_does() {
+        let compiled = Schema::compile("order", SCHEMA).unwrap();
+        let generated = Schema::generated(Some("urn:test:order:v1"), GeneratedOrder::iter_errors);
+        assert_eq!(generated.id(), compiled.id());
+        for instance in [
+            json!({"order_id": "A", "lines": [{"sku": "X", "quantity": 1}]}),
+            json!({"order_id": 7, "lines": [{"sku": "X", "quantity": 0}, {"quantity": 2}]}),
+            json!({"lines": []}),
+            json!("not an object"),
+        ] {
+            assert_eq!(
+                generated.violations(&instance),
+                compiled.violations(&instance),
+                "{instance}"
+            );
+        }
+        assert_eq!(
+            generated
+                .violations(&json!({"order_id": 7, "lines": [{"quantity": 2}]}))
+                .len(),
+            2
         );
     }
 

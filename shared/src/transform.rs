@@ -185,7 +185,7 @@ where
         "the queue events that cannot be transformed go to",
     )?;
     let bus = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(aws), bus);
-    let dead_letters = SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(aws), dlq);
+    let dead_letters = SqsDeadLetterQueue::on_first_letter(aws, dlq);
     let (bus, dead_letters, transformer) = (&bus, &dead_letters, &transformer);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<DeliveredEvent>| {

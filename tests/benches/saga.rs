@@ -133,6 +133,11 @@ async fn main() -> Result<()> {
              Functions' task time minus that; the state machine is the rest of the execution."
         ),
     );
+    section.tables.push(Table::latency_goal(
+        "order placed → saga finished",
+        &end_to_end,
+        1500.0,
+    ));
     let mut table = Table::hops("");
     table
         .hop("end to end", &end_to_end, total)

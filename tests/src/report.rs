@@ -185,6 +185,25 @@ impl Table {
         ])
     }
 
+    /// One path's end-to-end p50 and p99 (ms) in a table of their own, the p99 held to `goal_ms`:
+    /// the row the report's goals count for the path (its hops table has the split).
+    pub fn latency_goal(path: &str, samples: &[f64], goal_ms: f64) -> Self {
+        let mut table = Self::new(
+            "",
+            vec![
+                Column::text("path"),
+                Column::number("end to end p50", "ms", 1),
+                Column::number("end to end p99", "ms", 1).at_most(goal_ms),
+            ],
+        );
+        table.row(vec![
+            Value::from(path),
+            Value::from(crate::percentile(samples, 0.5)),
+            Value::from(crate::percentile(samples, 0.99)),
+        ]);
+        table
+    }
+
     /// The cells past their column's goal, as (row's first cell, column).
     pub fn misses(&self) -> Vec<(String, String)> {
         let mut misses = Vec::new();

@@ -78,7 +78,15 @@ impl Case {
         );
         // The fault was really injected: consumed, and seen by the state machine.
         let left = pending_faults(step, &scenario.order.order_id);
-        anyhow::ensure!(left == 0, "{left} injected faults were never reached");
+        // Said with what the execution saw, so a failure tells a fault never taken (no failed
+        // invocation) from one taken and then written back by a stale copy of the file.
+        anyhow::ensure!(
+            left == 0,
+            "{left} injected faults were never reached; the execution saw {} failed invocations \
+             and passed {:?}",
+            finished.failed_invocations,
+            finished.states
+        );
         let expected = self.injected.len();
         anyhow::ensure!(
             finished.failed_invocations == expected,

@@ -16,10 +16,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(&ProcessEnv)?;
     let aws = busline::aws::load_config().await?;
     let trail = DynamoDbAuditTrail::new(aws_sdk_dynamodb::Client::new(&aws), &config.audit_table);
-    let dead_letters = SqsDeadLetterQueue::new(
-        aws_sdk_sqs::Client::new(&aws),
-        &config.dead_letter_queue_url,
-    );
+    let dead_letters = SqsDeadLetterQueue::on_first_letter(&aws, &config.dead_letter_queue_url);
     let processor = BatchProcessor::new()
         .concurrency(CONCURRENCY)
         .max_receives(Some(ProcessEnv.parse_or(

@@ -30,7 +30,7 @@ async fn main() -> Result<(), Error> {
             .build()?,
         checkpoints: DynamoDbCheckpointStore::new(aws_sdk_dynamodb::Client::new(&aws), table),
         publisher: EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), bus),
-        dead_letters: SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), dlq),
+        dead_letters: SqsDeadLetterQueue::on_first_letter(&aws, dlq),
         backoff: Backoff::default(),
     };
     let sync = &sync;

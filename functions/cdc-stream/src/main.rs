@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
     )?;
     let aws = busline::aws::load_config().await?;
     let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws), bus);
-    let dead_letters = SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), dlq);
+    let dead_letters = SqsDeadLetterQueue::on_first_letter(&aws, dlq);
     let bucket = ProcessEnv.require(
         "CLAIM_CHECK_BUCKET",
         "the S3 bucket changes too large for the bus are checked in to",

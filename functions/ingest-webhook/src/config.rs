@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use busline::EventType;
 use busline::config::{ConfigError, Env};
 use busline::envelope::EnvelopeError;
-use busline::schema::{Schema, SchemaError};
+use busline::schema::{GeneratedValidator, Schema};
 use busline::signature::{self, Scheme, SigningKey};
 
 /// A source system busline knows how to ingest: its schema and the event type its webhooks become.
@@ -18,9 +18,27 @@ pub struct SourceSpec {
     pub event_type: &'static str,
     /// The JSON Schema of the body, from `infra/schemas/webhooks/`.
     pub schema: &'static str,
+    /// Its `$id`, the envelope's `dataschema` (a test checks it against the schema's).
+    pub schema_id: &'static str,
+    /// The validator generated from it at build time (a test checks it against the schema
+    /// compiled at run time).
+    pub validator: GeneratedValidator,
     /// JSON pointer to the field used as the envelope's `subject` (the ordering key).
     pub subject: &'static str,
 }
+
+// Each source's schema, compiled into the binary: at start there is nothing to parse or compile
+// (compiling the five at run time was most of the function's init after the certificate store).
+#[jsonschema::validator(path = "../../infra/schemas/webhooks/shop-order.v1.json", methods = { is_valid = false, validate = false })]
+struct ShopOrderSchema;
+#[jsonschema::validator(path = "../../infra/schemas/webhooks/crm-customer.v1.json", methods = { is_valid = false, validate = false })]
+struct CrmCustomerSchema;
+#[jsonschema::validator(path = "../../infra/schemas/webhooks/marketplace-order.v1.json", methods = { is_valid = false, validate = false })]
+struct MarketplaceOrderSchema;
+#[jsonschema::validator(path = "../../infra/schemas/webhooks/helpdesk-user.v1.json", methods = { is_valid = false, validate = false })]
+struct HelpdeskUserSchema;
+#[jsonschema::validator(path = "../../infra/schemas/webhooks/payments-event.v1.json", methods = { is_valid = false, validate = false })]
+struct PaymentsEventSchema;
 
 /// Every source the binary can ingest. Which of them are live, and with which secret, is
 /// configuration (`WEBHOOK_SOURCES`).
@@ -29,30 +47,40 @@ pub const SOURCES: &[SourceSpec] = &[
         name: "shop",
         event_type: "io.busline.shop.order.placed.v1",
         schema: include_str!("../../../infra/schemas/webhooks/shop-order.v1.json"),
+        schema_id: "urn:busline:schema:webhook:shop:order:v1",
+        validator: ShopOrderSchema::iter_errors,
         subject: "/order_id",
     },
     SourceSpec {
         name: "crm",
         event_type: "io.busline.crm.customer.updated.v1",
         schema: include_str!("../../../infra/schemas/webhooks/crm-customer.v1.json"),
+        schema_id: "urn:busline:schema:webhook:crm:customer:v1",
+        validator: CrmCustomerSchema::iter_errors,
         subject: "/customer_id",
     },
     SourceSpec {
         name: "marketplace",
         event_type: "io.busline.marketplace.order.placed.v1",
         schema: include_str!("../../../infra/schemas/webhooks/marketplace-order.v1.json"),
+        schema_id: "urn:busline:schema:webhook:marketplace:order:v1",
+        validator: MarketplaceOrderSchema::iter_errors,
         subject: "/payload/orderNumber",
     },
     SourceSpec {
         name: "helpdesk",
         event_type: "io.busline.helpdesk.user.updated.v1",
         schema: include_str!("../../../infra/schemas/webhooks/helpdesk-user.v1.json"),
+        schema_id: "urn:busline:schema:webhook:helpdesk:user:v1",
+        validator: HelpdeskUserSchema::iter_errors,
         subject: "/detail/external_id",
     },
     SourceSpec {
         name: "payments",
         event_type: "io.busline.payments.event.v1",
         schema: include_str!("../../../infra/schemas/webhooks/payments-event.v1.json"),
+        schema_id: "urn:busline:schema:webhook:payments:event:v1",
+        validator: PaymentsEventSchema::iter_errors,
         subject: "/data/object/id",
     },
 ];
@@ -181,7 +209,7 @@ impl Source {
         Ok(Self {
             spec,
             event_type: EventType::parse(spec.event_type).map_err(StartupError::EventType)?,
-            schema: Schema::compile(spec.name, spec.schema).map_err(StartupError::Schema)?,
+            schema: Schema::generated(Some(spec.schema_id), spec.validator),
             scheme,
             key: scheme
                 .key(secret)
@@ -206,9 +234,6 @@ pub enum StartupError {
     /// A built-in event type is not versioned.
     #[error("a built-in event type is invalid")]
     EventType(#[source] EnvelopeError),
-    /// A built-in schema does not compile.
-    #[error(transparent)]
-    Schema(#[from] SchemaError),
     /// A signing secret is not a key of its source's scheme.
     #[error("the signing secret of source {source_name} is not a {scheme} secret: {source}")]
     BadSecret {

@@ -44,7 +44,7 @@ async fn main() -> Result<(), Error> {
             0,
             "the queue's maxReceiveCount (0: not told)",
         )?))
-        .dead_letters(SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), dlq));
+        .dead_letters(SqsDeadLetterQueue::on_first_letter(&aws, dlq));
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         handle(
             event.payload,

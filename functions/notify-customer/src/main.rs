@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
     )?;
     let aws = busline::aws::load_config().await?;
     let emails = HttpSystem::new(url, "EmailUnavailable", Duration::from_secs(3))?;
-    let dead_letters = SqsDeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), dlq);
+    let dead_letters = SqsDeadLetterQueue::on_first_letter(&aws, dlq);
     lambda_runtime::run(service_fn(|event: LambdaEvent<EventBridgeEvent<Value>>| {
         let emails = emails.clone().with_deadline(Deadline::of(&event.context));
         let dead_letters = &dead_letters;

@@ -2,8 +2,9 @@
 //! attributes carry the reason, its in-memory twin, and none at all.
 
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 #[cfg(any(test, feature = "test-util"))]
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use aws_sdk_sqs::types::MessageAttributeValue;
 
@@ -75,16 +76,52 @@ impl DeadLetterQueue for NoDeadLetterQueue {
 /// attributes: `busline.error_type`, `busline.reason`, `busline.record_id` and `busline.source`.
 #[derive(Clone, Debug)]
 pub struct SqsDeadLetterQueue {
-    client: aws_sdk_sqs::Client,
+    client: SqsClient,
     queue_url: String,
 }
 
+/// The queue's client: given, or built at the first letter.
+#[derive(Clone, Debug)]
+enum SqsClient {
+    Built(aws_sdk_sqs::Client),
+    OnFirstLetter(Arc<(aws_config::SdkConfig, OnceLock<aws_sdk_sqs::Client>)>),
+}
+
 impl SqsDeadLetterQueue {
-    /// The queue at `queue_url`.
+    /// The queue at `queue_url`, through `client`.
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
         Self {
-            client,
+            client: SqsClient::Built(client),
             queue_url: queue_url.into(),
+        }
+    }
+
+    /// The queue at `queue_url`, its SQS client built from `aws` when the first letter goes out.
+    /// For a function whose only SQS call is the dead letter: building an SDK client costs its
+    /// crate's endpoint rules at cold start (a quarter of a light function's init), and a function
+    /// whose records succeed never needs it.
+    pub fn on_first_letter(aws: &aws_config::SdkConfig, queue_url: impl Into<String>) -> Self {
+        Self {
+            client: SqsClient::OnFirstLetter(Arc::new((aws.clone(), OnceLock::new()))),
+            queue_url: queue_url.into(),
+        }
+    }
+
+    /// Whether the client has been built (a lazy queue's, once a letter went out).
+    pub fn client_built(&self) -> bool {
+        match &self.client {
+            SqsClient::Built(_) => true,
+            SqsClient::OnFirstLetter(lazy) => lazy.1.get().is_some(),
+        }
+    }
+
+    fn client(&self) -> &aws_sdk_sqs::Client {
+        match &self.client {
+            SqsClient::Built(client) => client,
+            SqsClient::OnFirstLetter(lazy) => {
+                let (aws, client) = &**lazy;
+                client.get_or_init(|| aws_sdk_sqs::Client::new(aws))
+            }
         }
     }
 }
@@ -104,7 +141,7 @@ fn text_attribute(value: &str) -> MessageAttributeValue {
 impl DeadLetterQueue for SqsDeadLetterQueue {
     async fn send(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
         let mut send = self
-            .client
+            .client()
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(&letter.body)
