@@ -143,6 +143,35 @@ fn idempotency(c: &mut Criterion) {
     group.finish();
 }
 
+/// An SQS batch through a plain loop over the handler: what the batch layer is compared with.
+async fn handler_loop(text: &str) -> String {
+    let event: SqsEvent = serde_json::from_str(text).unwrap();
+    let mut receipts = Vec::new();
+    for message in &event.records {
+        let envelope = envelope(message.body.as_deref().unwrap());
+        receipts.push(handler(&envelope).await.unwrap());
+    }
+    serde_json::to_string(&receipts).unwrap()
+}
+
+/// An SQS batch through the batch processor with idempotency per message.
+async fn through_processor(
+    text: &str,
+    processor: &BatchProcessor,
+    idempotency: &Idempotency<InMemoryIdempotencyStore, Envelope<Value>>,
+) -> String {
+    let event: SqsEvent = serde_json::from_str(text).unwrap();
+    let report = processor
+        .sqs(&event, async |m| {
+            let envelope = envelope(m.body.as_deref().unwrap());
+            idempotency
+                .run(&envelope, None, || handler(&envelope))
+                .await
+        })
+        .await;
+    serde_json::to_string(&report.into_result().unwrap()).unwrap()
+}
+
 fn batch(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -157,19 +186,8 @@ fn batch(c: &mut Criterion) {
         b.iter_batched(event, |text| baseline(&text), small)
     });
     group.bench_function("a loop over the handler", |b| {
-        b.to_async(&runtime).iter_batched(
-            event,
-            async |text| {
-                let event: SqsEvent = serde_json::from_str(&text).unwrap();
-                let mut receipts = Vec::new();
-                for message in &event.records {
-                    let envelope = envelope(message.body.as_deref().unwrap());
-                    receipts.push(handler(&envelope).await.unwrap());
-                }
-                serde_json::to_string(&receipts)
-            },
-            small,
-        )
+        b.to_async(&runtime)
+            .iter_batched(event, async |text| handler_loop(&text).await, small)
     });
 
     // Each batch gets a store of its own, made and dropped outside the timing: one store kept
@@ -187,19 +205,8 @@ fn batch(c: &mut Criterion) {
         b.to_async(&runtime).iter_batched(
             with_store,
             async |(text, idempotency)| {
-                let event: SqsEvent = serde_json::from_str(&text).unwrap();
-                let report = processor
-                    .sqs(&event, async |m| {
-                        let envelope = envelope(m.body.as_deref().unwrap());
-                        idempotency
-                            .run(&envelope, None, || handler(&envelope))
-                            .await
-                    })
-                    .await;
-                (
-                    serde_json::to_string(&report.into_result().unwrap()),
-                    idempotency,
-                )
+                let answer = through_processor(&text, &processor, &idempotency).await;
+                (answer, idempotency)
             },
             small,
         )
@@ -299,27 +306,8 @@ fn profile(path: &str) {
         let answer = match path {
             "setup" => text,
             "baseline" => baseline(&text),
-            "loop" => runtime.block_on(async {
-                let event: SqsEvent = serde_json::from_str(&text).unwrap();
-                let mut receipts = Vec::new();
-                for message in &event.records {
-                    let envelope = envelope(message.body.as_deref().unwrap());
-                    receipts.push(handler(&envelope).await.unwrap());
-                }
-                serde_json::to_string(&receipts).unwrap()
-            }),
-            "processor" => runtime.block_on(async {
-                let event: SqsEvent = serde_json::from_str(&text).unwrap();
-                let report = processor
-                    .sqs(&event, async |m| {
-                        let envelope = envelope(m.body.as_deref().unwrap());
-                        idempotency
-                            .run(&envelope, None, || handler(&envelope))
-                            .await
-                    })
-                    .await;
-                serde_json::to_string(&report.into_result().unwrap()).unwrap()
-            }),
+            "loop" => runtime.block_on(handler_loop(&text)),
+            "processor" => runtime.block_on(through_processor(&text, &processor, &idempotency)),
             other => panic!("TOOLKIT_PROFILE={other}: one of setup, baseline, loop, processor"),
         };
         black_box(answer);

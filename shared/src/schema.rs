@@ -145,19 +145,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const SCHEMA: &str = r#"{
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "urn:test:order:v1",
-        "type": "object",
-        "required": ["order_id", "lines"],
-        "properties": {
-            "order_id": {"type": "string", "minLength": 1},
-            "lines": {"type": "array", "minItems": 1, "items": {
-                "type": "object", "required": ["sku", "quantity"],
-                "properties": {"sku": {"type": "string"}, "quantity": {"type": "integer", "minimum": 1}}
-            }}
-        }
-    }"#;
+    const SCHEMA: &str = include_str!("schema/test-order.schema.json");
 
     #[test]
     fn reports_every_violation_with_its_path() {
@@ -183,19 +171,7 @@ mod tests {
     }
 
     /// The same schema, generated at build time.
-    #[jsonschema::validator(schema = r#"{
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "urn:test:order:v1",
-        "type": "object",
-        "required": ["order_id", "lines"],
-        "properties": {
-            "order_id": {"type": "string", "minLength": 1},
-            "lines": {"type": "array", "minItems": 1, "items": {
-                "type": "object", "required": ["sku", "quantity"],
-                "properties": {"sku": {"type": "string"}, "quantity": {"type": "integer", "minimum": 1}}
-            }}
-        }
-    }"#)]
+    #[jsonschema::validator(path = "src/schema/test-order.schema.json")]
     struct GeneratedOrder;
 
     #[test]

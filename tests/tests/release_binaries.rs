@@ -13,10 +13,9 @@ const SIZE_GOAL_BYTES: u64 = 8_000_000;
 
 /// Functions known to miss the goal, with the ceiling that keeps them from growing further. Each
 /// is named in the benchmark report with the reason.
-const OVER_THE_GOAL: &[(&str, u64)] = &[
-    // JSON Schema validation (jsonschema, with its regex engines) and three SDK clients.
-    ("ingest-webhook", 9_000_000),
-];
+/// None since ingest-webhook's schemas are compiled into it (it was 8.36 MB with jsonschema's
+/// run-time compiler, 7.18 MB without).
+const OVER_THE_GOAL: &[(&str, u64)] = &[];
 
 /// Every function in `functions/`.
 fn functions() -> Vec<String> {
