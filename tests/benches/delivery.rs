@@ -15,8 +15,9 @@
 //! fast the bus filled the deliveries queue with the same events. Ten warm-up events are not
 //! counted. After the burst, 30 events go one at a time (each put once the one before it has
 //! arrived): the latency of one event on a quiet queue, which the report holds to its goal (p99
-//! ≤ 1 s); the burst's latency is its backlog. Needs LocalStack and the deployed stack (`make bench` does both). Writes
-//! `target/bench/delivery.json` (its section of the report) and prints a table.
+//! ≤ 1 s); the burst's latency is its backlog. Needs LocalStack and the deployed stack (`make
+//! bench` does both). Writes `target/bench/delivery.json` (its section of the report) and prints a
+//! table.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -735,8 +735,8 @@ fn every_built_in_source_compiles() {
 }
 
 /// Each source's validator, generated at build time, judges as its schema compiled at run time
-/// does (the same verdict, at the same paths), and carries the schema's `$id`: on the sample of every source, on the sample broken in a
-/// few ways, and on values of the wrong shape altogether.
+/// does (the same verdict, at the same paths), and carries the schema's `$id`: on the sample of
+/// every source, on the sample broken field by field, and on values of the wrong shape altogether.
 #[test]
 fn every_generated_validator_agrees_with_its_schema() {
     use busline::schema::Schema;
