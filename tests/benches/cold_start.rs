@@ -34,7 +34,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use busline_tests::report::{Column, Section, Table};
-use busline_tests::runtime_api::{FunctionProcess, deployed_env, function_names, release_binary};
+use busline_tests::runtime_api::{
+    FunctionProcess, deployed_env, function_names, lambda_certificate_layout, release_binary,
+};
 use busline_tests::saga::Scenario;
 use busline_tests::source_stub::SourceStub;
 use busline_tests::{
@@ -362,23 +364,6 @@ async fn main() -> Result<()> {
     }
     let warm = warm_invokes(&aws, &release_binary("hello-lambda")?).await?;
     report(&results, &warm)
-}
-
-/// The certificate store as Lambda's `provided.al2023` lays it out: one CA bundle, which
-/// `SSL_CERT_FILE` names, and an empty `SSL_CERT_DIR`; this host's own bundle stands in for it.
-fn lambda_certificate_layout() -> Result<Vec<(String, String)>> {
-    let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
-    anyhow::ensure!(
-        bundle.is_file(),
-        "{} is missing: the Lambda layout needs a CA bundle (apt-get install ca-certificates)",
-        bundle.display()
-    );
-    let empty = std::env::temp_dir().join("busline-bench-empty-cert-dir");
-    std::fs::create_dir_all(&empty)?;
-    Ok(vec![
-        ("SSL_CERT_FILE".to_owned(), bundle.display().to_string()),
-        ("SSL_CERT_DIR".to_owned(), empty.display().to_string()),
-    ])
 }
 
 const WARM_INVOKES: usize = 200;

@@ -32,13 +32,51 @@ pub fn function_names() -> Result<Vec<String>> {
 
 /// Release binary `name`, failing with the command that builds it when it is missing.
 pub fn release_binary(name: &str) -> Result<PathBuf> {
-    let binary = release_dir().join(name);
+    built(release_dir().join(name), "make release")
+}
+
+/// Debug binary `name` (what `make test` deploys), failing with the command that builds it when it
+/// is missing.
+pub fn debug_binary(name: &str) -> Result<PathBuf> {
+    built(crate::target_dir().join("debug").join(name), "make build")
+}
+
+fn built(binary: PathBuf, command: &str) -> Result<PathBuf> {
     anyhow::ensure!(
         binary.is_file(),
-        "{} is not built: run `make release`",
+        "{} is not built: run `{command}`",
         binary.display()
     );
     Ok(binary)
+}
+
+/// The variables Lambda gives every function process, with its Runtime API at `runtime_api`
+/// (`host:port`).
+pub fn lambda_variables(runtime_api: &str) -> [(&'static str, String); 5] {
+    [
+        ("PATH", "/usr/bin:/bin".to_owned()),
+        ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
+        ("AWS_LAMBDA_FUNCTION_NAME", "bench".to_owned()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_owned()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+    ]
+}
+
+/// The certificate store laid out as on Lambda's `provided.al2023`: `SSL_CERT_FILE` naming one CA
+/// bundle (this host's), `SSL_CERT_DIR` an empty folder, nothing else.
+pub fn lambda_certificate_layout() -> Result<Vec<(String, String)>> {
+    let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    anyhow::ensure!(
+        bundle.is_file(),
+        "{} is missing: the Lambda layout needs a CA bundle (apt-get install ca-certificates)",
+        bundle.display()
+    );
+    let empty = std::env::temp_dir().join("busline-bench-empty-cert-dir");
+    std::fs::create_dir_all(&empty)?;
+    Ok(vec![
+        ("SSL_CERT_FILE".to_owned(), bundle.display().to_string()),
+        ("SSL_CERT_DIR".to_owned(), empty.display().to_string()),
+    ])
 }
 
 /// The environment the deployed stack gives function `name` (read back from LocalStack's Lambda),
@@ -101,11 +139,7 @@ impl FunctionProcess {
         let started = Instant::now();
         let mut child = tokio::process::Command::new(binary)
             .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("AWS_LAMBDA_RUNTIME_API", &api.address)
-            .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .envs(lambda_variables(&api.address))
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -18,12 +18,14 @@
 //! Needs LocalStack with the stack deployed (`make test` does both), `strace` and `valgrind`.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, ensure};
-use busline_tests::runtime_api::{deployed_env, function_names};
-use busline_tests::{localstack, target_dir};
+use busline_tests::localstack;
+use busline_tests::runtime_api::{
+    debug_binary, deployed_env, function_names, lambda_certificate_layout, lambda_variables,
+};
 
 /// Instruction ceilings for debug builds' init (spawn to the runtime's first call and the exit
 /// after it fails), about 1.5× the count when each was set (the comment).
@@ -48,45 +50,9 @@ const STORE_PATHS: &[&str] = &[
     "/usr/local/share/ca-certificates",
 ];
 
-fn debug_binary(name: &str) -> Result<PathBuf> {
-    let binary = target_dir().join("debug").join(name);
-    ensure!(
-        binary.is_file(),
-        "{} is not built: run `make build`",
-        binary.display()
-    );
-    Ok(binary)
-}
-
 /// A port on loopback that nothing listens on (bound, then released).
 fn closed_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// The store laid out as on Lambda: one bundle, named by `SSL_CERT_FILE`, in a folder of its own.
-struct LambdaStore {
-    dir: tempfile::TempDir,
-}
-
-impl LambdaStore {
-    fn new() -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        std::fs::copy(
-            "/etc/ssl/certs/ca-certificates.crt",
-            dir.path().join("ca-bundle.crt"),
-        )
-        .context("this host has no CA bundle at /etc/ssl/certs/ca-certificates.crt")?;
-        std::fs::create_dir(dir.path().join("certs"))?;
-        Ok(Self { dir })
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        let path = |p: &str| self.dir.path().join(p).to_string_lossy().into_owned();
-        vec![
-            ("SSL_CERT_FILE".into(), path("ca-bundle.crt")),
-            ("SSL_CERT_DIR".into(), path("certs")),
-        ]
-    }
 }
 
 /// Runs `program` with `args` and the function's environment; the runtime API at `port`.
@@ -94,11 +60,7 @@ fn run(program: &str, args: &[&str], env: &[(String, String)], port: u16) -> Res
     let status = Command::new(program)
         .args(args)
         .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
-        .env("AWS_LAMBDA_FUNCTION_NAME", "init-cost")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .envs(lambda_variables(&format!("127.0.0.1:{port}")))
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -176,14 +138,19 @@ fn instructions(binary: &Path, env: &[(String, String)]) -> Result<u64> {
 async fn no_function_reads_a_certificate_store_at_init() {
     let aws = localstack().await.unwrap();
     let lambda = aws_sdk_lambda::Client::new(&aws);
-    let store = LambdaStore::new().unwrap();
-    let bundle_dir = store.dir.path().to_string_lossy().into_owned();
+    let lambda_layout = lambda_certificate_layout().unwrap();
+    // Every path of either layout: the host's store, and the bundle and folder Lambda's names.
+    let store_paths: Vec<&str> = STORE_PATHS
+        .iter()
+        .copied()
+        .chain(lambda_layout.iter().map(|(_, path)| path.as_str()))
+        .collect();
     let mut failures = Vec::new();
     for name in function_names().unwrap() {
         let binary = debug_binary(&name).unwrap();
         let deployed = deployed_env(&lambda, &name).await.unwrap();
-        for (layout, extra) in [("this host's", Vec::new()), ("Lambda's", store.env())] {
-            let env: Vec<_> = deployed.iter().cloned().chain(extra).collect();
+        for (layout, extra) in [("this host's", &Vec::new()), ("Lambda's", &lambda_layout)] {
+            let env: Vec<_> = deployed.iter().chain(extra).cloned().collect();
             let trace = trace(&binary, &env).unwrap();
             if !trace.reached_runtime {
                 failures.push(format!(
@@ -194,9 +161,7 @@ async fn no_function_reads_a_certificate_store_at_init() {
             let read: Vec<&String> = trace
                 .opened
                 .iter()
-                .filter(|p| {
-                    p.starts_with(&bundle_dir) || STORE_PATHS.iter().any(|s| p.starts_with(s))
-                })
+                .filter(|p| store_paths.iter().any(|s| p.starts_with(s)))
                 .collect();
             if !read.is_empty() {
                 failures.push(format!(
