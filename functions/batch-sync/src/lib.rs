@@ -22,7 +22,9 @@
 //!
 //! It respects the source's rate limit (a `429`'s `Retry-After`) and retries `5xx`, transport errors
 //! and unreadable answers with backoff, all within the invocation's time: before it would run out,
-//! it stops cleanly, releasing the lease with the checkpoint at the last published page.
+//! it stops cleanly, releasing the lease with the checkpoint at the last published page. A page
+//! whose publish the deadline cuts short ends the run the same way (`cut_short` counts its records,
+//! which the next run publishes again under the same ids).
 //!
 //! Nothing stalls it for good:
 //! - a record without an `id` or `updated_at`, or one that cannot travel on the bus (its envelope
@@ -144,6 +146,14 @@ pub struct Report {
     /// Why it stopped early, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// Records of a page whose publish the deadline cut short: some of them may be on the bus,
+    /// and the next run publishes them again under the same ids (consumers deduplicate on them).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cut_short: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Why a run failed.
@@ -401,7 +411,26 @@ impl<C: CheckpointStore, P: EventPublisher, D: DeadLetterQueue> SourceSync<C, P,
             // sized for a webhook caller waiting on an answer): a slow bus then fails no page the
             // invocation had time for.
             let publish_by = deadline.less(self.config.stop_margin);
-            self.publisher.publish_until(&envelopes, publish_by).await?;
+            if let Err(error) = self.publisher.publish_until(&envelopes, publish_by).await {
+                // A page the deadline cut short, after this run has made progress, is where the
+                // run stops, not a failure: the checkpoint stands at the last page the bus took
+                // whole, and the next run publishes this one again under the same ids. A bus that
+                // fails with time still left, or before any page went out, fails the run.
+                pacer.took(page_started.elapsed());
+                if error.class() == ErrorClass::Retryable
+                    && report.pages > 0
+                    && pacer.check().is_err()
+                {
+                    report.cut_short = envelopes.len() as u64;
+                    report.stopped = Some(format!(
+                        "out of time publishing page {}; its records go out again from the \
+                         checkpoint under the same ids: {error}",
+                        report.pages + 1
+                    ));
+                    return Ok(());
+                }
+                return Err(error.into());
+            }
             report.batches += envelopes.len().div_ceil(busline::bus::MAX_ENTRIES_PER_CALL) as u64;
             report.published += envelopes.len() as u64;
             report.pages += 1;

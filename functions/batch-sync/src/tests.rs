@@ -44,7 +44,9 @@ fn minute() -> Deadline {
     Deadline::after(Duration::from_secs(60))
 }
 
-async fn position(sync: &TestSync) -> Position {
+async fn position<P: EventPublisher>(
+    sync: &SourceSync<InMemoryCheckpointStore, P, InMemoryDeadLetterQueue>,
+) -> Position {
     let checkpoint = sync.checkpoints.get("crm-contacts").await.unwrap().unwrap();
     serde_json::from_str(&checkpoint.cursor).unwrap()
 }
@@ -380,4 +382,103 @@ async fn a_source_that_refuses_the_request_fails_the_run_as_permanent() {
     assert_eq!(error.error_type(), "SourceRefused");
     assert_eq!(error.class(), ErrorClass::Permanent);
     assert!(error.to_string().contains("token revoked"), "{error}");
+}
+
+/// A bus that takes the first `whole` publishes and then answers nothing until the caller's
+/// deadline, as EventBridge does to a publish it times out.
+#[derive(Clone)]
+struct StallsAfter {
+    bus: InMemoryBus,
+    whole: usize,
+}
+
+impl EventPublisher for StallsAfter {
+    async fn publish<T: Serialize + Sync>(
+        &self,
+        events: &[Envelope<T>],
+    ) -> Result<(), PublishError> {
+        self.publish_until(events, Deadline::after(Duration::from_secs(5)))
+            .await
+    }
+
+    async fn publish_until<T: Serialize + Sync>(
+        &self,
+        events: &[Envelope<T>],
+        deadline: Deadline,
+    ) -> Result<(), PublishError> {
+        if self.bus.calls() < self.whole {
+            return self.bus.publish(events).await;
+        }
+        tokio::time::sleep(deadline.remaining()).await;
+        Err(PublishError::Unavailable(
+            "the bus did not answer within the publish budget".into(),
+        ))
+    }
+}
+
+fn stalling_sync(
+    server: &MockServer,
+    whole: usize,
+) -> SourceSync<InMemoryCheckpointStore, StallsAfter, InMemoryDeadLetterQueue> {
+    let TestSync {
+        config,
+        http,
+        checkpoints,
+        dead_letters,
+        backoff,
+        ..
+    } = sync(server);
+    SourceSync {
+        config,
+        http,
+        checkpoints,
+        publisher: StallsAfter {
+            bus: InMemoryBus::new(),
+            whole,
+        },
+        dead_letters,
+        backoff,
+    }
+}
+
+#[tokio::test]
+async fn a_page_the_deadline_cuts_short_ends_the_run_at_the_last_whole_page() {
+    let (server, _stub) = source(500).await;
+    let sync = stalling_sync(&server, 2);
+    let report = sync
+        .run("run-1", Deadline::after(Duration::from_millis(1_500)))
+        .await
+        .expect("out of time is a stop, not a failure");
+    assert_eq!((report.pages, report.published), (2, 200), "{report:?}");
+    assert_eq!(report.cut_short, 100, "{report:?}");
+    assert!(!report.complete);
+    assert!(
+        report
+            .stopped
+            .as_deref()
+            .unwrap()
+            .contains("publishing page 3"),
+        "{report:?}"
+    );
+    let at = position(&sync).await;
+    assert_eq!(at.cursor.as_deref(), Some("200"), "resumes at the cut page");
+    assert!(at.lease.is_none(), "the next run may take over at once");
+}
+
+#[tokio::test]
+async fn a_bus_that_takes_no_page_fails_the_run_however_it_fails() {
+    // Stalled until the deadline from the first page: no progress, so an outage, not a stop.
+    let (server, _stub) = source(500).await;
+    let stalled = stalling_sync(&server, 0);
+    let error = stalled
+        .run("run-1", Deadline::after(Duration::from_millis(800)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "BusUnavailable");
+    // Failing at once, with the whole minute left: a failure too.
+    let failing = sync(&server);
+    failing.publisher.set_unavailable(true);
+    let error = failing.run("run-1", minute()).await.unwrap_err();
+    assert_eq!(error.error_type(), "BusUnavailable");
+    assert_eq!(position(&failing).await.cursor, None);
 }
