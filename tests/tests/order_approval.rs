@@ -246,8 +246,16 @@ async fn a_rejected_order_fails_before_anything_is_reserved_or_charged() {
     // The approver's words travel in the event, to the audit trail; the public status has none.
     assert_eq!(failed["data"]["cause"], "rejected by Ada: looks like fraud");
     let (_, view) = scenario.status().await.unwrap();
-    assert_eq!(
-        view["failure_reason"], "OrderRejected: the order was rejected at approval",
+    // approve-order records the decision after it answers Step Functions, so the state machine's
+    // own record of the end can land first: the first reason recorded stays, either approve-order's
+    // or the state machine's, and either names the rejection.
+    let reason = view["failure_reason"].as_str().unwrap_or_default();
+    assert!(
+        [
+            "OrderRejected: the order was rejected at approval",
+            "OrderRejected: see the order.failed event in the audit trail"
+        ]
+        .contains(&reason),
         "{view}"
     );
     assert!(

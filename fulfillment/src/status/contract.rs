@@ -131,4 +131,48 @@ pub async fn contract<T: OrderTracker>(tracker: &T, order_prefix: &str) {
         shown.get("approval_token").is_none(),
         "the token is never shown"
     );
+
+    // A transition that arrives after a later one (approve-order answers Step Functions, then
+    // records; the state machine can record the end first) adds its history entry and what it
+    // knows, but moves neither the status nor the current step back.
+    let late = format!("{order_prefix}contract-late");
+    let end = Utc::now();
+    tracker
+        .record(
+            &Transition::new(
+                &late,
+                "order-failed",
+                "order-failed",
+                "order failed",
+                Status::Failed,
+            )
+            .at(end),
+        )
+        .await
+        .unwrap();
+    let reason = public_reason("OrderRejected");
+    tracker
+        .record(&Transition {
+            failure_reason: Some(reason.clone()),
+            ..Transition::new(
+                &late,
+                "approval",
+                "approval:rejected",
+                "rejected",
+                Status::Failing,
+            )
+            .at(end - TimeDelta::milliseconds(20))
+        })
+        .await
+        .unwrap();
+    let seen = tracker.get(&late).await.unwrap().unwrap();
+    assert_eq!(
+        (seen.status, seen.current_step.as_str()),
+        (Status::Failed, "order-failed"),
+        "the end stands"
+    );
+    assert_eq!(seen.updated_at, timestamp(end));
+    let names: Vec<_> = seen.history.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["approval:rejected", "order-failed"]);
+    assert_eq!(seen.failure_reason.as_deref(), Some(reason.as_str()));
 }

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -52,29 +54,20 @@ impl DynamoDbOrderTracker {
     }
 }
 
-fn string_attribute(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_owned())
-}
-
-impl OrderTracker for DynamoDbOrderTracker {
-    async fn record(&self, transition: &Transition) -> Result<(), StatusError> {
+impl DynamoDbOrderTracker {
+    /// The `UpdateItem` for `transition`. With `latest`, it also sets the status, the current step,
+    /// `updated_at` and the approval token, on the condition that no later transition is recorded
+    /// (`updated_at`, RFC 3339 in UTC, compared as a string); without, it adds only the history
+    /// entry, the tracking number and a first failure reason.
+    fn update(&self, transition: &Transition, latest: bool) -> UpdateItemFluentBuilder {
         let entry = transition.entry();
-        let mut set = vec![
-            "#status = :status",
-            "current_step = :step",
-            "updated_at = :at",
-            "#entry = if_not_exists(#entry, :entry)",
-        ];
+        let mut set = vec!["#entry = if_not_exists(#entry, :entry)"];
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("order_id", string_attribute(&transition.order_id))
-            .expression_attribute_names("#status", "status")
             .expression_attribute_names("#entry", format!("{HISTORY_PREFIX}{}", transition.name))
-            .expression_attribute_values(":status", string_attribute(transition.status.as_str()))
-            .expression_attribute_values(":step", string_attribute(&transition.step))
-            .expression_attribute_values(":at", string_attribute(&entry.at))
             .expression_attribute_values(
                 ":entry",
                 AttributeValue::M(HashMap::from([
@@ -86,6 +79,22 @@ impl OrderTracker for DynamoDbOrderTracker {
                     ),
                 ])),
             );
+        if latest {
+            set.extend([
+                "#status = :status",
+                "current_step = :step",
+                "updated_at = :at",
+            ]);
+            request = request
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(
+                    ":status",
+                    string_attribute(transition.status.as_str()),
+                )
+                .expression_attribute_values(":step", string_attribute(&transition.step))
+                .expression_attribute_values(":at", string_attribute(&entry.at))
+                .condition_expression("attribute_not_exists(updated_at) OR updated_at <= :at");
+        }
         if let Some(tracking_number) = &transition.tracking_number {
             set.push("tracking_number = :tracking_number");
             request = request
@@ -96,19 +105,43 @@ impl OrderTracker for DynamoDbOrderTracker {
             request = request.expression_attribute_values(":reason", string_attribute(reason));
         }
         let mut expression = format!("SET {}", set.join(", "));
-        match (&transition.approval_token, transition.status) {
-            (Some(token), Status::AwaitingApproval) => {
-                expression.push_str(", approval_token = :token");
-                request = request.expression_attribute_values(":token", string_attribute(token));
+        if latest {
+            match (&transition.approval_token, transition.status) {
+                (Some(token), Status::AwaitingApproval) => {
+                    expression.push_str(", approval_token = :token");
+                    request =
+                        request.expression_attribute_values(":token", string_attribute(token));
+                }
+                _ => expression.push_str(" REMOVE approval_token"),
             }
-            _ => expression.push_str(" REMOVE approval_token"),
         }
-        request
-            .update_expression(expression)
-            .send()
-            .await
-            .map_err(|e| StatusError::Unavailable(Box::new(e)))?;
-        Ok(())
+        request.update_expression(expression)
+    }
+}
+
+fn string_attribute(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+impl OrderTracker for DynamoDbOrderTracker {
+    async fn record(&self, transition: &Transition) -> Result<(), StatusError> {
+        match self.update(transition, true).send().await {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
+            {
+                // Overtaken: a later transition is already recorded. What this one knows (its
+                // history entry, a tracking number, a first failure reason) still goes in.
+                self.update(transition, false)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| StatusError::Unavailable(Box::new(e)))
+            }
+            other => other
+                .map(|_| ())
+                .map_err(|e| StatusError::Unavailable(Box::new(e))),
+        }
     }
 
     async fn get(&self, order_id: &str) -> Result<Option<OrderView>, StatusError> {

@@ -51,19 +51,23 @@ impl OrderTracker for InMemoryOrderTracker {
                 history: Vec::new(),
                 approval_token: None,
             });
-        order.status = transition.status;
-        order.current_step = transition.step.clone();
-        order.updated_at = entry.at.clone();
+        // As on DynamoDB: the RFC 3339 strings compared as strings.
+        let overtaken = entry.at < order.updated_at;
+        if !overtaken {
+            order.status = transition.status;
+            order.current_step = transition.step.clone();
+            order.updated_at = entry.at.clone();
+            order.approval_token = match transition.status {
+                Status::AwaitingApproval => transition.approval_token.clone(),
+                _ => None,
+            };
+        }
         if transition.tracking_number.is_some() {
             order.tracking_number = transition.tracking_number.clone();
         }
         if order.failure_reason.is_none() {
             order.failure_reason = transition.failure_reason.clone();
         }
-        order.approval_token = match transition.status {
-            Status::AwaitingApproval => transition.approval_token.clone(),
-            _ => None,
-        };
         if !order.has(&transition.name) {
             order.history.push(entry);
             order.history.sort_by(|a, b| a.at.cmp(&b.at));
