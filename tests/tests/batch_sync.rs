@@ -176,7 +176,10 @@ async fn records_are_published_exactly_once_across_runs_that_stop_before_their_t
     assert_eq!(published, 2_000, "{answers:?}");
     let batches: u64 = answers.iter().filter_map(|a| a["batches"].as_u64()).sum();
     assert_eq!(batches, 200, "ten records to a PutEvents call");
-    let pages_cut_short = answers.iter().filter(|a| a.get("cut_short").is_some()).count();
+    let pages_cut_short = answers
+        .iter()
+        .filter(|a| a.get("cut_short").is_some())
+        .count();
     assert_eq!(
         h.stub.pages_served(),
         20 + pages_cut_short,
