@@ -169,3 +169,48 @@ async fn the_conditional_put_and_transaction_answer_with_what_stood_in_the_way()
     ));
     assert!(get("c").await.unwrap().item.is_some());
 }
+
+#[tokio::test]
+async fn secrets_are_read_in_one_batch_in_the_order_asked_and_each_failure_named() {
+    let aws = localstack().await.unwrap();
+    let client = aws_sdk_secretsmanager::Client::new(&aws);
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let mut arns = Vec::new();
+    for (name, value) in [
+        ("a", "first "),
+        ("b", "second"),
+        ("c", "third"),
+        ("blank", "  "),
+    ] {
+        let created = client
+            .create_secret()
+            .name(format!("busline/{tag}/{name}"))
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+        arns.push(created.arn().unwrap().to_owned());
+    }
+    // By ARN, by name, and by ARN without Secrets Manager's suffix; asked in another order.
+    let by_name = format!("busline/{tag}/a");
+    let partial = arns[1][..arns[1].len() - 7].to_owned();
+    let ids = [arns[2].as_str(), by_name.as_str(), partial.as_str()];
+    let values = busline::aws::secret_strings(&client, &ids).await.unwrap();
+    assert_eq!(values, ["third", "first", "second"]);
+
+    let missing = format!("busline/{tag}/missing");
+    let error = busline::aws::secret_strings(&client, &[arns[0].as_str(), missing.as_str()])
+        .await
+        .unwrap_err();
+    let why = format!("{error}: {:?}", std::error::Error::source(&error));
+    assert!(why.contains(&missing), "{why}");
+    assert!(why.contains("ResourceNotFound"), "{why}");
+
+    let error = busline::aws::secret_strings(&client, &[arns[3].as_str()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, busline::aws::SecretError::Empty { ref secret_id } if *secret_id == arns[3]),
+        "{error}"
+    );
+}

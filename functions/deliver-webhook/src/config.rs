@@ -168,23 +168,35 @@ pub fn http_client(
     Ok(builder.build()?)
 }
 
-/// Reads every endpoint's Standard Webhooks secret from Secrets Manager, concurrently (each read
-/// is a round trip on the cold-start path), failing with the endpoint and secret that are wrong.
+/// Reads every endpoint's Standard Webhooks secret from Secrets Manager in one round trip
+/// (`BatchGetSecretValue`: each read sits on the cold-start path), failing with the endpoint and
+/// secret that are wrong.
 pub async fn fetch_keys(
     client: &aws_sdk_secretsmanager::Client,
     config: &Config,
 ) -> Result<HashMap<String, SigningKey>, Box<dyn std::error::Error + Send + Sync>> {
-    let reads = config.endpoint_secrets().into_iter().map(|(name, secret_id)| async move {
-        let secret = busline::aws::secret_string(client, &secret_id)
-            .await
-            .map_err(|e| format!("could not read the signing secret {secret_id} of endpoint {name}; check that it exists and that the function may read it: {e}"))?;
-        let key = busline::signature::Scheme::StandardWebhooks
-            .key(&secret)
-            .map_err(|e| format!("the signing secret {secret_id} of endpoint {name} is not a Standard Webhooks secret: {e}"))?;
-        Ok::<_, String>((name, key))
-    });
-    Ok(futures_util::future::try_join_all(reads)
-        .await?
-        .into_iter()
-        .collect())
+    let endpoints = config.endpoint_secrets();
+    let ids: Vec<&str> = endpoints.iter().map(|(_, id)| id.as_str()).collect();
+    let secrets = busline::aws::secret_strings(client, &ids).await.map_err(|e| {
+        let failed = match &e {
+            busline::aws::SecretError::Unreadable { secret_id, .. }
+            | busline::aws::SecretError::Empty { secret_id } => secret_id.clone(),
+        };
+        let endpoint = endpoints
+            .iter()
+            .find(|(_, id)| *id == failed)
+            .map_or_else(|| "every endpoint".to_owned(), |(name, _)| format!("endpoint {name}"));
+        format!("could not read the signing secret {failed} of {endpoint}; check that it exists and that the function may read it: {e}")
+    })?;
+    endpoints
+        .iter()
+        .zip(secrets)
+        .map(|((name, secret_id), secret)| {
+            let key = busline::signature::Scheme::StandardWebhooks
+                .key(&secret)
+                .map_err(|e| format!("the signing secret {secret_id} of endpoint {name} is not a Standard Webhooks secret: {e}"))?;
+            Ok((name.clone(), key))
+        })
+        .collect::<Result<_, String>>()
+        .map_err(Into::into)
 }

@@ -265,21 +265,50 @@ pub enum StartupError {
     },
 }
 
-/// Reads every configured source's signing secret from Secrets Manager.
+/// Reads every configured source's signing secret from Secrets Manager, in one round trip
+/// (`BatchGetSecretValue`): each read sits on the cold-start path.
 pub async fn fetch_secrets(
     client: &aws_sdk_secretsmanager::Client,
     config: &Config,
 ) -> Result<Vec<(String, String)>, StartupError> {
-    // Concurrently: each read is a round trip, and they all sit on the cold-start path.
-    let reads = config.sources.iter().map(|source| async move {
-        let secret = busline::aws::secret_string(client, &source.secret_id)
-            .await
-            .map_err(|e| StartupError::Secret {
-                source_name: source.name.clone(),
-                secret_id: source.secret_id.clone(),
+    let ids: Vec<&str> = config
+        .sources
+        .iter()
+        .map(|s| s.secret_id.as_str())
+        .collect();
+    let secrets = busline::aws::secret_strings(client, &ids)
+        .await
+        .map_err(|e| {
+            let failed = match &e {
+                busline::aws::SecretError::Unreadable { secret_id, .. }
+                | busline::aws::SecretError::Empty { secret_id } => secret_id.as_str(),
+            };
+            // The source whose secret failed; when the whole call failed, every source's.
+            let source_name = config
+                .sources
+                .iter()
+                .find(|s| s.secret_id == failed)
+                .map_or_else(
+                    || {
+                        config
+                            .sources
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                    |s| s.name.clone(),
+                );
+            StartupError::Secret {
+                source_name,
+                secret_id: failed.to_owned(),
                 source: Box::new(e),
-            })?;
-        Ok((source.name.clone(), secret))
-    });
-    futures_util::future::try_join_all(reads).await
+            }
+        })?;
+    Ok(config
+        .sources
+        .iter()
+        .map(|s| s.name.clone())
+        .zip(secrets)
+        .collect())
 }
