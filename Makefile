@@ -46,7 +46,7 @@ define with_localstack
 endef
 
 
-.PHONY: help demo trace deploy build localstack-install tracers test test-release soak soak-run bench bench-run profile-init profile-toolkit redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release sizes clean
+.PHONY: help demo trace deploy build localstack-install tracers test test-release soak soak-run bench bench-run profile-init profile-toolkit redrive lint-template tools localstack-start localstack-stop localstack-status deploy-local release release-arm64 sizes clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -172,7 +172,7 @@ bench: ## One performance report (target/bench/report.md, .json): cold start, RS
 # dwarfs theirs. The stack they drive runs the release binaries, as a deployment does (a debug
 # build's handlers took 3-10× as long), and the criterion benchmarks are built with the release
 # profile the functions ship with.
-bench-run: release
+bench-run: release release-arm64
 	@$(MAKE) --no-print-directory deploy-local PROFILE=release
 	cargo bench --profile dev -p busline-tests --bench cold_start  # every function, beside a hello world
 	cargo bench --profile dev -p busline-tests --bench idempotency_store  # DynamoDB calls per message
@@ -213,6 +213,12 @@ profile-toolkit: ## Callgrind instruction counts of the toolkit's batch path per
 
 release: ## Release build of every function (LTO, stripped), and the hello world the benchmarks compare them with
 	cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda --bins
+
+# What SAM ships (template.yaml's Architectures), built the way `sam build` builds it: cargo-lambda
+# cross-compiling with zig, the release profile. The benchmark reports these sizes beside x86_64's.
+release-arm64: $(TOOLS)/lambda/.installed ## Release build of every function for arm64 (cargo-lambda, zig), as SAM ships them
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(TOOLS)/bin:$$PATH" $(TOOLS)/bin/cargo-lambda lambda build --release --arm64 $(addprefix -p ,$(FUNCTIONS))
 
 sizes: release ## Release binary sizes (goal: at most 8 MB each)
 	@for bin in $$(ls functions); do \

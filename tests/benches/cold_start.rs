@@ -16,10 +16,13 @@
 //! Each function is spawned with the certificate store as this host lays it out (Debian: a
 //! directory of several hundred files beside one bundle) and again as Lambda's `provided.al2023`
 //! does (one CA bundle, named by `SSL_CERT_FILE`, and nothing else), so a function that read the
-//! store at start would show it on both. The representative invocation is then sent a second
-//! time: the first's duration beside the second's shows work deferred from init into the first
-//! request (a connector built or a schema compiled on first use). The second is the same request,
-//! so where a function deduplicates it takes the duplicate's path.
+//! store at start would show it on both. A second request of the same shape then follows the
+//! representative one: the first's duration beside the second's shows work deferred from init into
+//! the first request (a connector built or a schema compiled on first use). The second is a new
+//! request, not the first again, so that a deduplicating function does the same work both times:
+//! new envelope and delivery ids, a second seeded order for the saga's steps (each step's second
+//! invocation is on that order, after the steps before it), and the sync's checkpoint cleared so
+//! that its second run syncs the same records again.
 //!
 //! Warm invokes: 200 invocations of the hello world through LocalStack's `Invoke` (its API, the
 //! process executor, the Runtime API), beside 200 served to the same binary straight over the
@@ -35,7 +38,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use busline_tests::report::{Column, Section, Table};
 use busline_tests::runtime_api::{
-    FunctionProcess, deployed_env, function_names, lambda_certificate_layout, release_binary,
+    FunctionProcess, arm64_release_binary, deployed_env, function_names, lambda_certificate_layout,
+    release_binary,
 };
 use busline_tests::saga::Scenario;
 use busline_tests::source_stub::SourceStub;
@@ -63,8 +67,9 @@ fn delivered_event(event_type: &str, data: &Value) -> Result<Value> {
 /// The saga's state: what the state machine would pass the next step.
 type SagaState = Value;
 
-/// Makes a representative invocation's event, given the saga's state so far.
-type MakeEvent = Box<dyn Fn(&SagaState) -> Result<Value>>;
+/// Makes the `n`th request of a function's representative shape (0, then 1), given the saga's
+/// state so far for that request's order.
+type MakeEvent = Box<dyn Fn(&SagaState, usize) -> Result<Value>>;
 
 /// One function to measure, and how to make its representative invocation's event.
 struct Subject {
@@ -76,11 +81,27 @@ struct Subject {
 }
 
 impl Subject {
-    fn new(name: &'static str, kind: &'static str, event: Value) -> Self {
+    /// The same event both times: for a function that keeps nothing per request.
+    fn same(name: &'static str, kind: &'static str, event: Value) -> Self {
         Self {
             name,
             kind,
-            event: Box::new(move |_| Ok(event.clone())),
+            event: Box::new(move |_, _| Ok(event.clone())),
+            result_path: None,
+        }
+    }
+
+    /// A new request each time: for a function that would take the duplicate's path the second
+    /// time.
+    fn fresh(
+        name: &'static str,
+        kind: &'static str,
+        make: impl Fn(usize) -> Result<Value> + 'static,
+    ) -> Self {
+        Self {
+            name,
+            kind,
+            event: Box::new(move |_, n| make(n)),
             result_path: None,
         }
     }
@@ -91,7 +112,7 @@ impl Subject {
         Self {
             name,
             kind: "saga step",
-            event: Box::new(|state| Ok(state.clone())),
+            event: Box::new(|state, _| Ok(state.clone())),
             result_path,
         }
     }
@@ -99,7 +120,7 @@ impl Subject {
     fn from_state(
         name: &'static str,
         kind: &'static str,
-        event: impl Fn(&SagaState) -> Result<Value> + 'static,
+        event: impl Fn(&SagaState, usize) -> Result<Value> + 'static,
     ) -> Self {
         Self {
             name,
@@ -116,12 +137,14 @@ struct Measured {
     cold_ms: Vec<f64>,
     /// Spawn to the first `/invocation/next` with the store laid out as on Lambda.
     bundle_ms: Vec<f64>,
-    /// The representative invocation's duration, first and second time.
+    /// The representative invocation's duration, and the next request's of the same shape.
     first_ms: f64,
     second_ms: f64,
     peak_rss_kb: u64,
     outcome: String,
     bytes: u64,
+    /// The arm64 build's size, if there is one.
+    arm64_bytes: Option<u64>,
 }
 
 /// Stubs of the outside systems, where the LocalStack deployment points the functions: the email
@@ -148,14 +171,10 @@ async fn outside_systems() -> Result<Vec<MockServer>> {
 }
 
 /// Every function, in the order they are measured (a saga step after the steps before it).
-async fn subjects(
-    aws: &aws_config::SdkConfig,
-    stack: &DeployedStack,
-    order_id: &str,
-) -> Result<Vec<Subject>> {
+async fn subjects(aws: &aws_config::SdkConfig, stack: &DeployedStack) -> Result<Vec<Subject>> {
     let shop_secret = stack.secret(aws, "ShopWebhookSecretArn").await?;
     let approvers_secret = stack.secret(aws, "ApproversSecretArn").await?;
-    let delivery = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let run = uuid::Uuid::new_v4().simple().to_string();
     let v2_order: Value = serde_json::from_str(include_str!(
         "../../functions/translate/golden/shop-order.json"
     ))?;
@@ -163,103 +182,102 @@ async fn subjects(
     let customer_updated: Value = serde_json::from_str(include_str!(
         "../../functions/translate/golden/crm-customer.json"
     ))?;
-    let fulfillment = json!({"order_id": order_id, "correlation_id": order_id, "warehouse": "DUB-1",
-        "sequence": 1, "total": 1, "lines": [{"line_no": 1, "sku": "KB-RED-01", "quantity": 2}]});
-    let approval =
-        json!({"order_id": order_id, "decision": "approve", "approver": "bench", "comment": "cold start"}).to_string();
-    let approval_path = format!("/orders/{order_id}/approval");
+    let order_placed: Value =
+        serde_json::from_str(include_str!("../fixtures/eventbridge-order-placed.json"))?;
+    let order_fulfilled: Value =
+        serde_json::from_str(include_str!("../fixtures/eventbridge-order-fulfilled.json"))?;
+    let webhook = {
+        let run = run.clone();
+        move |n: usize| {
+            webhook_event(
+                "POST",
+                "/webhooks/shop",
+                SAMPLE_SHOP_ORDER,
+                &signed_headers(&shop_secret, SAMPLE_SHOP_ORDER, &format!("bench-{run}-{n}")),
+            )
+        }
+    };
+    let approval = move |state: &SagaState, n: usize| {
+        let order_id = state["order"]["order_id"].as_str().context("no order id")?;
+        let body = json!({"order_id": order_id, "decision": "approve", "approver": "bench",
+            "comment": "cold start"})
+        .to_string();
+        Ok(webhook_event(
+            "POST",
+            &format!("/orders/{order_id}/approval"),
+            &body,
+            &signed_headers(&approvers_secret, &body, &format!("bench-{run}-{n}")),
+        ))
+    };
     Ok(vec![
-        Subject::new("hello-lambda", "baseline", json!({"hello": "world"})),
-        Subject::new(
+        Subject::same("hello-lambda", "baseline", json!({"hello": "world"})),
+        Subject::same(
             "hello-traced",
             "baseline + telemetry",
             json!({"detail-type": "io.busline.bench.hello.v1", "detail": {"id": "hello-1",
                 "type": "io.busline.bench.hello.v1", "correlationid": "hello",
                 "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}),
         ),
-        Subject::new(
-            "ingest-webhook",
-            "connector",
-            webhook_event(
-                "POST",
-                "/webhooks/shop",
-                SAMPLE_SHOP_ORDER,
-                &signed_headers(&shop_secret, SAMPLE_SHOP_ORDER, &delivery),
-            ),
-        ),
-        Subject::new(
-            "audit-trail",
-            "connector",
-            sqs_event(include_str!("../fixtures/eventbridge-order-placed.json")),
-        ),
-        Subject::new(
+        Subject::fresh("ingest-webhook", "connector", move |n| Ok(webhook(n))),
+        Subject::fresh("audit-trail", "connector", move |_| {
+            Ok(sqs_event(&with_new_ids(&order_placed).to_string()))
+        }),
+        Subject::same(
             "cdc-stream",
             "connector",
             serde_json::from_str(include_str!("../fixtures/dynamodb-stream-event.json"))?,
         ),
-        Subject::new(
+        Subject::same(
             "batch-sync",
             "connector",
             serde_json::from_str(include_str!("../fixtures/eventbridge-scheduled-event.json"))?,
         ),
-        Subject::new(
-            "deliver-webhook",
-            "connector",
-            sqs_event(
+        Subject::from_state("deliver-webhook", "connector", |state, _| {
+            let order_id = &state["order"]["order_id"];
+            let fulfillment = json!({"order_id": order_id, "correlation_id": order_id,
+                "warehouse": "DUB-1", "sequence": 1, "total": 1,
+                "lines": [{"line_no": 1, "sku": "KB-RED-01", "quantity": 2}]});
+            Ok(sqs_event(
                 &delivered_event("io.busline.fulfillment.requested.v1", &fulfillment)?.to_string(),
-            ),
-        ),
-        Subject::new(
-            "notify-customer",
-            "connector",
-            serde_json::from_str(include_str!("../fixtures/eventbridge-order-fulfilled.json"))?,
-        ),
-        Subject::new(
-            "translate",
-            "transformer",
+            ))
+        }),
+        Subject::fresh("notify-customer", "connector", move |_| {
+            Ok(with_new_ids(&order_fulfilled))
+        }),
+        Subject::fresh("translate", "transformer", |_| {
             delivered_event(
                 "io.busline.shop.order.placed.v1",
                 &serde_json::from_str(SAMPLE_SHOP_ORDER)?,
-            )?,
-        ),
-        Subject::new(
-            "enrich",
-            "transformer",
-            delivered_event("io.busline.order.placed.v2", &v2_order)?,
-        ),
-        Subject::new(
-            "split",
-            "transformer",
-            delivered_event(
-                "io.busline.order.enriched.v1",
-                &json!({"order": v2_order, "customer": profile}),
-            )?,
-        ),
-        Subject::new(
-            "mdm-customer",
-            "transformer",
-            sqs_event(
+            )
+        }),
+        Subject::fresh("enrich", "transformer", move |_| {
+            delivered_event("io.busline.order.placed.v2", &v2_order)
+        }),
+        {
+            let v2_order: Value = serde_json::from_str(include_str!(
+                "../../functions/translate/golden/shop-order.json"
+            ))?;
+            Subject::fresh("split", "transformer", move |_| {
+                delivered_event(
+                    "io.busline.order.enriched.v1",
+                    &json!({"order": v2_order, "customer": profile}),
+                )
+            })
+        },
+        Subject::fresh("mdm-customer", "transformer", move |_| {
+            Ok(sqs_event(
                 &delivered_event("io.busline.customer.updated.v1", &customer_updated)?.to_string(),
-            ),
-        ),
+            ))
+        }),
         Subject::step("validate-order", None),
         Subject::step("check-credit", Some("$.credit")),
-        Subject::from_state("request-approval", "saga step", |state| {
+        Subject::from_state("request-approval", "saga step", |state, _| {
             Ok(
                 json!({"order": state["order"], "correlation_id": state["correlation_id"],
                 "task_token": "bench-task-token", "timeout_seconds": 60}),
             )
         }),
-        Subject::new(
-            "approve-order",
-            "saga step",
-            webhook_event(
-                "POST",
-                &approval_path,
-                &approval,
-                &signed_headers(&approvers_secret, &approval, &delivery),
-            ),
-        ),
+        Subject::from_state("approve-order", "saga step", approval),
         Subject::step("reserve-inventory", Some("$.reservation")),
         Subject::step("take-payment", Some("$.payment")),
         Subject::step("create-shipment", Some("$.shipment")),
@@ -268,12 +286,49 @@ async fn subjects(
         Subject::step("cancel-shipment", None),
         Subject::step("refund-payment", None),
         Subject::step("release-inventory", None),
-        Subject::new(
-            "order-status",
-            "connector",
-            webhook_event("GET", &format!("/orders/{order_id}"), "", &Vec::new()),
-        ),
+        Subject::from_state("order-status", "connector", |state, _| {
+            let order_id = state["order"]["order_id"].as_str().context("no order id")?;
+            Ok(webhook_event(
+                "GET",
+                &format!("/orders/{order_id}"),
+                "",
+                &Vec::new(),
+            ))
+        }),
     ])
+}
+
+/// An EventBridge event (as a rule delivers it) with a new event id and a new envelope id, so a
+/// deduplicating consumer takes it as a new event.
+fn with_new_ids(event: &Value) -> Value {
+    let mut event = event.clone();
+    event["id"] = json!(uuid::Uuid::new_v4().to_string());
+    if event["detail"].get("id").is_some() {
+        event["detail"]["id"] = json!(uuid::Uuid::new_v4().to_string());
+    }
+    event
+}
+
+/// Clears the batch sync's checkpoint (`SYNC_NAME` in `CHECKPOINT_TABLE`, from the function's
+/// environment), so that its next run syncs every record again rather than the few at the
+/// watermark.
+async fn forget_sync(aws: &aws_config::SdkConfig, env: &[(String, String)]) -> Result<()> {
+    let var = |name: &str| {
+        env.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .with_context(|| format!("batch-sync has no {name}"))
+    };
+    aws_sdk_dynamodb::Client::new(aws)
+        .delete_item()
+        .table_name(var("CHECKPOINT_TABLE")?)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(var("SYNC_NAME")?),
+        )
+        .send()
+        .await?;
+    Ok(())
 }
 
 /// Keeps a saga step's `answer` at `path` (`$.name`) in `state`, as the state machine's
@@ -295,15 +350,19 @@ async fn main() -> Result<()> {
     let _outside = outside_systems().await?;
     // Deliveries that found no one listening earlier may have opened the warehouse's circuit.
     stack.close_circuit(&aws, "warehouse").await?;
-    let scenario = Scenario::seeded(&aws, 1_000_000, false, 0).await?;
-    let mut state = json!({
-        "order": serde_json::to_value(&scenario.order)?,
-        "customer": {"status": "known", "tier": "gold", "credit_limit": 10000, "looked_up_at": "2026-11-24T10:15:31Z"},
-        "correlation_id": format!("cold-{}", scenario.order.order_id),
-        "placed_event_id": format!("cold-{}", scenario.order.order_id),
-    });
+    // One order for each of the two requests a saga step serves.
+    let mut states = Vec::new();
+    for _ in 0..2 {
+        let scenario = Scenario::seeded(&aws, 1_000_000, false, 0).await?;
+        states.push(json!({
+            "order": serde_json::to_value(&scenario.order)?,
+            "customer": {"status": "known", "tier": "gold", "credit_limit": 10000, "looked_up_at": "2026-11-24T10:15:31Z"},
+            "correlation_id": format!("cold-{}", scenario.order.order_id),
+            "placed_event_id": format!("cold-{}", scenario.order.order_id),
+        }));
+    }
 
-    let subjects = subjects(&aws, &stack, &scenario.order.order_id).await?;
+    let subjects = subjects(&aws, &stack).await?;
     let missing: Vec<String> = function_names()?
         .into_iter()
         .filter(|name| subjects.iter().all(|s| s.name != name))
@@ -317,11 +376,16 @@ async fn main() -> Result<()> {
     for subject in subjects {
         let binary = release_binary(subject.name)?;
         let bytes = std::fs::metadata(&binary)?.len();
+        let arm64_bytes = match arm64_release_binary(subject.name) {
+            Some(arm64) => Some(std::fs::metadata(arm64)?.len()),
+            None => None,
+        };
         let env = match subject.name {
             "hello-lambda" | "hello-traced" => Vec::new(),
             name => deployed_env(&lambda, name).await?,
         };
-        let event = (subject.event)(&state)?.to_string();
+        let first = (subject.event)(&states[0], 0)?.to_string();
+        let second = (subject.event)(&states[1], 1)?.to_string();
         let mut bundle_env = env.clone();
         bundle_env.extend(lambda_layout.iter().cloned());
         let mut bundle_ms = Vec::new();
@@ -336,30 +400,43 @@ async fn main() -> Result<()> {
             cold_ms.push(init.as_secs_f64() * 1000.0);
             process.kill().await?;
         }
-        // The last run also serves the representative invocation, twice.
+        // The last run also serves the representative invocation, and a second of its shape.
         let (mut process, init) = FunctionProcess::start(&binary, &env).await?;
         cold_ms.push(init.as_secs_f64() * 1000.0);
-        let invoked = process.invoke(&event).await?;
-        let again = process.invoke(&event).await?;
+        let invoked = process.invoke(&first).await?;
+        if subject.name == "batch-sync" {
+            forget_sync(&aws, &env).await?;
+        }
+        let again = process.invoke(&second).await?;
         let peak_rss_kb = process.peak_rss_kb()?;
         process.kill().await?;
-        let outcome = match &invoked.error {
-            None => "answered".to_owned(),
-            Some(error_type) => format!("error: {error_type}"),
+        let (first_ms, second_ms) = (
+            invoked.took.as_secs_f64() * 1000.0,
+            again.took.as_secs_f64() * 1000.0,
+        );
+        let outcome = match (&invoked.error, &again.error) {
+            (None, None) => "answered".to_owned(),
+            (Some(error_type), _) => format!("error: {error_type}"),
+            (None, Some(error_type)) => format!("second: error: {error_type}"),
         };
-        if let (Some(path), None) = (subject.result_path, &invoked.error) {
-            keep(&mut state, path, invoked.answer)?;
+        if let Some(path) = subject.result_path {
+            for (state, answered) in states.iter_mut().zip([invoked, again]) {
+                if answered.error.is_none() {
+                    keep(state, path, answered.answer)?;
+                }
+            }
         }
         results.push(Measured {
             name: subject.name,
             kind: subject.kind,
             cold_ms,
             bundle_ms,
-            first_ms: invoked.took.as_secs_f64() * 1000.0,
-            second_ms: again.took.as_secs_f64() * 1000.0,
+            first_ms,
+            second_ms,
             peak_rss_kb,
             outcome,
             bytes,
+            arm64_bytes,
         });
     }
     let warm = warm_invokes(&aws, &release_binary("hello-lambda")?).await?;
@@ -445,9 +522,9 @@ fn report(results: &[Measured], (through, direct): &(Vec<f64>, Vec<f64>)) -> Res
              deployed stack gives the function; median and max of {RUNS} spawns, beside a bare \
              `lambda_runtime` hello world built with the same profile in the same run; again with \
              the certificate store as on Lambda's `provided.al2023` (one bundle in `SSL_CERT_FILE`). \
-             First invocation: the representative invocation's duration, beside the same request \
-             sent again to the same process (a deduplicating function takes the duplicate's path \
-             the second time). Peak RSS: `VmHWM` after the representative invocations against the deployed stack on LocalStack \
+             First invocation: the representative invocation's duration, beside the next request \
+             of the same shape sent to the same process (new ids, so a deduplicating function does \
+             the same work again; the saga's steps on a second order). Peak RSS: `VmHWM` after the representative invocations against the deployed stack on LocalStack \
              (the saga's steps in the state machine's order on one order; stubs of the email API, \
              the sync source and the warehouse). `tests/benches/cold_start.rs`."
         ),
@@ -466,7 +543,8 @@ fn report(results: &[Measured], (through, direct): &(Vec<f64>, Vec<f64>)) -> Res
             Column::number("second", "ms", 2),
             Column::number("first × second", "×", 2).at_most(1.25),
             Column::number("peak RSS", "MB", 1).at_most(32.0),
-            Column::number("binary", "MB", 2).at_most(8.0),
+            Column::number("binary, x86_64", "MB", 2).at_most(8.0),
+            Column::number("binary, arm64", "MB", 2).at_most(8.0),
             Column::text("invocation"),
         ],
     );
@@ -494,10 +572,18 @@ fn report(results: &[Measured], (through, direct): &(Vec<f64>, Vec<f64>)) -> Res
             json!(r.first_ms / r.second_ms),
             json!(r.peak_rss_kb as f64 / 1024.0),
             json!(r.bytes as f64 / 1_000_000.0),
+            json!(r.arm64_bytes.map(|b| b as f64 / 1_000_000.0)),
             json!(r.outcome),
         ]);
     }
     section.tables.push(table);
+    if results.iter().any(|r| r.arm64_bytes.is_none()) {
+        section.notes.push(
+            "Some functions have no arm64 build in this run (`make release-arm64` makes them, \
+             with cargo-lambda; `make bench` runs it): their arm64 size is blank."
+                .to_owned(),
+        );
+    }
 
     // What busline's telemetry (the JSON log subscriber, and the hop around each invocation) adds
     // to a cold start: the hello world with it, less the hello world.

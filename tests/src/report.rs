@@ -46,7 +46,7 @@ pub struct Table {
 /// A column: its heading, how its numbers are written, and the goal they are held to.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Column {
-    /// Its heading; a goal, when set, is written after it as `(goal ≤ …)`.
+    /// Its heading; a goal, when set, is written after it as `(goal ≤ …)` or `(goal ≥ …)`.
     pub name: String,
     /// Written after each number: `ms`, `MB`, `×`, `%`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -59,6 +59,9 @@ pub struct Column {
     /// The goal: at most this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_most: Option<f64>,
+    /// The goal: at least this (a throughput, a ratio to a baseline's speed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_least: Option<f64>,
 }
 
 impl Column {
@@ -77,7 +80,7 @@ impl Column {
             unit: unit.to_owned(),
             decimals,
             numeric: true,
-            at_most: None,
+            ..Self::default()
         }
     }
 
@@ -87,9 +90,26 @@ impl Column {
         self
     }
 
+    /// The same column, with a goal its numbers should reach.
+    pub fn at_least(mut self, goal: f64) -> Self {
+        self.at_least = Some(goal);
+        self
+    }
+
+    /// Its goal as written: `≤ 1.25×`, `≥ 0.5×`.
+    pub fn goal(&self) -> Option<String> {
+        let unit = self.unit_suffix();
+        match (self.at_most, self.at_least) {
+            (Some(most), Some(least)) => Some(format!("{least}{unit} to {most}{unit}")),
+            (Some(most), None) => Some(format!("≤ {most}{unit}")),
+            (None, Some(least)) => Some(format!("≥ {least}{unit}")),
+            (None, None) => None,
+        }
+    }
+
     fn heading(&self) -> String {
-        match self.at_most {
-            Some(goal) => format!("{} (goal ≤ {goal}{})", self.name, self.unit_suffix()),
+        match self.goal() {
+            Some(goal) => format!("{} (goal {goal})", self.name),
             None => self.name.clone(),
         }
     }
@@ -105,7 +125,21 @@ impl Column {
 
     /// Whether `cell` is a number past this column's goal.
     pub fn misses(&self, cell: &Value) -> bool {
-        matches!((self.at_most, cell.as_f64()), (Some(goal), Some(n)) if n > goal)
+        cell.as_f64().is_some_and(|n| self.misses_number(n))
+    }
+
+    /// Whether `n` is past this column's goal.
+    pub fn misses_number(&self, n: f64) -> bool {
+        self.at_most.is_some_and(|goal| n > goal) || self.at_least.is_some_and(|goal| n < goal)
+    }
+
+    /// Of two numbers, the one further from (or less within) the goal.
+    pub fn worse(&self, a: f64, b: f64) -> bool {
+        if self.at_most.is_none() && self.at_least.is_some() {
+            a < b
+        } else {
+            a > b
+        }
     }
 
     fn cell(&self, cell: &Value) -> String {
@@ -312,6 +346,34 @@ mod tests {
             "{markdown}"
         );
         assert_eq!(table.misses(), vec![("a".to_owned(), "ratio".to_owned())]);
+    }
+
+    #[test]
+    fn an_at_least_goal_marks_the_numbers_below_it() {
+        let column = Column::number("× baseline", "×", 2).at_least(0.5);
+        let mut table = Table::new("", vec![Column::text("path"), column.clone()]);
+        table.row(vec![json!("fast"), json!(0.75)]);
+        table.row(vec![json!("slow"), json!(0.41)]);
+        let markdown = table.markdown();
+        assert!(
+            markdown.contains("| × baseline (goal ≥ 0.5×) |"),
+            "{markdown}"
+        );
+        assert!(markdown.contains("| slow | **0.41×** ✗ |"), "{markdown}");
+        assert!(markdown.contains("| fast | 0.75× |"), "{markdown}");
+        assert_eq!(
+            table.misses(),
+            vec![("slow".to_owned(), "× baseline".to_owned())]
+        );
+        assert!(
+            column.worse(0.41, 0.75),
+            "lower is worse against an at-least goal"
+        );
+        assert!(
+            Column::number("p99", "ms", 0)
+                .at_most(500.0)
+                .worse(900.0, 100.0)
+        );
     }
 
     #[test]

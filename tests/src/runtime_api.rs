@@ -19,6 +19,15 @@ pub fn release_dir() -> PathBuf {
     crate::target_dir().join("release")
 }
 
+/// Release binary `name` built for arm64, what SAM ships (`make release-arm64`, cargo-lambda), if
+/// it has been built.
+pub fn arm64_release_binary(name: &str) -> Option<PathBuf> {
+    let binary = crate::target_dir()
+        .join("aarch64-unknown-linux-gnu/release")
+        .join(name);
+    binary.is_file().then_some(binary)
+}
+
 /// Every function in `functions/`, by name, sorted: one package and one binary each.
 pub fn function_names() -> Result<Vec<String>> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
