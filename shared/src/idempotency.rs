@@ -80,7 +80,20 @@ impl IdempotencyKey {
     /// The key for `parts` under `namespace`. Parts are length-prefixed before hashing, so
     /// `["ab", "c"]` and `["a", "bc"]` differ.
     pub fn new(namespace: &str, parts: &[&str]) -> Self {
-        Self(format!("{namespace}#{}", digest(parts)))
+        let mut digest = PartsDigest::new();
+        for part in parts {
+            digest.part(&[part]);
+        }
+        Self::of(namespace, digest)
+    }
+
+    /// The key whose parts `digest` has taken, under `namespace`.
+    fn of(namespace: &str, digest: PartsDigest) -> Self {
+        let mut key = String::with_capacity(namespace.len() + 1 + 2 * DIGEST_BYTES);
+        key.push_str(namespace);
+        key.push('#');
+        digest.finish_into(&mut key);
+        Self(key)
     }
 
     /// The key as stored.
@@ -95,13 +108,57 @@ impl std::fmt::Display for IdempotencyKey {
     }
 }
 
-fn digest(parts: &[&str]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
+/// The bytes of a SHA-256 digest.
+const DIGEST_BYTES: usize = 32;
+
+/// SHA-256 over parts, each prefixed by its length in bytes (a big-endian `u64`), written as
+/// lower-case hex: the form of keys and payload hashes in the store, which must not change while
+/// records written in it live. A part may be taken in pieces ([`PartsDigest::part`]) without joining
+/// them first.
+struct PartsDigest(Sha256);
+
+impl PartsDigest {
+    fn new() -> Self {
+        Self(Sha256::new())
     }
-    hex::encode(hasher.finalize())
+
+    /// Takes one part, the concatenation of `pieces`.
+    fn part(&mut self, pieces: &[&str]) {
+        let len: usize = pieces.iter().map(|p| p.len()).sum();
+        self.0.update((len as u64).to_be_bytes());
+        for piece in pieces {
+            self.0.update(piece.as_bytes());
+        }
+    }
+
+    /// Appends the digest to `out` as lower-case hex.
+    fn finish_into(self, out: &mut String) {
+        let mut hex = [0u8; 2 * DIGEST_BYTES];
+        let digest = self.0.finalize();
+        // Both lengths are fixed (32 bytes in, 64 out) and hex digits are ASCII: neither can fail.
+        if hex::encode_to_slice(digest, &mut hex).is_ok()
+            && let Ok(text) = std::str::from_utf8(&hex)
+        {
+            out.push_str(text);
+        }
+    }
+
+    /// The digest as lower-case hex.
+    fn finish(self) -> String {
+        let mut out = String::with_capacity(2 * DIGEST_BYTES);
+        self.finish_into(&mut out);
+        out
+    }
+}
+
+/// The digest of `parts`, each whole.
+#[cfg(test)]
+fn digest(parts: &[&str]) -> String {
+    let mut digest = PartsDigest::new();
+    for part in parts {
+        digest.part(&[part]);
+    }
+    digest.finish()
 }
 
 /// A closure that picks a string out of an event.
@@ -114,7 +171,14 @@ pub enum Selector<T> {
     Pointers(Vec<String>),
     /// A closure over the typed event; `None` means the event has no key.
     Function(SelectFn<T>),
+    /// Two of the typed event's fields, borrowed, as one part: `first`, U+001F, `second` (an
+    /// envelope's source and id). The same key as a [`Function`](Self::Function) that formats
+    /// them so, without building the string.
+    Pair(PairFn<T>),
 }
+
+/// Borrows two fields of an event (see [`Selector::Pair`]).
+pub type PairFn<T> = for<'a> fn(&'a T) -> (&'a str, &'a str);
 
 impl<T> Selector<T> {
     /// Selects by JSON pointers.
@@ -126,6 +190,11 @@ impl<T> Selector<T> {
     pub fn function(f: impl Fn(&T) -> Option<String> + Send + Sync + 'static) -> Self {
         Self::Function(Arc::new(f))
     }
+
+    /// Selects two borrowed fields as one part (see [`Selector::Pair`]).
+    pub fn pair(f: PairFn<T>) -> Self {
+        Self::Pair(f)
+    }
 }
 
 impl<T> std::fmt::Debug for Selector<T> {
@@ -133,50 +202,77 @@ impl<T> std::fmt::Debug for Selector<T> {
         match self {
             Self::Pointers(p) => f.debug_tuple("Pointers").field(p).finish(),
             Self::Function(_) => f.write_str("Function(..)"),
+            Self::Pair(_) => f.write_str("Pair(..)"),
         }
     }
 }
 
 impl<T: Serialize> Selector<T> {
-    /// The selected parts, or `None` when one is missing (or null).
-    fn select(&self, event: &T) -> Option<Vec<String>> {
+    /// Gives `digest` the selected parts; false, having given it nothing, when one is missing (or
+    /// null).
+    fn digest_into(&self, event: &T, digest: &mut PartsDigest) -> bool {
         match self {
-            Self::Function(f) => f(event).map(|s| vec![s]),
+            Self::Pair(f) => {
+                let (first, second) = f(event);
+                digest.part(&[first, PAIR_SEPARATOR, second]);
+            }
+            Self::Function(f) => match f(event) {
+                Some(part) => digest.part(&[&part]),
+                None => return false,
+            },
+            Self::Pointers(pointers) => match Self::select_pointers(pointers, event) {
+                Some(parts) => parts.iter().for_each(|part| digest.part(&[part])),
+                None => return false,
+            },
+        }
+        true
+    }
+
+    /// Gives `digest` every selected part, a missing one as `null`: what a repeat's payload must
+    /// match.
+    fn digest_all_into(&self, event: &T, digest: &mut PartsDigest) {
+        match self {
+            Self::Pair(_) => {
+                self.digest_into(event, digest);
+            }
+            Self::Function(f) => match f(event) {
+                Some(part) => digest.part(&[&part]),
+                None => digest.part(&["null"]),
+            },
             Self::Pointers(pointers) => {
-                let json = serde_json::to_value(event).ok()?;
-                pointers
-                    .iter()
-                    .map(|p| match json.pointer(p)? {
-                        Value::Null => None,
-                        Value::String(s) => Some(s.clone()),
-                        other => Some(other.to_string()),
-                    })
-                    .collect()
+                let json = serde_json::to_value(event).unwrap_or_default();
+                for pointer in pointers {
+                    digest.part(&[&json.pointer(pointer).unwrap_or(&Value::Null).to_string()]);
+                }
             }
         }
     }
 
-    /// Every selected part, a missing one as `null`: what a repeat's payload must match.
-    fn select_all(&self, event: &T) -> Vec<String> {
-        match self {
-            Self::Function(f) => vec![f(event).unwrap_or_else(|| "null".to_owned())],
-            Self::Pointers(pointers) => {
-                let json = serde_json::to_value(event).unwrap_or_default();
-                pointers
-                    .iter()
-                    .map(|p| json.pointer(p).unwrap_or(&Value::Null).to_string())
-                    .collect()
-            }
-        }
+    /// The parts `pointers` select from the event's JSON form, or `None` when one is missing (or
+    /// null).
+    fn select_pointers(pointers: &[String], event: &T) -> Option<Vec<String>> {
+        let json = serde_json::to_value(event).ok()?;
+        pointers
+            .iter()
+            .map(|p| match json.pointer(p)? {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            })
+            .collect()
     }
 
     fn describe(&self) -> String {
         match self {
             Self::Pointers(p) => p.join(", "),
             Self::Function(_) => "the key function".to_owned(),
+            Self::Pair(_) => "the key pair".to_owned(),
         }
     }
 }
+
+/// What joins a [`Selector::Pair`]'s two fields: the unit separator, which no id holds.
+const PAIR_SEPARATOR: &str = "\u{1f}";
 
 /// Where a record stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -90,7 +90,7 @@ pub fn delivery_records<S: IdempotencyStore>(
     Idempotency::new(
         store,
         "deliver-webhook",
-        Selector::function(|d: &DeliveryOf| Some(format!("{}\u{1f}{}", d.endpoint, d.key))),
+        Selector::pair(|d: &DeliveryOf| (&d.endpoint, &d.key)),
     )
     .ttl(retry_horizon + Duration::from_secs(86_400))
 }

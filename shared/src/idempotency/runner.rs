@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use super::{
     Clock, DEFAULT_LEASE, DEFAULT_TTL, Handled, IdempotencyError, IdempotencyKey,
-    IdempotencyRecord, IdempotencyStore, MAX_ITEM_BYTES, RecordStatus, Selector, StoreError,
-    corrupt, digest,
+    IdempotencyRecord, IdempotencyStore, MAX_ITEM_BYTES, PartsDigest, RecordStatus, Selector,
+    StoreError, corrupt,
 };
 
 /// Makes a handler idempotent over events of type `T`, with records in store `S`.
@@ -52,7 +52,7 @@ impl<S: IdempotencyStore, D: Serialize + 'static> Idempotency<S, Envelope<D>> {
         Self::new(
             store,
             namespace,
-            Selector::function(|e: &Envelope<D>| Some(format!("{}\u{1f}{}", e.source, e.id))),
+            Selector::pair(|e: &Envelope<D>| (&e.source, &e.id)),
         )
         .validate_payload(Selector::function(|e: &Envelope<D>| {
             serde_json::to_string(&e.data).ok()
@@ -121,20 +121,19 @@ impl<S: IdempotencyStore, T: Serialize> Idempotency<S, T> {
 
     /// The key `event` is recorded under, or why it has none.
     pub fn key_of<E>(&self, event: &T) -> Result<IdempotencyKey, IdempotencyError<E>> {
-        let parts = self
-            .key
-            .select(event)
-            .ok_or_else(|| IdempotencyError::MissingKey {
+        let mut digest = PartsDigest::new();
+        if !self.key.digest_into(event, &mut digest) {
+            return Err(IdempotencyError::MissingKey {
                 selector: self.key.describe(),
-            })?;
-        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-        Ok(IdempotencyKey::new(&self.namespace, &parts))
+            });
+        }
+        Ok(IdempotencyKey::of(&self.namespace, digest))
     }
 
     pub(super) fn payload_hash(&self, event: &T) -> Option<String> {
-        let parts = self.payload.as_ref()?.select_all(event);
-        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-        Some(digest(&parts))
+        let mut digest = PartsDigest::new();
+        self.payload.as_ref()?.digest_all_into(event, &mut digest);
+        Some(digest.finish())
     }
 
     fn lease_until(&self, now_ms: i64, deadline: Option<Deadline>) -> i64 {

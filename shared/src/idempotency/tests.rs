@@ -152,6 +152,46 @@ fn keys_are_hashed_and_unambiguous() {
     );
 }
 
+/// Keys and payload hashes as the records already in a table were written, computed outside busline
+/// (Python's `hashlib`: SHA-256 over each part's big-endian `u64` length and its bytes, in hex): a
+/// faster way to compute them must keep these, or a redelivery across a deployment would run again
+/// (a new key) or be refused as a different payload (a new hash).
+#[test]
+fn keys_and_payload_hashes_keep_the_form_the_store_holds() {
+    let idempotency = Idempotency::for_envelopes(InMemoryIdempotencyStore::new(), "orders");
+    let envelope = Envelope::new(
+        "e-1",
+        "busline.test",
+        crate::EventType::parse("io.busline.order.placed.v1").unwrap(),
+        json!({"order_id": "SO-2"}),
+    );
+    assert_eq!(
+        idempotency
+            .key_of::<HandlerFailed>(&envelope)
+            .unwrap()
+            .as_str(),
+        "orders#37d7cf5c5f634c0bedd77c685468aa8d23ff5a2d953a2555c0a65d989fd41dd8"
+    );
+    assert_eq!(
+        idempotency.payload_hash(&envelope).as_deref(),
+        Some("0b1896ba0d7135275e7def6ee21d2f242a75b0bae10130ac758a17d235218c0b")
+    );
+    assert_eq!(
+        IdempotencyKey::new("ns", &["ab", "c"]).as_str(),
+        "ns#601d5476e2ccfe2c87a2bba7a322659734a05749d5b5aa781f513e4912db0d5f"
+    );
+    let formatted = Idempotency::<_, Envelope<Value>>::new(
+        InMemoryIdempotencyStore::new(),
+        "orders",
+        Selector::function(|e: &Envelope<Value>| Some(format!("{}\u{1f}{}", e.source, e.id))),
+    );
+    assert_eq!(
+        formatted.key_of::<HandlerFailed>(&envelope).unwrap(),
+        idempotency.key_of::<HandlerFailed>(&envelope).unwrap(),
+        "a pair is keyed as the function that joins it"
+    );
+}
+
 #[test]
 fn a_record_is_live_until_its_ttl_and_a_claim_until_its_lease() {
     let key = IdempotencyKey::new("ns", &["k"]);
