@@ -271,7 +271,8 @@ impl<T: Serialize> Selector<T> {
     }
 }
 
-/// What joins a [`Selector::Pair`]'s two fields: the unit separator, which no id holds.
+/// What joins a [`Selector::Pair`]'s two fields: the unit separator, as the keys already in the
+/// store were written.
 const PAIR_SEPARATOR: &str = "\u{1f}";
 
 /// Where a record stands.

@@ -22,7 +22,10 @@
 //! request, not the first again, so that a deduplicating function does the same work both times:
 //! new envelope and delivery ids, a second seeded order for the saga's steps (each step's second
 //! invocation is on that order, after the steps before it), and the sync's checkpoint cleared so
-//! that its second run syncs the same records again.
+//! that its second run syncs the same records again. Before the measured process starts, an earlier
+//! spawn of the same binary serves a third request of the shape, so LocalStack's own first time (DynamoDB Local's first query
+//! of a table, a queue's first message) is behind both: without it the first request of a function
+//! that reads DynamoDB took 2-6× the second, in LocalStack and not in the function.
 //!
 //! Warm invokes: 200 invocations of the hello world through LocalStack's `Invoke` (its API, the
 //! process executor, the Runtime API), beside 200 served to the same binary straight over the
@@ -350,9 +353,10 @@ async fn main() -> Result<()> {
     let _outside = outside_systems().await?;
     // Deliveries that found no one listening earlier may have opened the warehouse's circuit.
     stack.close_circuit(&aws, "warehouse").await?;
-    // One order for each of the two requests a saga step serves.
+    // One order for each of the three requests a saga step serves: LocalStack's warm-up, then the
+    // measured process's first and second.
     let mut states = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let scenario = Scenario::seeded(&aws, 1_000_000, false, 0).await?;
         states.push(json!({
             "order": serde_json::to_value(&scenario.order)?,
@@ -386,12 +390,28 @@ async fn main() -> Result<()> {
         };
         let first = (subject.event)(&states[0], 0)?.to_string();
         let second = (subject.event)(&states[1], 1)?.to_string();
+        let warm_up = (subject.event)(&states[2], 2)?.to_string();
         let mut bundle_env = env.clone();
         bundle_env.extend(lambda_layout.iter().cloned());
         let mut bundle_ms = Vec::new();
-        for _ in 0..RUNS {
-            let (process, init) = FunctionProcess::start(&binary, &bundle_env).await?;
+        for run in 0..RUNS {
+            let (mut process, init) = FunctionProcess::start(&binary, &bundle_env).await?;
             bundle_ms.push(init.as_secs_f64() * 1000.0);
+            // The last of these serves a request of the same shape first, so that what LocalStack
+            // does the first time (DynamoDB Local's first query of a table, a queue's first
+            // message) is behind it: the measured process's first request then shows its own
+            // deferred work alone.
+            if run + 1 == RUNS {
+                let warmed = process.invoke(&warm_up).await?;
+                if let (Some(path), None) = (subject.result_path, &warmed.error)
+                    && let Some(state) = states.get_mut(2)
+                {
+                    keep(state, path, warmed.answer)?;
+                }
+                if subject.name == "batch-sync" {
+                    forget_sync(&aws, &env).await?;
+                }
+            }
             process.kill().await?;
         }
         let mut cold_ms = Vec::new();

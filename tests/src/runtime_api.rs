@@ -20,12 +20,29 @@ pub fn release_dir() -> PathBuf {
 }
 
 /// Release binary `name` built for arm64, what SAM ships (`make release-arm64`, cargo-lambda), if
-/// it has been built.
+/// it has been built: cargo-lambda leaves it as `target/lambda/<name>/bootstrap` (Cargo's own
+/// `aarch64-unknown-linux-gnu/release/<name>` is looked at too). Only an AArch64 ELF counts, so an
+/// x86_64 `cargo lambda build` in the same folder is not taken for one.
 pub fn arm64_release_binary(name: &str) -> Option<PathBuf> {
-    let binary = crate::target_dir()
-        .join("aarch64-unknown-linux-gnu/release")
-        .join(name);
-    binary.is_file().then_some(binary)
+    let target = crate::target_dir();
+    [
+        target.join("lambda").join(name).join("bootstrap"),
+        target.join("aarch64-unknown-linux-gnu/release").join(name),
+    ]
+    .into_iter()
+    .find(|binary| is_aarch64_elf(binary))
+}
+
+/// Whether `path` is an ELF file for AArch64 (`e_machine` 183, little-endian, at byte 18).
+fn is_aarch64_elf(path: &Path) -> bool {
+    const EM_AARCH64: u16 = 183;
+    let mut header = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut header))
+        .is_ok_and(|()| {
+            header.starts_with(b"\x7fELF")
+                && u16::from_le_bytes([header[18], header[19]]) == EM_AARCH64
+        })
 }
 
 /// Every function in `functions/`, by name, sorted: one package and one binary each.

@@ -122,11 +122,14 @@ fn goals(sections: &[Section]) -> Table {
                     json!(section.title),
                     json!(measured.len()),
                     json!(missed),
-                    json!(worst.map_or(String::new(), |(name, n)| format!(
-                        "{}: {n:.2}{}",
-                        name.as_str().unwrap_or_default(),
-                        column.unit_suffix()
-                    ))),
+                    json!(worst.map_or_else(
+                        || "not measured in this run".to_owned(),
+                        |(name, n)| format!(
+                            "{}: {n:.2}{}",
+                            name.as_str().unwrap_or_default(),
+                            column.unit_suffix()
+                        )
+                    )),
                 ]);
             }
         }
