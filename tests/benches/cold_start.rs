@@ -23,9 +23,10 @@
 //! new envelope and delivery ids, a second seeded order for the saga's steps (each step's second
 //! invocation is on that order, after the steps before it), and the sync's checkpoint cleared so
 //! that its second run syncs the same records again. Before the measured process starts, an earlier
-//! spawn of the same binary serves a third request of the shape, so LocalStack's own first time (DynamoDB Local's first query
-//! of a table, a queue's first message) is behind both: without it the first request of a function
-//! that reads DynamoDB took 2-6× the second, in LocalStack and not in the function.
+//! spawn of the same binary serves a third request of the shape, so that LocalStack's own first
+//! time (DynamoDB Local's first query of a table, a queue's first message) is behind both: without
+//! it, the first request of a function that reads DynamoDB took up to 6× the second on 2026-12-08,
+//! and with it most of those came within 1.25× (cdc-stream 3.52× to 1.01×).
 //!
 //! Warm invokes: 200 invocations of the hello world through LocalStack's `Invoke` (its API, the
 //! process executor, the Runtime API), beside 200 served to the same binary straight over the
@@ -544,7 +545,9 @@ fn report(results: &[Measured], (through, direct): &(Vec<f64>, Vec<f64>)) -> Res
              the certificate store as on Lambda's `provided.al2023` (one bundle in `SSL_CERT_FILE`). \
              First invocation: the representative invocation's duration, beside the next request \
              of the same shape sent to the same process (new ids, so a deduplicating function does \
-             the same work again; the saga's steps on a second order). Peak RSS: `VmHWM` after the representative invocations against the deployed stack on LocalStack \
+             the same work again; the saga's steps on a second order), both after an earlier \
+             spawn served a third, so LocalStack's first time on the function's tables is not \
+             counted as the function's. Peak RSS: `VmHWM` after the representative invocations against the deployed stack on LocalStack \
              (the saga's steps in the state machine's order on one order; stubs of the email API, \
              the sync source and the warehouse). `tests/benches/cold_start.rs`."
         ),
