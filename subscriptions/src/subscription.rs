@@ -259,10 +259,18 @@ impl Subscription {
             currency,
             payment_method,
         } = change;
-        self.plan = plan.unwrap_or(std::mem::take(&mut self.plan));
-        self.price_cents = price_cents.unwrap_or(self.price_cents);
-        self.currency = currency.unwrap_or(std::mem::take(&mut self.currency));
-        self.payment_method = payment_method.unwrap_or(std::mem::take(&mut self.payment_method));
+        if let Some(plan) = plan {
+            self.plan = plan;
+        }
+        if let Some(price_cents) = price_cents {
+            self.price_cents = price_cents;
+        }
+        if let Some(currency) = currency {
+            self.currency = currency;
+        }
+        if let Some(payment_method) = payment_method {
+            self.payment_method = payment_method;
+        }
         Ok(())
     }
 
