@@ -80,11 +80,7 @@ impl IdempotencyKey {
     /// The key for `parts` under `namespace`. Parts are length-prefixed before hashing, so
     /// `["ab", "c"]` and `["a", "bc"]` differ.
     pub fn new(namespace: &str, parts: &[&str]) -> Self {
-        let mut digest = PartsDigest::new();
-        for part in parts {
-            digest.part(&[part]);
-        }
-        Self::of(namespace, digest)
+        Self::of(namespace, PartsDigest::of_whole(parts))
     }
 
     /// The key whose parts `digest` has taken, under `namespace`.
@@ -122,6 +118,15 @@ impl PartsDigest {
         Self(Sha256::new())
     }
 
+    /// A digest that has taken each of `parts` whole.
+    fn of_whole(parts: &[&str]) -> Self {
+        let mut digest = Self::new();
+        for part in parts {
+            digest.part(&[part]);
+        }
+        digest
+    }
+
     /// Takes one part, the concatenation of `pieces`.
     fn part(&mut self, pieces: &[&str]) {
         let len: usize = pieces.iter().map(|p| p.len()).sum();
@@ -154,11 +159,7 @@ impl PartsDigest {
 /// The digest of `parts`, each whole.
 #[cfg(test)]
 fn digest(parts: &[&str]) -> String {
-    let mut digest = PartsDigest::new();
-    for part in parts {
-        digest.part(&[part]);
-    }
-    digest.finish()
+    PartsDigest::of_whole(parts).finish()
 }
 
 /// A closure that picks a string out of an event.
